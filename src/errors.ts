@@ -1,0 +1,56 @@
+// The one error type of Presently: a stable `code` plus an optional `cause`.
+
+/**
+ * Stable error codes. A request the server refuses is answered with one of
+ * these; the client surfaces the same code.
+ */
+export type PresenceErrorCode =
+  | "bad_request"
+  | "unknown_op"
+  | "too_large"
+  | "forbidden"
+  | "not_member"
+  | "not_tracked"
+  | "rate_limited"
+  | "too_many_rooms"
+  | "too_many_subscriptions"
+  | "invalid_state"
+  | "not_found"
+  | "unauthorized"
+  | "timeout"
+  | "closed"
+  | "queue_full"
+  | "store_error"
+  | "internal";
+
+/**
+ * The error every Presently API throws or reports, with a stable `code`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceError } from "@presently/presently";
+ * const err = new PresenceError("forbidden", "Room \"admin\" is not allowed");
+ * console.log(err.code); // "forbidden"
+ * ```
+ */
+export class PresenceError extends Error {
+  /** The stable, machine-readable error code. */
+  readonly code: PresenceErrorCode;
+
+  /**
+   * Create an error.
+   *
+   * @param code The stable error code.
+   * @param message A sentence-case message without a trailing period.
+   * @param options Optional `cause`.
+   */
+  constructor(
+    code: PresenceErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "PresenceError";
+    this.code = code;
+  }
+}

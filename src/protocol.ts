@@ -1,0 +1,381 @@
+// Wire protocol v1: frame types, inbound parse + validation, outbound encoding.
+// Shared by server and client; see docs/PROTOCOL.md for the prose version.
+
+import type { PresenceErrorCode } from "./errors.ts";
+
+/** The protocol version spoken by this build (`?v=` on the socket URL). */
+export const PROTOCOL_VERSION = 1;
+
+/** WebSocket close codes Presently uses (documented in docs/PROTOCOL.md). */
+export const CloseCode = {
+  /** Normal close (client or server called `close()`). */
+  normal: 1000,
+  /** The server is shutting down. */
+  goingAway: 1001,
+  /** The client spoke an unsupported protocol version. */
+  badVersion: 4400,
+  /** Authentication was revoked or the resume token was refused. */
+  unauthorized: 4401,
+  /** No sign of life within the heartbeat deadline. */
+  heartbeatTimeout: 4408,
+  /** The subscriber stayed over the pending outbound bytes limit. */
+  slowConsumer: 4409,
+  /** Too many malformed or oversized frames. */
+  protocolAbuse: 4413,
+  /** Kept flooding after being rate limited. */
+  flood: 4429,
+  /** The server holds its connection limit. */
+  tooManyConnections: 4503,
+} as const;
+
+/** A JSON value as carried by presence state and metadata. */
+export type Json =
+  | null
+  | boolean
+  | number
+  | string
+  | Json[]
+  | { [key: string]: Json };
+
+/** Connection metadata: a JSON object set on the server. */
+export type Metadata = Record<string, unknown>;
+
+/** One present connection in a snapshot. */
+export interface PresentEntry {
+  /** The connection id. */
+  id: string;
+  /** The connection's public metadata (an empty object when none). */
+  meta: Metadata;
+}
+
+// ---------------------------------------------------------------------------
+// Client -> server
+
+/** A request a client sends. `id` correlates the answer. */
+export type ClientFrame =
+  | { op: "join"; id: number; room: string }
+  | { op: "leave"; id: number; room: string }
+  | {
+    op: "sub";
+    id: number;
+    room: string;
+    users?: boolean;
+    mode?: "full" | "count";
+  }
+  | { op: "unsub"; id: number; room: string }
+  | {
+    op: "state";
+    id: number;
+    room: string;
+    state?: unknown;
+    patch?: unknown;
+    expireAfter?: number;
+  }
+  | { op: "clear"; id: number; room: string }
+  | { op: "meta"; id: number; cid: string }
+  | { op: "pong" };
+
+/** The ops a client may send. */
+export const CLIENT_OPS: ReadonlySet<string> = new Set([
+  "join",
+  "leave",
+  "sub",
+  "unsub",
+  "state",
+  "clear",
+  "meta",
+  "pong",
+]);
+
+/** Limits the parser enforces. */
+export interface ParseLimits {
+  /** Largest inbound frame, in bytes. */
+  maxFrameBytes: number;
+  /** Largest state or patch, in bytes of JSON. */
+  maxStateBytes: number;
+  /** Deepest nesting of a state or patch. */
+  maxJsonDepth: number;
+  /** Longest room name, in characters. */
+  maxRoomLength: number;
+}
+
+/** The outcome of parsing one inbound frame. */
+export type ParseResult =
+  | { ok: true; frame: ClientFrame }
+  | {
+    ok: false;
+    /** The request id when one could be read, else `null`. */
+    id: number | null;
+    code: PresenceErrorCode;
+    message: string;
+  };
+
+const MAX_ID = 2 ** 31 - 1;
+const encoder = new TextEncoder();
+
+/** UTF-8 byte length of a string without allocating when it is plain ASCII. */
+export function utf8Length(text: string): number {
+  // Fast path: each UTF-16 unit is at most 3 UTF-8 bytes.
+  if (text.length * 3 <= 1024) return encoder.encode(text).length;
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** Depth of a parsed JSON value (a scalar is depth 0); stops past `limit`. */
+export function jsonDepth(value: unknown, limit: number): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    const depth = d + 1;
+    if (depth > max) max = depth;
+    if (max > limit) return max;
+    const items = Array.isArray(v) ? v : Object.values(v);
+    for (const item of items) {
+      if (item !== null && typeof item === "object") stack.push([item, depth]);
+    }
+  }
+  return max;
+}
+
+function fail(
+  id: number | null,
+  code: PresenceErrorCode,
+  message: string,
+): ParseResult {
+  return { ok: false, id, code, message };
+}
+
+function isRoom(value: unknown, limits: ParseLimits): value is string {
+  return typeof value === "string" && value.length > 0 &&
+    value.length <= limits.maxRoomLength;
+}
+
+function checkJson(
+  id: number,
+  value: unknown,
+  what: string,
+  limits: ParseLimits,
+): ParseResult | null {
+  if (jsonDepth(value, limits.maxJsonDepth) > limits.maxJsonDepth) {
+    return fail(
+      id,
+      "too_large",
+      `The ${what} is nested too deeply: limit is ${limits.maxJsonDepth}`,
+    );
+  }
+  const bytes = utf8Length(JSON.stringify(value) ?? "");
+  if (bytes > limits.maxStateBytes) {
+    return fail(
+      id,
+      "too_large",
+      `The ${what} has ${bytes} bytes: limit is ${limits.maxStateBytes}`,
+    );
+  }
+  return null;
+}
+
+/**
+ * Parse and validate one inbound text frame. Never throws.
+ *
+ * @param data The frame as received (text, or binary which is refused).
+ * @param limits The limits to enforce.
+ * @returns The validated frame, or an error with a stable code.
+ */
+export function parseClientFrame(
+  data: unknown,
+  limits: ParseLimits,
+): ParseResult {
+  if (typeof data !== "string") {
+    return fail(null, "bad_request", "Binary frames are not supported");
+  }
+  // A UTF-16 length over the byte limit is surely over it; under a third of it
+  // is surely under it; only the middle band needs counting.
+  if (
+    data.length > limits.maxFrameBytes ||
+    (data.length * 3 > limits.maxFrameBytes &&
+      utf8Length(data) > limits.maxFrameBytes)
+  ) {
+    return fail(
+      null,
+      "too_large",
+      `Frame exceeds ${limits.maxFrameBytes} bytes`,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(data);
+  } catch {
+    return fail(null, "bad_request", "Frame is not valid JSON");
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    return fail(null, "bad_request", "Frame must be a JSON object");
+  }
+  const f = raw as Record<string, unknown>;
+  const op = f.op;
+  if (op === "pong") return { ok: true, frame: { op: "pong" } };
+  const rawId = f.id;
+  const id = Number.isInteger(rawId) && (rawId as number) > 0 &&
+      (rawId as number) <= MAX_ID
+    ? rawId as number
+    : null;
+  if (typeof op !== "string") {
+    return fail(id, "bad_request", "Frame has no \"op\" string");
+  }
+  if (!CLIENT_OPS.has(op)) {
+    return fail(id, "unknown_op", `Unknown op "${op.slice(0, 32)}"`);
+  }
+  if (id === null) {
+    return fail(null, "bad_request", "Frame needs an integer \"id\" >= 1");
+  }
+  if (op === "meta") {
+    const cid = f.cid;
+    if (typeof cid !== "string" || cid.length === 0 || cid.length > 128) {
+      return fail(id, "bad_request", "Field \"cid\" must be a connection id");
+    }
+    return { ok: true, frame: { op, id, cid } };
+  }
+  const room = f.room;
+  if (!isRoom(room, limits)) {
+    return fail(
+      id,
+      "bad_request",
+      `Field "room" must be a string of 1 to ${limits.maxRoomLength} characters`,
+    );
+  }
+  switch (op) {
+    case "join":
+    case "leave":
+    case "unsub":
+    case "clear":
+      return { ok: true, frame: { op, id, room } };
+    case "sub": {
+      const users = f.users;
+      const mode = f.mode;
+      if (users !== undefined && typeof users !== "boolean") {
+        return fail(id, "bad_request", "Field \"users\" must be a boolean");
+      }
+      if (mode !== undefined && mode !== "full" && mode !== "count") {
+        return fail(id, "bad_request", "Field \"mode\" must be \"full\" or \"count\"");
+      }
+      const frame: ClientFrame = { op, id, room };
+      if (users !== undefined) frame.users = users;
+      if (mode !== undefined) frame.mode = mode;
+      return { ok: true, frame };
+    }
+    case "state": {
+      const hasState = Object.hasOwn(f, "state");
+      const hasPatch = Object.hasOwn(f, "patch");
+      if (hasState === hasPatch) {
+        return fail(
+          id,
+          "bad_request",
+          "Exactly one of \"state\" or \"patch\" is required",
+        );
+      }
+      const value = hasState ? f.state : f.patch;
+      if (value === undefined) {
+        return fail(id, "bad_request", "State must be a JSON value");
+      }
+      const bad = checkJson(id, value, hasState ? "state" : "patch", limits);
+      if (bad) return bad;
+      const expireAfter = f.expireAfter;
+      if (
+        expireAfter !== undefined && expireAfter !== null &&
+        !(Number.isFinite(expireAfter) && (expireAfter as number) > 0 &&
+          (expireAfter as number) <= 2 ** 31)
+      ) {
+        return fail(
+          id,
+          "bad_request",
+          "Field \"expireAfter\" must be a positive number of milliseconds",
+        );
+      }
+      const frame: ClientFrame = { op, id, room };
+      if (hasState) frame.state = value;
+      else frame.patch = value;
+      if (typeof expireAfter === "number") frame.expireAfter = expireAfter;
+      return { ok: true, frame };
+    }
+  }
+  return fail(id, "unknown_op", `Unknown op "${op}"`);
+}
+
+// ---------------------------------------------------------------------------
+// Server -> client
+
+/**
+ * One event on the wire, as a compact tuple:
+ * - `[seq, "j", connectionId, meta]` join
+ * - `[seq, "l", connectionId]` leave
+ * - `[seq, "s", connectionId, state]` state replaced (`null` = cleared/expired)
+ * - `[seq, "p", connectionId, patch]` state merge-patched (RFC 7386)
+ * - `[seq, "u", userId, 1 | 0]` user online / offline (same seq as its cause)
+ */
+export type WireEvent =
+  | [number, "j", string, Metadata]
+  | [number, "l", string]
+  | [number, "s", string, unknown]
+  | [number, "p", string, unknown]
+  | [number, "u", string, 0 | 1];
+
+/** A room snapshot on the wire. */
+export interface WireSnapshot {
+  /** The room's sequence number the snapshot reflects. */
+  seq: number;
+  /** The connections present. */
+  present: PresentEntry[];
+  /** `[connectionId, state]` pairs for connections with a state. */
+  states: Array<[string, unknown]>;
+  /** Online user ids, when the server groups by user and it was asked. */
+  users?: string[];
+}
+
+/** A frame the server sends. */
+export type ServerFrame =
+  | {
+    t: "hello";
+    v: number;
+    cid: string;
+    token: string;
+    hb: [number, number];
+    resumed: boolean;
+  }
+  | { t: "ok"; id: number; [key: string]: unknown }
+  | { t: "err"; id: number | null; code: PresenceErrorCode; message: string }
+  | { t: "ev"; r: string; e: WireEvent[] }
+  | ({ t: "snap"; r: string } & WireSnapshot)
+  | { t: "cnt"; r: string; c: number; u: number }
+  | { t: "ping" };
+
+/** Encode an error answer. */
+export function encodeError(
+  id: number | null,
+  code: PresenceErrorCode,
+  message: string,
+): string {
+  return JSON.stringify({ t: "err", id, code, message });
+}
+
+/** Encode a success answer carrying `result`'s fields. */
+export function encodeOk(id: number, result?: Record<string, unknown>): string {
+  return JSON.stringify(result ? { t: "ok", id, ...result } : { t: "ok", id });
+}
+
+/** Encode a batch of events for one room: done once per room per flush. */
+export function encodeEvents(room: string, events: WireEvent[]): string {
+  return `{"t":"ev","r":${JSON.stringify(room)},"e":${JSON.stringify(events)}}`;
+}
+
+/** The ping frame (constant). */
+export const PING_FRAME = '{"t":"ping"}';

@@ -53,7 +53,13 @@ export interface PresentEntry {
 
 /** A request a client sends. `id` correlates the answer. */
 export type ClientFrame =
-  | { op: "join"; id: number; room: string }
+  | {
+    op: "join";
+    id: number;
+    room: string;
+    sub?: boolean;
+    users?: boolean;
+  }
   | { op: "leave"; id: number; room: string }
   | {
     op: "sub";
@@ -254,7 +260,22 @@ export function parseClientFrame(
     );
   }
   switch (op) {
-    case "join":
+    case "join": {
+      const frame: ClientFrame = { op, id, room };
+      if (f.sub !== undefined) {
+        if (typeof f.sub !== "boolean") {
+          return fail(id, "bad_request", "Field \"sub\" must be a boolean");
+        }
+        frame.sub = f.sub;
+      }
+      if (f.users !== undefined) {
+        if (typeof f.users !== "boolean") {
+          return fail(id, "bad_request", "Field \"users\" must be a boolean");
+        }
+        frame.users = f.users;
+      }
+      return { ok: true, frame };
+    }
     case "leave":
     case "unsub":
     case "clear":

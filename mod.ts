@@ -1,0 +1,58 @@
+/**
+ * Presently: presence for realtime apps on Deno and Bun. Tracks who is
+ * connected to which room, sends live join/leave events, keeps ephemeral
+ * per-connection state that can expire, holds connection metadata, and groups
+ * a person's tabs into one user.
+ *
+ * This entry holds the runtime-free server core and the memory store. Mount
+ * the server with `@presently/presently/deno` or `@presently/presently/bun`;
+ * connect with `@presently/presently/client`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * const server = new PresenceServer();
+ * server.trackPresence("lobby");
+ * await server.close();
+ * ```
+ *
+ * @module
+ */
+
+export { PresenceServer, type PresenceStats } from "./src/server/server.ts";
+export {
+  DEFAULT_LIMITS,
+  type HeartbeatOptions,
+  type PresenceConnection,
+  type PresenceLimits,
+  type PresenceServerOptions,
+  type StandardSchemaLike,
+  type StateValidator,
+  type TrackPresenceOptions,
+} from "./src/server/options.ts";
+export type {
+  Admission,
+  SocketHandlers,
+  SocketLike,
+  TopicPublisher,
+} from "./src/server/socket.ts";
+export { MemoryPresenceStore } from "./src/store/memory.ts";
+export type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  RoomSnapshot,
+  StateWrite,
+  StoreListener,
+} from "./src/store/types.ts";
+export { PresenceError, type PresenceErrorCode } from "./src/errors.ts";
+export { type Clock, ManualClock, systemClock, type TimerHandle } from "./src/clock.ts";
+export {
+  CloseCode,
+  type Json,
+  type Metadata,
+  PROTOCOL_VERSION,
+  type PresentEntry,
+  type WireEvent,
+  type WireSnapshot,
+} from "./src/protocol.ts";

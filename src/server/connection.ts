@@ -1,0 +1,109 @@
+// One client connection: identity, socket, rooms, subscriptions, request
+// queue and rate limiting. Survives its socket during the resume grace window.
+
+import type { ClientFrame, Metadata } from "../protocol.ts";
+import type { PresenceConnection } from "./options.ts";
+import type { Subscription } from "./room.ts";
+import type { SocketLike } from "./socket.ts";
+
+/** Work queued on a connection, run one at a time in arrival order. */
+export type ConnectionTask = ClientFrame | (() => Promise<void>);
+
+/** Server-side state of one connection. */
+export class Connection implements PresenceConnection {
+  readonly id: string;
+  /** Secret resume token (rotated on every resume). */
+  token: string;
+  metadata: Metadata;
+  publicMeta: Metadata;
+  userId: string | null;
+  readonly rooms = new Set<string>();
+  readonly subs = new Map<string, Subscription>();
+  socket: SocketLike | null;
+  readonly remoteAddr: string | null;
+  readonly url: string;
+  lastSeen: number;
+  /** When the socket was lost abruptly; -1 while attached. */
+  detachedAt = -1;
+  /** Set once the connection is being torn down for good. */
+  finished = false;
+  readonly inbox: ConnectionTask[] = [];
+  busy = false;
+  // Token bucket.
+  tokens: number;
+  refilledAt: number;
+  refusedInWindow = 0;
+  refusedWindowStart: number;
+  badInWindow = 0;
+  badWindowStart: number;
+
+  constructor(init: {
+    id: string;
+    token: string;
+    metadata: Metadata;
+    publicMeta: Metadata;
+    userId: string | null;
+    socket: SocketLike;
+    remoteAddr: string | null;
+    url: string;
+    now: number;
+    burst: number;
+  }) {
+    this.id = init.id;
+    this.token = init.token;
+    this.metadata = init.metadata;
+    this.publicMeta = init.publicMeta;
+    this.userId = init.userId;
+    this.socket = init.socket;
+    this.remoteAddr = init.remoteAddr;
+    this.url = init.url;
+    this.lastSeen = init.now;
+    this.tokens = init.burst;
+    this.refilledAt = init.now;
+    this.refusedWindowStart = init.now;
+    this.badWindowStart = init.now;
+  }
+
+  /** Send a frame; false when there is no socket or the runtime dropped it. */
+  send(data: string): boolean {
+    const socket = this.socket;
+    if (!socket) return false;
+    try {
+      return socket.send(data) !== 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Take one request token; false when rate limited. */
+  take(now: number, rate: number, burst: number): boolean {
+    const elapsed = now - this.refilledAt;
+    if (elapsed > 0) {
+      this.tokens = Math.min(burst, this.tokens + (elapsed * rate) / 1000);
+      this.refilledAt = now;
+    }
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  /** Count a refusal in a sliding 1 s window; true when past `limit`. */
+  refused(now: number, limit: number): boolean {
+    if (now - this.refusedWindowStart >= 1000) {
+      this.refusedWindowStart = now;
+      this.refusedInWindow = 0;
+    }
+    return ++this.refusedInWindow > limit;
+  }
+
+  /** Count a malformed frame in a 10 s window; true when past `limit`. */
+  bad(now: number, limit: number): boolean {
+    if (now - this.badWindowStart >= 10_000) {
+      this.badWindowStart = now;
+      this.badInWindow = 0;
+    }
+    return ++this.badInWindow > limit;
+  }
+}

@@ -1,0 +1,170 @@
+// Server option types and their documented defaults.
+
+import type { Clock } from "../clock.ts";
+import type { PresenceError } from "../errors.ts";
+import type { Metadata } from "../protocol.ts";
+import type { PresenceStore } from "../store/types.ts";
+
+/** Limits enforced per connection and per server. Every field has a default. */
+export interface PresenceLimits {
+  /** Largest inbound frame in bytes. Default 65536 (64 KiB). */
+  maxFrameBytes: number;
+  /** Largest state or patch in bytes of JSON. Default 16384 (16 KiB). */
+  maxStateBytes: number;
+  /** Deepest nesting of a state or patch. Default 16. */
+  maxJsonDepth: number;
+  /** Longest room name in characters. Default 256. */
+  maxRoomLength: number;
+  /** Rooms one connection may join. Default 100. */
+  maxRoomsPerConnection: number;
+  /** Presence subscriptions one connection may hold. Default 100. */
+  maxSubscriptionsPerConnection: number;
+  /** Sustained requests per second per connection (token bucket). Default 100. */
+  requestsPerSecond: number;
+  /** Token bucket size: a burst allowed above the rate. Default 200. */
+  requestBurst: number;
+  /** Rate-limited requests within one second that close the socket (4429). Default 1000. */
+  floodCloseAfter: number;
+  /** Malformed or oversized frames within 10 s that close the socket (4413). Default 1000. */
+  badFramesCloseAfter: number;
+  /** Open connections per server; more are refused with HTTP 503. Default 50000. */
+  maxConnections: number;
+  /** Open connections per remote IP. Default unlimited. */
+  maxConnectionsPerIp: number;
+  /** Open connections per user (`userKey`). Default unlimited. */
+  maxConnectionsPerUser: number;
+  /** Above this many buffered outbound bytes a subscriber is coalesced. Default 262144. */
+  outboundHighWaterBytes: number;
+  /** Above this many buffered outbound bytes a subscriber is closed (4409). Default 4194304. */
+  maxPendingBytes: number;
+  /** A subscriber coalesced for this long without draining is closed (4409). Default 10000. */
+  slowConsumerTimeoutMs: number;
+}
+
+/** The default limits. */
+export const DEFAULT_LIMITS: Readonly<PresenceLimits> = Object.freeze({
+  maxFrameBytes: 64 * 1024,
+  maxStateBytes: 16 * 1024,
+  maxJsonDepth: 16,
+  maxRoomLength: 256,
+  maxRoomsPerConnection: 100,
+  maxSubscriptionsPerConnection: 100,
+  requestsPerSecond: 100,
+  requestBurst: 200,
+  floodCloseAfter: 1000,
+  badFramesCloseAfter: 1000,
+  maxConnections: 50_000,
+  maxConnectionsPerIp: Infinity,
+  maxConnectionsPerUser: Infinity,
+  outboundHighWaterBytes: 256 * 1024,
+  maxPendingBytes: 4 * 1024 * 1024,
+  slowConsumerTimeoutMs: 10_000,
+});
+
+/** Heartbeat settings. */
+export interface HeartbeatOptions {
+  /** How often the server pings each connection. Default 10000. */
+  intervalMs?: number;
+  /** A connection silent for this long is closed (4408). Default 30000. */
+  timeoutMs?: number;
+}
+
+/** A connection as seen by guards, hooks and `onConnection`. */
+export interface PresenceConnection {
+  /** The public connection id. */
+  readonly id: string;
+  /** The full (server-side) metadata, including private fields. */
+  readonly metadata: Metadata;
+  /** Rooms this connection has joined. */
+  readonly rooms: ReadonlySet<string>;
+  /** The remote address, when the adapter knows it. */
+  readonly remoteAddr: string | null;
+  /** The URL the socket was opened with. */
+  readonly url: string;
+}
+
+/**
+ * A Standard Schema (https://standardschema.dev) object, e.g. from Zod or
+ * Valibot. Only the validate function is used; no dependency is taken.
+ */
+export interface StandardSchemaLike<T = unknown> {
+  /** The Standard Schema interface. */
+  readonly "~standard": {
+    /** Validate a value. */
+    validate(
+      value: unknown,
+    ):
+      | { value: T; issues?: undefined }
+      | { issues: ReadonlyArray<{ message: string }> }
+      | Promise<
+        | { value: T; issues?: undefined }
+        | { issues: ReadonlyArray<{ message: string }> }
+      >;
+  };
+}
+
+/** A state validator: a function (true = valid, a string = why not) or a Standard Schema. */
+export type StateValidator =
+  | ((state: unknown, room: string) => boolean | string)
+  | StandardSchemaLike;
+
+/** Options of `server.trackPresence(pattern, options)`. */
+export interface TrackPresenceOptions {
+  /** Decides who may join, subscribe to and publish in the room. */
+  guard?: (
+    connection: PresenceConnection,
+    room: string,
+  ) => boolean | Promise<boolean>;
+  /**
+   * How long a member stays present without a sign of life (any frame, e.g.
+   * a pong) from its connection. Default: the heartbeat `timeoutMs`. Must be at
+   * least the heartbeat `intervalMs` + 1 s, so idle members are not dropped.
+   */
+  ttl?: number;
+  /** Validates every new state (a patch is validated after merging). */
+  validateState?: StateValidator;
+}
+
+/** Options of `new PresenceServer(options)`. */
+export interface PresenceServerOptions {
+  /** Where presence lives. Default: a new `MemoryPresenceStore`. */
+  store?: PresenceStore;
+  /**
+   * Authenticate an upgrade request. Resolve metadata to accept (it becomes the
+   * connection's metadata), or `null` (or throw) to refuse with HTTP 401.
+   */
+  authenticate?: (request: Request) => Metadata | null | Promise<Metadata | null>;
+  /** Allowed `Origin` header values; others get HTTP 403. Default: any. */
+  allowedOrigins?: string[];
+  /**
+   * Which metadata other clients may read. Either names of private fields to
+   * strip, or a function returning the public part. Default: all of it.
+   */
+  publicMetadata?: string[] | ((meta: Metadata) => Metadata);
+  /**
+   * Groups connections into users for `userOnline`/`userOffline` events and
+   * per-user limits: a metadata field name or a function.
+   */
+  userKey?: string | ((meta: Metadata) => string | null | undefined);
+  /** Heartbeat settings. */
+  heartbeat?: HeartbeatOptions;
+  /**
+   * How long an abruptly lost connection keeps its presence, waiting for a
+   * resume. Default 5000; 0 disables resume.
+   */
+  leaveGraceMs?: number;
+  /** Instance lease TTL in the store. Default 10000; renewed every third. */
+  leaseTtlMs?: number;
+  /** Expiry and housekeeping resolution. Default 100 ms. */
+  sweepIntervalMs?: number;
+  /** Throttle of `mode: "count"` updates. Default 1000 ms. */
+  countIntervalMs?: number;
+  /** Overrides of the default limits. */
+  limits?: Partial<PresenceLimits>;
+  /** Time source. Default: the system clock. */
+  clock?: Clock;
+  /** Receives errors that are not a client's fault (store failures, bugs). */
+  onError?: (error: PresenceError) => void;
+  /** This instance's id in the store. Default: a random UUID. */
+  instanceId?: string;
+}

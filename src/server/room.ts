@@ -1,0 +1,248 @@
+// One room's local view (members, states, seq) and its fan-out: events are
+// encoded once per room per flush and sent to every subscriber.
+
+import {
+  encodeEvents,
+  type Metadata,
+  type PresentEntry,
+  type WireEvent,
+  type WireSnapshot,
+} from "../protocol.ts";
+import type { PresenceEvent } from "../store/types.ts";
+import type { Connection } from "./connection.ts";
+
+/** One connection's presence subscription to one room. */
+export interface Subscription {
+  readonly conn: Connection;
+  readonly room: Room;
+  /** Include user online/offline lists in snapshots. */
+  users: boolean;
+  /** Occupancy-only (`mode: "count"`). */
+  count: boolean;
+  /** Events with `seq <= fromSeq` are already in this subscriber's snapshot. */
+  fromSeq: number;
+  /** Subscribed to the room's native topic. */
+  native: boolean;
+  /** Missed events while backed up; gets a fresh snapshot once drained. */
+  stale: boolean;
+  /** When it became stale (clock ms). */
+  staleSince: number;
+}
+
+/** Settings the fan-out needs from the server. */
+export interface FanoutContext {
+  now(): number;
+  highWater: number;
+  maxPending: number;
+  /** A subscriber fell behind: the server tracks it for resync or closing. */
+  markStale(sub: Subscription): void;
+  /** A subscriber is hopeless (over `maxPending`): close it. */
+  overflow(conn: Connection): void;
+}
+
+/** Result of applying a store event to a room view. */
+export type ApplyResult = "applied" | "duplicate" | "gap";
+
+/** A room's local, in-memory mirror of the store, plus its subscribers. */
+export class Room {
+  readonly name: string;
+  readonly topic: string;
+  seq = 0;
+  ready = false;
+  readonly members = new Map<string, Metadata>();
+  readonly states = new Map<string, unknown>();
+  /** userId -> number of present connections, when the server has a userKey. */
+  readonly users: Map<string, number> | null;
+  readonly subs = new Set<Subscription>();
+  readonly countSubs = new Set<Subscription>();
+  /** Local connections that joined this room. */
+  localMembers = 0;
+  /** Events seen while the snapshot loads. */
+  early: PresenceEvent[] = [];
+  pending: WireEvent[] = [];
+  pendingFirstSeq = 0;
+  countDirty = false;
+  loading: Promise<void> | null = null;
+  unwatch: (() => void) | null = null;
+  readonly #userOf: ((meta: Metadata) => string | null) | null;
+
+  constructor(name: string, userOf: ((meta: Metadata) => string | null) | null) {
+    this.name = name;
+    this.topic = `presently:${name}`;
+    this.#userOf = userOf;
+    this.users = userOf ? new Map() : null;
+  }
+
+  /** Nobody local needs this view any more. */
+  get idle(): boolean {
+    return this.subs.size === 0 && this.countSubs.size === 0 &&
+      this.localMembers === 0 && this.pending.length === 0;
+  }
+
+  /** Replace the view with a store snapshot. */
+  load(seq: number, present: PresentEntry[], states: Map<string, unknown>): void {
+    this.seq = seq;
+    this.members.clear();
+    this.states.clear();
+    this.users?.clear();
+    for (const { id, meta } of present) {
+      this.members.set(id, meta);
+      this.#countUser(meta, 1);
+    }
+    for (const [id, state] of states) this.states.set(id, state);
+    this.ready = true;
+    this.countDirty = true;
+  }
+
+  /** Apply one event in sequence order, queueing its wire form for subscribers. */
+  apply(ev: PresenceEvent): ApplyResult {
+    if (ev.seq <= this.seq) return "duplicate";
+    if (ev.seq !== this.seq + 1) return "gap";
+    this.seq = ev.seq;
+    if (this.pending.length === 0) this.pendingFirstSeq = ev.seq;
+    const cid = ev.connectionId;
+    switch (ev.type) {
+      case "join": {
+        this.members.set(cid, ev.meta);
+        this.pending.push([ev.seq, "j", cid, ev.meta]);
+        const user = this.#countUser(ev.meta, 1);
+        if (user !== null) this.pending.push([ev.seq, "u", user, 1]);
+        this.countDirty = true;
+        break;
+      }
+      case "leave": {
+        const meta = this.members.get(cid);
+        this.members.delete(cid);
+        this.states.delete(cid);
+        this.pending.push([ev.seq, "l", cid]);
+        if (meta) {
+          const user = this.#countUser(meta, -1);
+          if (user !== null) this.pending.push([ev.seq, "u", user, 0]);
+        }
+        this.countDirty = true;
+        break;
+      }
+      case "state": {
+        if (ev.state === null) this.states.delete(cid);
+        else this.states.set(cid, ev.state);
+        this.pending.push(
+          ev.patch !== undefined && ev.state !== null
+            ? [ev.seq, "p", cid, ev.patch]
+            : [ev.seq, "s", cid, ev.state],
+        );
+        break;
+      }
+    }
+    return "applied";
+  }
+
+  /** Returns the user id whose online status flipped, else null. */
+  #countUser(meta: Metadata, delta: 1 | -1): string | null {
+    if (!this.users || !this.#userOf) return null;
+    const user = this.#userOf(meta);
+    if (user === null) return null;
+    const n = (this.users.get(user) ?? 0) + delta;
+    if (n <= 0) this.users.delete(user);
+    else this.users.set(user, n);
+    return (delta === 1 && n === 1) || (delta === -1 && n <= 0) ? user : null;
+  }
+
+  /** The view as a wire snapshot. */
+  snapshot(users: boolean): WireSnapshot {
+    const present: PresentEntry[] = [];
+    for (const [id, meta] of this.members) present.push({ id, meta });
+    const snap: WireSnapshot = {
+      seq: this.seq,
+      present,
+      states: [...this.states],
+    };
+    if (users && this.users) snap.users = [...this.users.keys()];
+    return snap;
+  }
+
+  /** Occupancy for count-mode subscribers. */
+  counts(): { c: number; u: number } {
+    return { c: this.members.size, u: this.users?.size ?? this.members.size };
+  }
+
+  /** Subscribers currently receiving through the native topic. */
+  nativeCount = 0;
+
+  /** Move a subscriber on or off the room's native topic. */
+  setNative(sub: Subscription, on: boolean): void {
+    if (sub.native === on) return;
+    const topics = sub.conn.socket?.topics;
+    if (on) {
+      if (!topics) return;
+      topics.subscribe(this.topic);
+    } else {
+      try {
+        topics?.unsubscribe(this.topic);
+      } catch { /* socket already closed */ }
+    }
+    sub.native = on;
+    this.nativeCount += on ? 1 : -1;
+  }
+
+  /**
+   * Send the pending events: encoded once, published natively to caught-up
+   * subscribers and looped over the rest. Subscribers that joined mid-batch
+   * get only the tail after their snapshot; backed-up ones are marked stale.
+   */
+  flush(ctx: FanoutContext): void {
+    const events = this.pending;
+    if (events.length === 0) return;
+    this.pending = [];
+    const first = this.pendingFirstSeq;
+    const last = events[events.length - 1]![0];
+    const frame = encodeEvents(this.name, events);
+    if (this.nativeCount > 0) {
+      for (const sub of this.subs) {
+        if (sub.native) {
+          sub.conn.socket?.topics?.publish(this.topic, frame);
+          break;
+        }
+      }
+      if (this.nativeCount === this.subs.size) return;
+    }
+    let tails: Map<number, string> | null = null;
+    for (const sub of this.subs) {
+      if (sub.native || sub.stale || sub.fromSeq >= last) continue;
+      let data = frame;
+      if (sub.fromSeq >= first) {
+        tails ??= new Map();
+        data = tails.get(sub.fromSeq) ?? "";
+        if (data === "") {
+          const from = sub.fromSeq;
+          data = encodeEvents(this.name, events.filter((e) => e[0] > from));
+          tails.set(from, data);
+        }
+      }
+      if (this.sendTo(sub, data, ctx)) this.setNative(sub, true);
+    }
+  }
+
+  /** Send one frame to one subscriber, with backpressure handling. */
+  sendTo(sub: Subscription, data: string, ctx: FanoutContext): boolean {
+    const socket = sub.conn.socket;
+    if (!socket) {
+      ctx.markStale(sub);
+      return false;
+    }
+    const buffered = socket.bufferedAmount;
+    if (buffered > ctx.maxPending) {
+      ctx.overflow(sub.conn);
+      return false;
+    }
+    if (buffered > ctx.highWater) {
+      ctx.markStale(sub);
+      return false;
+    }
+    if (!sub.conn.send(data)) {
+      ctx.markStale(sub);
+      return false;
+    }
+    sub.fromSeq = 0;
+    return true;
+  }
+}

@@ -1,0 +1,1295 @@
+// PresenceServer: connections, requests, rooms and housekeeping. Runtime-free:
+// adapters hand it sockets through admit() + open().
+
+import { type Clock, systemClock, type TimerHandle } from "../clock.ts";
+import { PresenceError, type PresenceErrorCode } from "../errors.ts";
+import { applyMergePatch } from "../merge_patch.ts";
+import {
+  type ClientFrame,
+  CloseCode,
+  encodeError,
+  encodeOk,
+  type Metadata,
+  type ParseLimits,
+  parseClientFrame,
+  PING_FRAME,
+  PROTOCOL_VERSION,
+} from "../protocol.ts";
+import { MemoryPresenceStore } from "../store/memory.ts";
+import type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  StateWrite,
+} from "../store/types.ts";
+import { Connection } from "./connection.ts";
+import {
+  DEFAULT_LIMITS,
+  type PresenceConnection,
+  type PresenceLimits,
+  type PresenceServerOptions,
+  type TrackPresenceOptions,
+} from "./options.ts";
+import { type FanoutContext, Room, type Subscription } from "./room.ts";
+import type { Admission, SocketHandlers, SocketLike } from "./socket.ts";
+
+interface Track {
+  pattern: string | RegExp;
+  options: TrackPresenceOptions;
+  ttl: number;
+}
+
+interface Ticket {
+  meta: Metadata;
+  url: string;
+  remoteAddr: string | null;
+  resume: string | null;
+  badVersion: boolean;
+}
+
+/** Counters exposed by `server.stats()`. */
+export interface PresenceStats {
+  /** Connections with an open socket. */
+  connections: number;
+  /** Connections inside their resume grace window. */
+  detached: number;
+  /** Rooms with a local view (members or subscribers here). */
+  rooms: number;
+  /** Presence subscriptions held here. */
+  subscribers: number;
+  /** Requests handled since start. */
+  requests: number;
+  /** Store events applied since start. */
+  eventsIn: number;
+  /** Event frames written to sockets or topics since start. */
+  framesOut: number;
+  /** Times a backed-up subscriber was switched to latest-wins resync. */
+  coalesced: number;
+  /** Sockets closed as slow consumers. */
+  slowClosed: number;
+  /** Mean store call latency in ms over the last 256 calls. */
+  storeLatencyMs: number;
+}
+
+const NOOP_HANDLERS: SocketHandlers = {
+  message() {},
+  close() {},
+  drain() {},
+};
+
+function randomId(bytes: number): string {
+  const buf = crypto.getRandomValues(new Uint8Array(bytes));
+  let s = "";
+  for (const b of buf) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function timingSafeEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+const TOKEN_SELECTOR = 16;
+
+/**
+ * The presence server: tracks which connections are in which rooms, their
+ * ephemeral states and metadata, and streams join/leave/state events to
+ * subscribers. Runtime-free: mount it with `presenceHandler` (Deno) or
+ * `bunPresence` (Bun).
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * const server = new PresenceServer();
+ * server.trackPresence(/^room:/);
+ * await server.close();
+ * ```
+ */
+export class PresenceServer {
+  /** This server's instance id in the store. */
+  readonly instanceId: string;
+  readonly #store: PresenceStore;
+  readonly #ownsStore: boolean;
+  readonly #clock: Clock;
+  readonly #limits: PresenceLimits;
+  readonly #parseLimits: ParseLimits;
+  readonly #intervalMs: number;
+  readonly #timeoutMs: number;
+  readonly #graceMs: number;
+  readonly #leaseTtlMs: number;
+  readonly #sweepMs: number;
+  readonly #countMs: number;
+  readonly #options: PresenceServerOptions;
+  readonly #userOf: ((meta: Metadata) => string | null) | null;
+  readonly #tracks: Track[] = [];
+  readonly #conns = new Map<string, Connection>();
+  readonly #byToken = new Map<string, Connection>();
+  readonly #rooms = new Map<string, Room>();
+  readonly #dirty = new Set<Room>();
+  readonly #stale = new Set<Subscription>();
+  readonly #detached = new Set<Connection>();
+  readonly #perIp = new Map<string, number>();
+  readonly #perUser = new Map<string, number>();
+  readonly #streams = new Set<ReadableStreamDefaultController<PresenceEvent>>();
+  readonly #onConnect = new Set<(c: PresenceConnection) => void>();
+  readonly #onDisconnect = new Set<(c: PresenceConnection) => void>();
+  readonly #drains = new Set<Promise<void>>();
+  readonly #fanout: FanoutContext;
+  readonly #unsubscribeFeed: () => void;
+  readonly #ready: Promise<void>;
+  #flushTimer: TimerHandle | null = null;
+  #sweepTimer: TimerHandle | null = null;
+  #sweeping = false;
+  #closed = false;
+  #lastPing: number;
+  #lastLiveness: number;
+  #lastLease: number;
+  #lastCount: number;
+  #stats = {
+    requests: 0,
+    eventsIn: 0,
+    framesOut: 0,
+    coalesced: 0,
+    slowClosed: 0,
+  };
+  #storeLatency: number[] = [];
+
+  /**
+   * Create a server. It starts its housekeeping loop at once; call `close()`
+   * to stop it.
+   *
+   * @param options Store, authentication, heartbeat, limits and hooks.
+   * @throws {PresenceError} `bad_request` when an option is out of range.
+   */
+  constructor(options: PresenceServerOptions = {}) {
+    this.#options = options;
+    this.instanceId = options.instanceId ?? crypto.randomUUID();
+    this.#ownsStore = options.store === undefined;
+    this.#store = options.store ?? new MemoryPresenceStore();
+    this.#clock = options.clock ?? systemClock;
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#parseLimits = {
+      maxFrameBytes: this.#limits.maxFrameBytes,
+      maxStateBytes: this.#limits.maxStateBytes,
+      maxJsonDepth: this.#limits.maxJsonDepth,
+      maxRoomLength: this.#limits.maxRoomLength,
+    };
+    this.#intervalMs = options.heartbeat?.intervalMs ?? 10_000;
+    this.#timeoutMs = options.heartbeat?.timeoutMs ?? 30_000;
+    if (!(this.#intervalMs > 0 && this.#timeoutMs > this.#intervalMs)) {
+      throw new PresenceError(
+        "bad_request",
+        "Heartbeat timeoutMs must be greater than intervalMs",
+      );
+    }
+    this.#graceMs = options.leaveGraceMs ?? 5000;
+    this.#leaseTtlMs = options.leaseTtlMs ?? 10_000;
+    this.#sweepMs = options.sweepIntervalMs ?? 100;
+    this.#countMs = options.countIntervalMs ?? 1000;
+    const key = options.userKey;
+    this.#userOf = key === undefined ? null : typeof key === "function"
+      ? (meta) => key(meta) ?? null
+      : (meta) => {
+        const v = meta[key];
+        return typeof v === "string" || typeof v === "number" ? String(v) : null;
+      };
+    this.#fanout = {
+      now: () => this.#clock.now(),
+      highWater: this.#limits.outboundHighWaterBytes,
+      maxPending: this.#limits.maxPendingBytes,
+      markStale: (sub) => this.#markStale(sub),
+      overflow: (conn) => this.#slowConsumer(conn),
+    };
+    this.#unsubscribeFeed = this.#store.subscribe((ev) => this.#onStoreEvent(ev));
+    const now = this.#clock.now();
+    this.#lastPing = this.#lastLiveness = this.#lastLease = this.#lastCount = now;
+    this.#ready = this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now)
+      .catch((e) => this.#report("store_error", "Lease registration failed", e));
+    this.#sweepTimer = this.#clock.setTimeout(() => this.#sweep(), this.#sweepMs);
+  }
+
+  /**
+   * Track presence in the room named `pattern`, or in every room matching it.
+   * Rooms no pattern matches are refused with `not_tracked`.
+   *
+   * @param pattern A room name or a RegExp over room names.
+   * @param options Guard, TTL and state validation for those rooms.
+   * @throws {PresenceError} `bad_request` when `ttl` is too short for the heartbeat.
+   */
+  trackPresence(pattern: string | RegExp, options: TrackPresenceOptions = {}): void {
+    const ttl = options.ttl ?? this.#timeoutMs;
+    if (!(ttl >= this.#intervalMs + 1000)) {
+      throw new PresenceError(
+        "bad_request",
+        `Presence ttl must be at least heartbeat intervalMs + 1000: got ${ttl}`,
+      );
+    }
+    this.#tracks.push({ pattern, options, ttl });
+  }
+
+  /**
+   * Call `cb` for every new connection (not for resumes).
+   *
+   * @param cb Receives the connection.
+   * @returns A function that removes the callback.
+   */
+  onConnection(cb: (connection: PresenceConnection) => void): () => void {
+    this.#onConnect.add(cb);
+    return () => this.#onConnect.delete(cb);
+  }
+
+  /**
+   * Call `cb` when a connection is gone for good (after any grace period).
+   *
+   * @param cb Receives the connection.
+   * @returns A function that removes the callback.
+   */
+  onDisconnection(cb: (connection: PresenceConnection) => void): () => void {
+    this.#onDisconnect.add(cb);
+    return () => this.#onDisconnect.delete(cb);
+  }
+
+  /**
+   * Set a connection's metadata. Other clients read the public part with
+   * `getConnectionMetadata`; rooms joined later carry it in their join events.
+   *
+   * @param connection A connection or its id (on this server).
+   * @param meta The metadata object.
+   * @throws {PresenceError} `not_found` when the connection is not on this server.
+   */
+  async setConnectionMetadata(
+    connection: PresenceConnection | string,
+    meta: Metadata,
+  ): Promise<void> {
+    const id = typeof connection === "string" ? connection : connection.id;
+    const conn = this.#conns.get(id);
+    if (!conn) throw new PresenceError("not_found", `Unknown connection "${id}"`);
+    conn.metadata = meta;
+    conn.publicMeta = this.#publicOf(meta);
+    await this.#timed(
+      this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta),
+    );
+  }
+
+  /**
+   * A connection's metadata: the full object for a connection on this server,
+   * the public part for one on another instance, `null` when unknown.
+   *
+   * @param connectionId The connection id.
+   * @returns The metadata or `null`.
+   */
+  async getConnectionMetadata(connectionId: string): Promise<Metadata | null> {
+    const conn = this.#conns.get(connectionId);
+    if (conn) return conn.metadata;
+    return await this.#timed(this.#store.getMetadata(connectionId));
+  }
+
+  /**
+   * The ids of the connections present in a room, across all instances.
+   *
+   * @param room The room name.
+   * @returns Connection ids in join order.
+   */
+  async getPresentConnections(room: string): Promise<string[]> {
+    const snap = await this.#timed(this.#store.snapshot(room, this.#clock.now()));
+    return snap.present.map((p) => p.id);
+  }
+
+  /**
+   * The current presence states in a room, by connection id.
+   *
+   * @param room The room name.
+   * @returns A map of connection id to state.
+   */
+  async getPresenceStates(room: string): Promise<Map<string, unknown>> {
+    const snap = await this.#timed(this.#store.snapshot(room, this.#clock.now()));
+    return snap.states;
+  }
+
+  /**
+   * Put a connection of this server into a room, bypassing the guard.
+   *
+   * @param connectionId The connection id.
+   * @param room The room name (must be tracked).
+   * @returns `true` when it joined, `false` when it was already present.
+   * @throws {PresenceError} `not_found` or `not_tracked`.
+   */
+  async addToRoom(connectionId: string, room: string): Promise<boolean> {
+    const conn = this.#local(connectionId);
+    if (!this.#track(room)) {
+      throw new PresenceError("not_tracked", `Room "${room}" is not tracked`);
+    }
+    let joined = false;
+    await this.#enqueueTask(conn, async () => {
+      joined = await this.#join(conn, room);
+    });
+    return joined;
+  }
+
+  /**
+   * Take a connection of this server out of a room.
+   *
+   * @param connectionId The connection id.
+   * @param room The room name.
+   * @returns `true` when it left, `false` when it was not present.
+   * @throws {PresenceError} `not_found` when the connection is unknown.
+   */
+  async removeFromRoom(connectionId: string, room: string): Promise<boolean> {
+    const conn = this.#local(connectionId);
+    let left = false;
+    await this.#enqueueTask(conn, async () => {
+      left = await this.#leave(conn, room, "leave");
+    });
+    return left;
+  }
+
+  /**
+   * Every join, leave and state event this server sees (its own, and those of
+   * other instances in rooms it watches), as a stream. A reader that falls
+   * more than 100 000 events behind is errored rather than buffering forever.
+   *
+   * @returns A stream of events.
+   */
+  events(): ReadableStream<PresenceEvent> {
+    let ctrl: ReadableStreamDefaultController<PresenceEvent>;
+    return new ReadableStream<PresenceEvent>({
+      start: (c) => {
+        ctrl = c;
+        if (this.#closed) c.close();
+        else this.#streams.add(c);
+      },
+      cancel: () => {
+        this.#streams.delete(ctrl);
+      },
+    });
+  }
+
+  /**
+   * Counters for monitoring.
+   *
+   * @returns A snapshot of the server's counters.
+   */
+  stats(): PresenceStats {
+    let subscribers = 0;
+    for (const c of this.#conns.values()) subscribers += c.subs.size;
+    const lat = this.#storeLatency;
+    return {
+      connections: this.#conns.size - this.#detached.size,
+      detached: this.#detached.size,
+      rooms: this.#rooms.size,
+      subscribers,
+      ...this.#stats,
+      storeLatencyMs: lat.length ? lat.reduce((a, b) => a + b, 0) / lat.length : 0,
+    };
+  }
+
+  /**
+   * Close every socket and timer, release this instance's presence in the
+   * store (emitting the leaves) and, when the server created its store, close it.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#sweepTimer !== null) this.#clock.clearTimeout(this.#sweepTimer);
+    if (this.#flushTimer !== null) this.#clock.clearTimeout(this.#flushTimer);
+    this.#sweepTimer = this.#flushTimer = null;
+    for (const conn of this.#conns.values()) {
+      const socket = conn.socket;
+      conn.socket = null;
+      try {
+        socket?.close(CloseCode.goingAway, "Server closing");
+      } catch { /* already closed */ }
+    }
+    await Promise.allSettled([...this.#drains]);
+    await this.#ready;
+    try {
+      await this.#store.releaseLease(this.instanceId);
+    } catch (e) {
+      this.#report("store_error", "Lease release failed", e);
+    }
+    this.#unsubscribeFeed();
+    for (const room of this.#rooms.values()) room.unwatch?.();
+    for (const conn of this.#conns.values()) {
+      conn.finished = true;
+      for (const cb of this.#onDisconnect) this.#safe(() => cb(conn));
+    }
+    this.#rooms.clear();
+    this.#conns.clear();
+    this.#byToken.clear();
+    this.#detached.clear();
+    this.#stale.clear();
+    for (const c of this.#streams) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+    this.#streams.clear();
+    if (this.#ownsStore) await this.#store.close();
+  }
+
+  // -------------------------------------------------------------------------
+  // Adapter seam
+
+  /**
+   * Decide whether an upgrade request may connect. Adapters call this before
+   * upgrading; a refusal becomes an HTTP response and never reaches the core.
+   *
+   * @param request The upgrade request.
+   * @param remoteAddr The peer address, when the adapter knows it.
+   * @returns A ticket for `open`, or the status to answer with.
+   */
+  admit(
+    request: Request,
+    remoteAddr: string | null = null,
+  ): Admission | Promise<Admission> {
+    if (this.#closed) return { ok: false, status: 503, message: "Server closing" };
+    const allowed = this.#options.allowedOrigins;
+    const origin = request.headers.get("origin");
+    if (allowed && origin !== null && !allowed.includes(origin)) {
+      return { ok: false, status: 403, message: "Origin not allowed" };
+    }
+    if (this.#conns.size >= this.#limits.maxConnections) {
+      return { ok: false, status: 503, message: "Too many connections" };
+    }
+    if (
+      remoteAddr !== null &&
+      (this.#perIp.get(remoteAddr) ?? 0) >= this.#limits.maxConnectionsPerIp
+    ) {
+      return { ok: false, status: 429, message: "Too many connections from this address" };
+    }
+    const auth = this.#options.authenticate;
+    if (!auth) return this.#admitWith(request, remoteAddr, {});
+    let result: Metadata | null | Promise<Metadata | null>;
+    try {
+      result = auth(request);
+    } catch {
+      result = null;
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (meta) => this.#admitWith(request, remoteAddr, meta),
+        () => this.#admitWith(request, remoteAddr, null),
+      );
+    }
+    return this.#admitWith(request, remoteAddr, result);
+  }
+
+  #admitWith(
+    request: Request,
+    remoteAddr: string | null,
+    meta: Metadata | null,
+  ): Admission {
+    if (meta === null || typeof meta !== "object") {
+      return { ok: false, status: 401, message: "Unauthorized" };
+    }
+    const user = this.#userOf?.(meta) ?? null;
+    if (
+      user !== null &&
+      (this.#perUser.get(user) ?? 0) >= this.#limits.maxConnectionsPerUser
+    ) {
+      return { ok: false, status: 429, message: "Too many connections for this user" };
+    }
+    const url = new URL(request.url);
+    const v = url.searchParams.get("v");
+    const ticket: Ticket = {
+      meta,
+      url: request.url,
+      remoteAddr,
+      resume: url.searchParams.get("resume"),
+      badVersion: v !== null && v !== String(PROTOCOL_VERSION),
+    };
+    const offered = (request.headers.get("sec-websocket-protocol") ?? "")
+      .split(",").map((p) => p.trim()).filter((p) => p.length > 0);
+    const admission: Admission = { ok: true, ticket };
+    if (offered.length > 0) {
+      admission.protocol = offered.includes("presently") ? "presently" : offered[0]!;
+    }
+    return admission;
+  }
+
+  /**
+   * Attach an upgraded socket. Returns the handlers the adapter forwards the
+   * socket's events to.
+   *
+   * @param socket The socket, wrapped in the `SocketLike` seam.
+   * @param ticketValue The ticket from `admit`.
+   * @returns Handlers for message, close and drain.
+   */
+  open(socket: SocketLike, ticketValue: unknown): SocketHandlers {
+    const ticket = ticketValue as Ticket;
+    if (this.#closed) {
+      socket.close(CloseCode.goingAway, "Server closing");
+      return NOOP_HANDLERS;
+    }
+    if (ticket.badVersion) {
+      socket.close(CloseCode.badVersion, "Unsupported protocol version");
+      return NOOP_HANDLERS;
+    }
+    const now = this.#clock.now();
+    const conn = (ticket.resume && this.#resume(ticket.resume, socket, now)) ||
+      this.#create(ticket, socket, now);
+    return {
+      message: (data) => this.#onMessage(conn, socket, data),
+      close: (code) => this.#onClose(conn, socket, code),
+      drain: () => this.#checkStale(conn),
+    };
+  }
+
+  #create(ticket: Ticket, socket: SocketLike, now: number): Connection {
+    const meta = ticket.meta;
+    const conn = new Connection({
+      id: randomId(16),
+      token: randomId(32),
+      metadata: meta,
+      publicMeta: this.#publicOf(meta),
+      userId: this.#userOf?.(meta) ?? null,
+      socket,
+      remoteAddr: ticket.remoteAddr,
+      url: ticket.url,
+      now,
+      burst: this.#limits.requestBurst,
+    });
+    this.#conns.set(conn.id, conn);
+    this.#byToken.set(conn.token.slice(0, TOKEN_SELECTOR), conn);
+    if (conn.remoteAddr !== null) bump(this.#perIp, conn.remoteAddr, 1);
+    if (conn.userId !== null) bump(this.#perUser, conn.userId, 1);
+    this.#hello(conn, false);
+    void this.#enqueueTask(conn, async () => {
+      await this.#timed(
+        this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta),
+      );
+    });
+    for (const cb of this.#onConnect) this.#safe(() => cb(conn));
+    return conn;
+  }
+
+  #resume(token: string, socket: SocketLike, now: number): Connection | null {
+    if (this.#graceMs <= 0) return null;
+    const conn = this.#byToken.get(token.slice(0, TOKEN_SELECTOR));
+    if (!conn || conn.finished || !timingSafeEqual(conn.token, token)) return null;
+    const old = conn.socket;
+    if (old) {
+      // The client saw its socket die before we did: retire the old one.
+      this.#detach(conn);
+      try {
+        old.close(CloseCode.unauthorized, "Replaced by a resumed socket");
+      } catch { /* already closed */ }
+    }
+    this.#byToken.delete(conn.token.slice(0, TOKEN_SELECTOR));
+    conn.token = randomId(32);
+    this.#byToken.set(conn.token.slice(0, TOKEN_SELECTOR), conn);
+    conn.socket = socket;
+    conn.detachedAt = -1;
+    conn.lastSeen = now;
+    this.#detached.delete(conn);
+    this.#hello(conn, true);
+    // Re-check guards, then resync every subscription with a fresh snapshot.
+    void this.#enqueueTask(conn, async () => {
+      for (const room of [...conn.rooms]) {
+        const track = this.#track(room);
+        if (!track || !(await this.#allowed(track, conn, room))) {
+          await this.#leave(conn, room, "leave");
+        }
+      }
+      for (const [room, sub] of [...conn.subs]) {
+        const track = this.#track(room);
+        if (!track || !(await this.#allowed(track, conn, room))) {
+          this.#dropSub(conn, room);
+          continue;
+        }
+        this.#resync(sub);
+      }
+    });
+    return conn;
+  }
+
+  #hello(conn: Connection, resumed: boolean): void {
+    conn.send(JSON.stringify({
+      t: "hello",
+      v: PROTOCOL_VERSION,
+      cid: conn.id,
+      token: conn.token,
+      hb: [this.#intervalMs, this.#timeoutMs],
+      resumed,
+    }));
+  }
+
+  // -------------------------------------------------------------------------
+  // Inbound
+
+  #onMessage(conn: Connection, socket: SocketLike, data: unknown): void {
+    if (conn.socket !== socket || conn.finished) return;
+    try {
+      const now = this.#clock.now();
+      conn.lastSeen = now;
+      const parsed = parseClientFrame(data, this.#parseLimits);
+      if (!parsed.ok) {
+        conn.send(encodeError(parsed.id, parsed.code, parsed.message));
+        if (conn.bad(now, this.#limits.badFramesCloseAfter)) {
+          this.#kill(conn, CloseCode.protocolAbuse, "Too many bad frames");
+        }
+        return;
+      }
+      const frame = parsed.frame;
+      if (frame.op === "pong") return;
+      if (!conn.take(now, this.#limits.requestsPerSecond, this.#limits.requestBurst)) {
+        conn.send(encodeError(frame.id, "rate_limited", "Request rate limit exceeded"));
+        if (conn.refused(now, this.#limits.floodCloseAfter)) {
+          this.#kill(conn, CloseCode.flood, "Flooding");
+        }
+        return;
+      }
+      conn.inbox.push(frame);
+      if (!conn.busy) this.#drain(conn);
+    } catch (e) {
+      this.#report("internal", "Message handler failed", e);
+    }
+  }
+
+  #enqueueTask(conn: Connection, task: () => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      conn.inbox.push(async () => {
+        try {
+          await task();
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      });
+      if (!conn.busy) this.#drain(conn);
+    });
+  }
+
+  #drain(conn: Connection): void {
+    conn.busy = true;
+    const run = (async () => {
+      while (conn.inbox.length > 0) {
+        const task = conn.inbox.shift()!;
+        if (typeof task === "function") {
+          await task();
+          continue;
+        }
+        if (conn.finished) continue;
+        this.#stats.requests++;
+        try {
+          await this.#handle(conn, task);
+        } catch (e) {
+          const code: PresenceErrorCode = e instanceof PresenceError
+            ? e.code
+            : "internal";
+          if (code === "internal" || code === "store_error") {
+            this.#report(code, `Request "${task.op}" failed`, e);
+          }
+          if (task.op !== "pong") {
+            conn.send(encodeError(
+              task.id,
+              code,
+              e instanceof PresenceError ? e.message : "Internal error",
+            ));
+          }
+        }
+      }
+    })().finally(() => {
+      conn.busy = false;
+      this.#drains.delete(run);
+    });
+    this.#drains.add(run);
+  }
+
+  async #handle(conn: Connection, f: ClientFrame): Promise<void> {
+    switch (f.op) {
+      case "join": {
+        const track = this.#requireTrack(f.room);
+        if (!conn.rooms.has(f.room) && conn.rooms.size >= this.#limits.maxRoomsPerConnection) {
+          throw new PresenceError(
+            "too_many_rooms",
+            `Connection is in ${conn.rooms.size} rooms: limit is ${this.#limits.maxRoomsPerConnection}`,
+          );
+        }
+        if (f.sub) this.#checkSubLimit(conn, f.room);
+        if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
+        await this.#join(conn, f.room);
+        const room = this.#rooms.get(f.room)!;
+        if (f.sub) {
+          const sub = this.#subscribe(conn, room, f.users === true, false);
+          conn.send(encodeOk(f.id, { ...room.snapshot(sub.users) }));
+        } else {
+          conn.send(encodeOk(f.id, { present: room.snapshot(false).present }));
+        }
+        return;
+      }
+      case "leave": {
+        const left = await this.#leave(conn, f.room, "leave");
+        conn.send(encodeOk(f.id, { left }));
+        return;
+      }
+      case "sub": {
+        const track = this.#requireTrack(f.room);
+        this.#checkSubLimit(conn, f.room);
+        if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
+        const room = await this.#ensureRoom(f.room);
+        const count = f.mode === "count";
+        const sub = this.#subscribe(conn, room, f.users === true, count);
+        conn.send(encodeOk(f.id, count ? room.counts() : { ...room.snapshot(sub.users) }));
+        return;
+      }
+      case "unsub":
+        this.#dropSub(conn, f.room);
+        conn.send(encodeOk(f.id));
+        return;
+      case "state":
+      case "clear": {
+        const track = this.#requireTrack(f.room);
+        if (!conn.rooms.has(f.room)) throw notMember(f.room);
+        if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
+        let write: StateWrite;
+        let expiresAt: number | null = null;
+        if (f.op === "clear" || (f.state === null && f.patch === undefined)) {
+          write = { kind: "clear" };
+        } else {
+          write = f.patch !== undefined
+            ? { kind: "patch", patch: f.patch }
+            : { kind: "set", state: f.state };
+          const validator = track.options.validateState;
+          if (validator) {
+            const next = write.kind === "patch"
+              ? applyMergePatch(this.#rooms.get(f.room)?.states.get(conn.id), f.patch)
+              : f.state;
+            await validate(validator, next, f.room);
+          }
+          if (f.expireAfter !== undefined) {
+            expiresAt = this.#clock.now() + f.expireAfter;
+          }
+        }
+        const ev = await this.#timed(
+          this.#store.setState(f.room, conn.id, write, expiresAt, this.#clock.now()),
+        );
+        if (ev === "not_member") throw notMember(f.room);
+        if (ev) this.#applyLocal(ev);
+        conn.send(encodeOk(f.id, { seq: ev ? ev.seq : null }));
+        return;
+      }
+      case "meta": {
+        const local = this.#conns.get(f.cid);
+        const meta = local && !local.finished
+          ? local.publicMeta
+          : await this.#timed(this.#store.getMetadata(f.cid));
+        conn.send(encodeOk(f.id, { meta }));
+        return;
+      }
+    }
+  }
+
+  #checkSubLimit(conn: Connection, room: string): void {
+    if (!conn.subs.has(room) && conn.subs.size >= this.#limits.maxSubscriptionsPerConnection) {
+      throw new PresenceError(
+        "too_many_subscriptions",
+        `Connection has ${conn.subs.size} subscriptions: limit is ${this.#limits.maxSubscriptionsPerConnection}`,
+      );
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Rooms and membership
+
+  async #join(conn: Connection, name: string): Promise<boolean> {
+    const room = await this.#ensureRoom(name);
+    if (conn.rooms.has(name) || conn.finished) return false;
+    conn.rooms.add(name);
+    room.localMembers++;
+    try {
+      const ev = await this.#timed(
+        this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, this.#clock.now()),
+      );
+      if (ev) this.#applyLocal(ev);
+      return ev !== null;
+    } catch (e) {
+      conn.rooms.delete(name);
+      room.localMembers--;
+      this.#maybeDispose(room);
+      throw e;
+    }
+  }
+
+  async #leave(conn: Connection, name: string, reason: LeaveReason): Promise<boolean> {
+    if (!conn.rooms.delete(name)) return false;
+    const room = this.#rooms.get(name);
+    if (room) room.localMembers--;
+    try {
+      const ev = await this.#timed(
+        this.#store.leave(name, conn.id, reason, this.#clock.now()),
+      );
+      if (ev) this.#applyLocal(ev);
+      return ev !== null;
+    } finally {
+      if (room) this.#maybeDispose(room);
+    }
+  }
+
+  #subscribe(conn: Connection, room: Room, users: boolean, count: boolean): Subscription {
+    const existing = conn.subs.get(room.name);
+    if (existing && existing.count === count) {
+      // A resubscribe is a resync request: restart from a fresh snapshot.
+      existing.users = users;
+      if (!count) {
+        this.#flushRoom(room);
+        room.setNative(existing, false);
+        existing.stale = false;
+        existing.fromSeq = room.seq;
+        this.#stale.delete(existing);
+      }
+      return existing;
+    }
+    if (existing) this.#dropSub(conn, room.name);
+    const sub: Subscription = {
+      conn,
+      room,
+      users,
+      count,
+      fromSeq: room.seq,
+      native: false,
+      stale: false,
+      staleSince: 0,
+    };
+    if (count) room.countSubs.add(sub);
+    else room.subs.add(sub);
+    conn.subs.set(room.name, sub);
+    return sub;
+  }
+
+  #dropSub(conn: Connection, name: string): void {
+    const sub = conn.subs.get(name);
+    if (!sub) return;
+    conn.subs.delete(name);
+    const room = sub.room;
+    room.setNative(sub, false);
+    room.subs.delete(sub);
+    room.countSubs.delete(sub);
+    this.#stale.delete(sub);
+    this.#maybeDispose(room);
+  }
+
+  #ensureRoom(name: string): Promise<Room> | Room {
+    let room = this.#rooms.get(name);
+    if (room?.ready) return room;
+    if (!room) {
+      room = new Room(name, this.#userOf);
+      this.#rooms.set(name, room);
+      room.unwatch = this.#store.watchRoom(name);
+      this.#load(room);
+    }
+    const r = room;
+    return r.loading!.then(() => r);
+  }
+
+  #load(room: Room): void {
+    room.ready = false;
+    room.loading = (async () => {
+      try {
+        const snap = await this.#timed(this.#store.snapshot(room.name, this.#clock.now()));
+        const early = room.early;
+        room.early = [];
+        room.load(snap.seq, snap.present, snap.states);
+        for (const ev of early) this.#applyToRoom(room, ev);
+        room.loading = null;
+      } catch (e) {
+        room.loading = null;
+        if (this.#rooms.get(room.name) === room && room.localMembers === 0) {
+          room.unwatch?.();
+          this.#rooms.delete(room.name);
+        }
+        throw e;
+      }
+    })();
+    room.loading.catch(() => {});
+  }
+
+  #maybeDispose(room: Room): void {
+    if (!room.idle || !room.ready || this.#rooms.get(room.name) !== room) return;
+    room.unwatch?.();
+    this.#rooms.delete(room.name);
+    this.#dirty.delete(room);
+  }
+
+  // -------------------------------------------------------------------------
+  // Events and fan-out
+
+  #onStoreEvent(ev: PresenceEvent): void {
+    if (this.#closed) return;
+    this.#stats.eventsIn++;
+    for (const c of this.#streams) {
+      if (c.desiredSize !== null && c.desiredSize < -100_000) {
+        this.#streams.delete(c);
+        c.error(new PresenceError("internal", "events() reader fell too far behind"));
+      } else c.enqueue(ev);
+    }
+    if (ev.type === "leave") {
+      // Another instance (or expiry) removed one of ours: keep our view honest.
+      const conn = this.#conns.get(ev.connectionId);
+      if (conn && conn.rooms.delete(ev.room)) {
+        const room = this.#rooms.get(ev.room);
+        if (room) room.localMembers--;
+      }
+    }
+    this.#applyLocal(ev);
+  }
+
+  #applyLocal(ev: PresenceEvent): void {
+    const room = this.#rooms.get(ev.room);
+    if (!room) return;
+    if (!room.ready) {
+      room.early.push(ev);
+      return;
+    }
+    this.#applyToRoom(room, ev);
+  }
+
+  #applyToRoom(room: Room, ev: PresenceEvent): void {
+    const result = room.apply(ev);
+    if (result === "applied") {
+      this.#schedule(room);
+    } else if (result === "gap") {
+      // Missed events from another instance: reload, then resync subscribers.
+      this.#flushRoom(room);
+      room.early.push(ev);
+      this.#load(room);
+      room.loading!.then(() => {
+        for (const sub of room.subs) this.#resync(sub);
+      }, (e) => this.#report("store_error", "Room reload failed", e));
+    }
+  }
+
+  #schedule(room: Room): void {
+    this.#dirty.add(room);
+    if (this.#flushTimer === null && !this.#closed) {
+      this.#flushTimer = this.#clock.setTimeout(() => this.#flush(), 0);
+    }
+  }
+
+  #flush(): void {
+    this.#flushTimer = null;
+    for (const room of this.#dirty) this.#flushRoom(room);
+    this.#dirty.clear();
+  }
+
+  #flushRoom(room: Room): void {
+    if (room.pending.length === 0) return;
+    try {
+      room.flush(this.#fanout);
+      this.#stats.framesOut++;
+    } catch (e) {
+      this.#report("internal", "Fan-out failed", e);
+    }
+    this.#maybeDispose(room);
+  }
+
+  /** Send a fresh snapshot to a subscriber: latest wins, nothing replayed. */
+  #resync(sub: Subscription): void {
+    const room = sub.room;
+    if (!room.ready || sub.count) return;
+    this.#flushRoom(room);
+    const snap = room.snapshot(sub.users);
+    const frame = JSON.stringify({ t: "snap", r: room.name, ...snap });
+    sub.stale = false;
+    this.#stale.delete(sub);
+    room.setNative(sub, false);
+    sub.fromSeq = room.seq;
+    if (!room.sendTo(sub, frame, this.#fanout)) return;
+    sub.fromSeq = room.seq;
+  }
+
+  #markStale(sub: Subscription): void {
+    sub.room.setNative(sub, false);
+    if (sub.stale) return;
+    sub.stale = true;
+    sub.staleSince = this.#clock.now();
+    this.#stale.add(sub);
+    this.#stats.coalesced++;
+  }
+
+  #checkStale(conn: Connection): void {
+    for (const sub of conn.subs.values()) {
+      if (sub.stale) this.#tryCatchUp(sub, this.#clock.now());
+    }
+  }
+
+  #tryCatchUp(sub: Subscription, now: number): void {
+    const socket = sub.conn.socket;
+    if (!socket || sub.conn.finished) return;
+    if (socket.bufferedAmount <= this.#limits.outboundHighWaterBytes / 4) {
+      this.#resync(sub);
+    } else if (now - sub.staleSince > this.#limits.slowConsumerTimeoutMs) {
+      this.#slowConsumer(sub.conn);
+    }
+  }
+
+  #slowConsumer(conn: Connection): void {
+    this.#stats.slowClosed++;
+    this.#kill(conn, CloseCode.slowConsumer, "Slow consumer");
+  }
+
+  // -------------------------------------------------------------------------
+  // Closing
+
+  /** Close the socket ourselves and treat it as an abrupt loss. */
+  #kill(conn: Connection, code: number, reason: string): void {
+    const socket = conn.socket;
+    if (!socket) return;
+    try {
+      socket.close(code, reason);
+    } catch { /* already closed */ }
+    this.#onClose(conn, socket, code, true);
+  }
+
+  #onClose(conn: Connection, socket: SocketLike, code: number, abrupt = false): void {
+    if (conn.socket !== socket || conn.finished) return;
+    try {
+      this.#detach(conn);
+      // 1005: a close frame without a status (browser `ws.close()`) is clean too.
+      const clean = !abrupt &&
+        (code === CloseCode.normal || code === CloseCode.goingAway || code === 1005);
+      if (clean || this.#graceMs <= 0 || this.#closed) {
+        this.#finish(conn, "close");
+      } else {
+        conn.detachedAt = this.#clock.now();
+        this.#detached.add(conn);
+      }
+    } catch (e) {
+      this.#report("internal", "Close handler failed", e);
+    }
+  }
+
+  #detach(conn: Connection): void {
+    for (const sub of conn.subs.values()) {
+      sub.room.setNative(sub, false);
+      if (!sub.count) this.#markStale(sub);
+    }
+    conn.socket = null;
+  }
+
+  #finish(conn: Connection, reason: LeaveReason): void {
+    if (conn.finished) return;
+    this.#detached.delete(conn);
+    void this.#enqueueTask(conn, async () => {
+      if (conn.finished) return;
+      conn.finished = true;
+      this.#byToken.delete(conn.token.slice(0, TOKEN_SELECTOR));
+      for (const name of [...conn.subs.keys()]) this.#dropSub(conn, name);
+      for (const name of [...conn.rooms]) {
+        try {
+          await this.#leave(conn, name, reason);
+        } catch (e) {
+          this.#report("store_error", "Leave on disconnect failed", e);
+        }
+      }
+      try {
+        await this.#timed(this.#store.deleteMetadata(conn.id));
+      } catch (e) {
+        this.#report("store_error", "Metadata cleanup failed", e);
+      }
+      this.#conns.delete(conn.id);
+      if (conn.remoteAddr !== null) bump(this.#perIp, conn.remoteAddr, -1);
+      if (conn.userId !== null) bump(this.#perUser, conn.userId, -1);
+      for (const cb of this.#onDisconnect) this.#safe(() => cb(conn));
+    }).catch((e) => this.#report("internal", "Disconnect failed", e));
+  }
+
+  // -------------------------------------------------------------------------
+  // Housekeeping: one loop for expiry, heartbeats, resume windows, leases.
+
+  #sweep(): void {
+    if (this.#closed) return;
+    const now = this.#clock.now();
+    try {
+      if (!this.#sweeping) {
+        this.#sweeping = true;
+        this.#timed(this.#store.sweep(now))
+          .catch((e) => this.#report("store_error", "Store sweep failed", e))
+          .finally(() => (this.#sweeping = false));
+      }
+      if (now - this.#lastLease >= this.#leaseTtlMs / 3) {
+        this.#lastLease = now;
+        this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now)
+          .catch((e) => this.#report("store_error", "Lease renewal failed", e));
+      }
+      if (now - this.#lastPing >= this.#intervalMs) {
+        this.#lastPing = now;
+        for (const conn of this.#conns.values()) {
+          if (conn.socket) conn.send(PING_FRAME);
+        }
+      }
+      if (now - this.#lastLiveness >= Math.min(1000, this.#intervalMs)) {
+        this.#lastLiveness = now;
+        this.#checkLiveness(now);
+      }
+      for (const conn of this.#detached) {
+        if (now - conn.detachedAt >= this.#graceMs) this.#finish(conn, "close");
+      }
+      for (const sub of this.#stale) this.#tryCatchUp(sub, now);
+      for (const room of this.#rooms.values()) {
+        if (room.nativeCount > 0) this.#checkNative(room);
+      }
+      if (now - this.#lastCount >= this.#countMs) {
+        this.#lastCount = now;
+        this.#sendCounts();
+      }
+    } catch (e) {
+      this.#report("internal", "Sweep failed", e);
+    }
+    this.#sweepTimer = this.#clock.setTimeout(() => this.#sweep(), this.#sweepMs);
+  }
+
+  #checkLiveness(now: number): void {
+    for (const conn of this.#conns.values()) {
+      if (!conn.socket || conn.finished) continue;
+      const silent = now - conn.lastSeen;
+      if (silent > this.#timeoutMs) {
+        this.#kill(conn, CloseCode.heartbeatTimeout, "Heartbeat timeout");
+        continue;
+      }
+      for (const name of conn.rooms) {
+        const ttl = this.#track(name)?.ttl ?? this.#timeoutMs;
+        if (silent > ttl) {
+          void this.#enqueueTask(conn, () => this.#leave(conn, name, "expired").then(() => {}))
+            .catch((e) => this.#report("store_error", "TTL leave failed", e));
+        }
+      }
+    }
+  }
+
+  #checkNative(room: Room): void {
+    for (const sub of room.subs) {
+      if (sub.native && (sub.conn.socket?.bufferedAmount ?? 0) > this.#limits.outboundHighWaterBytes) {
+        this.#markStale(sub);
+      }
+    }
+  }
+
+  #sendCounts(): void {
+    for (const room of this.#rooms.values()) {
+      if (room.countSubs.size === 0 || !room.countDirty) continue;
+      room.countDirty = false;
+      const frame = JSON.stringify({ t: "cnt", r: room.name, ...room.counts() });
+      for (const sub of room.countSubs) sub.conn.send(frame);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Helpers
+
+  #track(room: string): Track | null {
+    for (const t of this.#tracks) {
+      if (typeof t.pattern === "string") {
+        if (t.pattern === room) return t;
+      } else {
+        t.pattern.lastIndex = 0;
+        if (t.pattern.test(room)) return t;
+      }
+    }
+    return null;
+  }
+
+  #requireTrack(room: string): Track {
+    const track = this.#track(room);
+    if (!track) throw new PresenceError("not_tracked", `Room "${room}" is not tracked`);
+    return track;
+  }
+
+  async #allowed(track: Track, conn: Connection, room: string): Promise<boolean> {
+    const guard = track.options.guard;
+    if (!guard) return true;
+    try {
+      return (await guard(conn, room)) === true;
+    } catch (e) {
+      this.#report("internal", `Guard threw for room "${room}"`, e);
+      return false;
+    }
+  }
+
+  #local(connectionId: string): Connection {
+    const conn = this.#conns.get(connectionId);
+    if (!conn || conn.finished) {
+      throw new PresenceError("not_found", `Unknown connection "${connectionId}"`);
+    }
+    return conn;
+  }
+
+  #publicOf(meta: Metadata): Metadata {
+    const rule = this.#options.publicMetadata;
+    if (!rule) return meta;
+    if (typeof rule === "function") return rule(meta);
+    const out: Metadata = {};
+    for (const [k, v] of Object.entries(meta)) {
+      if (!rule.includes(k)) {
+        Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+      }
+    }
+    return out;
+  }
+
+  async #timed<T>(p: Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      return await p;
+    } catch (e) {
+      throw e instanceof PresenceError ? e : new PresenceError("store_error", "Store call failed", { cause: e });
+    } finally {
+      const lat = this.#storeLatency;
+      if (lat.length >= 256) lat.shift();
+      lat.push(performance.now() - start);
+    }
+  }
+
+  #safe(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.#report("internal", "Callback threw", e);
+    }
+  }
+
+  #report(code: PresenceErrorCode, message: string, cause: unknown): void {
+    const err = cause instanceof PresenceError
+      ? cause
+      : new PresenceError(code, message, { cause });
+    const onError = this.#options.onError;
+    if (onError) {
+      try {
+        onError(err);
+      } catch { /* a throwing hook must not take the server down */ }
+    } else console.error(err);
+  }
+}
+
+function bump(map: Map<string, number>, key: string, delta: number): void {
+  const n = (map.get(key) ?? 0) + delta;
+  if (n <= 0) map.delete(key);
+  else map.set(key, n);
+}
+
+function forbidden(room: string): PresenceError {
+  return new PresenceError("forbidden", `Guard refused room "${room}"`);
+}
+
+function notMember(room: string): PresenceError {
+  return new PresenceError("not_member", `Connection has not joined room "${room}"`);
+}
+
+async function validate(
+  validator: NonNullable<TrackPresenceOptions["validateState"]>,
+  state: unknown,
+  room: string,
+): Promise<void> {
+  if (typeof validator === "function") {
+    const r = validator(state, room);
+    if (r === true) return;
+    throw new PresenceError("invalid_state", typeof r === "string" ? r : "State refused by validateState");
+  }
+  const result = await validator["~standard"].validate(state);
+  if (result.issues) {
+    const msg = result.issues.map((i) => i.message).join("; ");
+    throw new PresenceError("invalid_state", `State refused: ${msg}`);
+  }
+}

@@ -1,0 +1,773 @@
+// The embedded, single-process PresenceStore: Maps, a per-room seq and an expiry heap.
+// Methods are async with nothing to await so every throw becomes a rejection.
+// deno-lint-ignore-file require-await
+
+import type { Metadata, PresentEntry } from "../protocol.ts";
+import { PresenceError } from "../errors.ts";
+import { applyMergePatch } from "../merge_patch.ts";
+import type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  RoomSnapshot,
+  StateWrite,
+  StoreListener,
+} from "./types.ts";
+
+/** Options for {@linkcode MemoryPresenceStore}. */
+export interface MemoryPresenceStoreOptions {
+  /**
+   * Called when a `subscribe` listener throws. The error never reaches the
+   * mutation or the other listeners. Defaults to `console.error`.
+   */
+  onError?: (error: unknown, event: PresenceEvent) => void;
+}
+
+interface Room {
+  name: string;
+  seq: number;
+  /** Insertion order is join order. */
+  members: Map<string, Member>;
+  states: Map<string, StateEntry>;
+}
+
+interface Member {
+  room: Room;
+  id: string;
+  owner: Owner;
+  meta: Metadata;
+}
+
+interface StateEntry {
+  room: Room;
+  id: string;
+  value: unknown;
+  /** `Infinity` when the state does not expire. */
+  expiresAt: number;
+  /** Position in the expiry heap, `-1` when not in it. */
+  slot: number;
+}
+
+/** Everything an instance owns, so reaping is O(its entries). */
+interface Owner {
+  name: string;
+  members: Set<Member>;
+  metadata: Set<string>;
+}
+
+interface MetaEntry {
+  meta: Metadata;
+  owner: Owner;
+}
+
+/**
+ * The default {@linkcode PresenceStore}: everything lives in this process.
+ * Join, leave and state writes are O(1) (plus the size of a patch), snapshots
+ * are O(members), and `sweep` is O(expired · log states) thanks to an indexed
+ * min-heap of expiry times. Events go synchronously to every `subscribe`
+ * listener, whatever `watchRoom` says, since every event is local.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * store.subscribe((event) => console.log(event.type, event.seq));
+ * await store.join("lobby", "c1", "server-1", { name: "Ada" }, Date.now());
+ * const snap = await store.snapshot("lobby", Date.now());
+ * console.log(snap.present); // [{ id: "c1", meta: { name: "Ada" } }]
+ * await store.close();
+ * ```
+ */
+export class MemoryPresenceStore implements PresenceStore {
+  #rooms = new Map<string, Room>();
+  /** Last seq of rooms dropped when they emptied, so seq never goes back. */
+  #idleSeq = new Map<string, number>();
+  #owners = new Map<string, Owner>();
+  #leases = new Map<string, number>();
+  #metadata = new Map<string, MetaEntry>();
+  #heap: StateEntry[] = [];
+  /** Copy-on-write, so emitting needs no copy and (un)subscribing mid-emit is safe. */
+  #listeners: StoreListener[] = [];
+  #queue: PresenceEvent[] = [];
+  #emitting = false;
+  #closed = false;
+  #onError: (error: unknown, event: PresenceEvent) => void;
+
+  /**
+   * Create an empty store.
+   *
+   * @param options Optional error hook for throwing listeners.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore({
+   *   onError: (error) => console.warn("listener failed", error),
+   * });
+   * await store.close();
+   * ```
+   */
+  constructor(options: MemoryPresenceStoreOptions = {}) {
+    this.#onError = options.onError ??
+      ((error) => console.error("A presence store listener threw:", error));
+  }
+
+  /**
+   * Register or renew an instance lease that lapses at `now + ttlMs`. Once it
+   * lapses, `sweep` removes the instance's entries. An instance that never
+   * had a lease is never reaped.
+   *
+   * @param instanceId The server instance.
+   * @param ttlMs How long the lease lasts, in milliseconds.
+   * @param now The current time in ms since the epoch.
+   * @returns A promise that resolves once the lease is recorded.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * await store.renewLease("server-1", 30_000, Date.now());
+   * await store.close();
+   * ```
+   */
+  async renewLease(
+    instanceId: string,
+    ttlMs: number,
+    now: number,
+  ): Promise<void> {
+    this.#assertOpen();
+    this.#leases.set(instanceId, now + ttlMs);
+  }
+
+  /**
+   * Release an instance now: leave every room it owns a connection in (reason
+   * `"close"`), forget its connections' metadata, and drop its lease.
+   *
+   * @param instanceId The server instance.
+   * @returns A promise that resolves after the leave events were delivered.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * await store.releaseLease("server-1");
+   * console.log((await store.snapshot("lobby", Date.now())).present); // []
+   * await store.close();
+   * ```
+   */
+  async releaseLease(instanceId: string): Promise<void> {
+    this.#assertOpen();
+    this.#reap(instanceId, "close", Date.now());
+  }
+
+  /**
+   * Add a connection to a room and emit a `join` event with the room's next
+   * sequence number.
+   *
+   * @param room The room name.
+   * @param connectionId The connection joining.
+   * @param instanceId The instance that owns the connection.
+   * @param meta The connection's public metadata, carried by the event.
+   * @param now The current time in ms since the epoch.
+   * @returns The join event, or `null` when the connection was already present.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * const event = await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * console.log(event?.seq); // 1
+   * console.log(await store.join("lobby", "c1", "server-1", {}, Date.now())); // null
+   * await store.close();
+   * ```
+   */
+  async join(
+    room: string,
+    connectionId: string,
+    instanceId: string,
+    meta: Metadata,
+    now: number,
+  ): Promise<PresenceEvent | null> {
+    this.#assertOpen();
+    let record = this.#rooms.get(room);
+    if (record === undefined) {
+      record = this.#openRoom(room);
+    } else if (record.members.has(connectionId)) {
+      return null;
+    }
+    const owner = this.#owner(instanceId);
+    const member: Member = { room: record, id: connectionId, owner, meta };
+    record.members.set(connectionId, member);
+    owner.members.add(member);
+    const event: PresenceEvent = {
+      type: "join",
+      room,
+      connectionId,
+      seq: ++record.seq,
+      meta,
+      instance: instanceId,
+      timestamp: now,
+    };
+    this.#emit(event);
+    return event;
+  }
+
+  /**
+   * Remove a connection from a room, dropping its state, and emit a `leave`
+   * event (the only event: no separate state event for the dropped state).
+   *
+   * @param room The room name.
+   * @param connectionId The connection leaving.
+   * @param reason Why it leaves.
+   * @param now The current time in ms since the epoch.
+   * @returns The leave event, or `null` when the connection was not present.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * const event = await store.leave("lobby", "c1", "leave", Date.now());
+   * console.log(event?.type, event?.seq); // "leave" 2
+   * await store.close();
+   * ```
+   */
+  async leave(
+    room: string,
+    connectionId: string,
+    reason: LeaveReason,
+    now: number,
+  ): Promise<PresenceEvent | null> {
+    this.#assertOpen();
+    const member = this.#rooms.get(room)?.members.get(connectionId);
+    if (member === undefined) return null;
+    return this.#remove(member, reason, now);
+  }
+
+  /**
+   * Write a member's state: replace it (`set`), RFC 7386 merge-patch it
+   * (`patch`), or `clear` it. A `set` or `patch` replaces any earlier expiry
+   * with `expiresAt` (`null`: never expires). A `null` state or patch clears.
+   * A state that has expired but was not swept yet counts as absent: it is
+   * expired first (emitting its `expired` event), then the write applies.
+   *
+   * @param room The room name.
+   * @param connectionId The member writing.
+   * @param write What to write.
+   * @param expiresAt When the new state expires (ms since epoch), or `null`.
+   * @param now The current time in ms since the epoch.
+   * @returns The state event (full new state, plus `patch` for a patch),
+   * `null` when clearing no state, or `"not_member"` when the connection is
+   * not in the room.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * const now = Date.now();
+   * await store.join("doc", "c1", "server-1", {}, now);
+   * await store.setState("doc", "c1", { kind: "set", state: { x: 1 } }, null, now);
+   * const event = await store.setState(
+   *   "doc", "c1", { kind: "patch", patch: { y: 2 } }, now + 5_000, now,
+   * );
+   * if (event && event !== "not_member" && event.type === "state") {
+   *   console.log(event.state); // { x: 1, y: 2 }
+   * }
+   * await store.close();
+   * ```
+   */
+  async setState(
+    room: string,
+    connectionId: string,
+    write: StateWrite,
+    expiresAt: number | null,
+    now: number,
+  ): Promise<PresenceEvent | null | "not_member"> {
+    this.#assertOpen();
+    const record = this.#rooms.get(room);
+    if (record === undefined || !record.members.has(connectionId)) {
+      return "not_member";
+    }
+    let entry = record.states.get(connectionId);
+    if (entry !== undefined && entry.expiresAt <= now) {
+      this.#expire(entry, now);
+      entry = undefined;
+    }
+    let value: unknown;
+    let patch: unknown = undefined;
+    if (write.kind === "set") value = write.state;
+    else if (write.kind === "patch") {
+      patch = write.patch;
+      value = patch === null ? null : applyMergePatch(entry?.value, patch);
+    } else value = null;
+
+    if (value === null || value === undefined) {
+      if (entry === undefined) return null;
+      this.#dropState(entry);
+      const event: PresenceEvent = {
+        type: "state",
+        room,
+        connectionId,
+        seq: ++record.seq,
+        state: null,
+        timestamp: now,
+      };
+      this.#emit(event);
+      return event;
+    }
+
+    const at = expiresAt ?? Infinity;
+    if (entry === undefined) {
+      entry = {
+        room: record,
+        id: connectionId,
+        value,
+        expiresAt: at,
+        slot: -1,
+      };
+      record.states.set(connectionId, entry);
+      if (at !== Infinity) this.#heapPush(entry);
+    } else {
+      entry.value = value;
+      this.#reschedule(entry, at);
+    }
+    const event: PresenceEvent = write.kind === "patch"
+      ? {
+        type: "state",
+        room,
+        connectionId,
+        seq: ++record.seq,
+        state: value,
+        patch,
+        timestamp: now,
+      }
+      : {
+        type: "state",
+        room,
+        connectionId,
+        seq: ++record.seq,
+        state: value,
+        timestamp: now,
+      };
+    this.#emit(event);
+    return event;
+  }
+
+  /**
+   * A consistent view of a room: its seq, members in join order with their
+   * metadata, and states that have not expired as of `now` (swept or not).
+   *
+   * @param room The room name.
+   * @param now The current time in ms since the epoch.
+   * @returns The snapshot; an unknown room has seq 0 and nobody present.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * const now = Date.now();
+   * await store.join("doc", "c1", "server-1", { user: "ada" }, now);
+   * await store.setState("doc", "c1", { kind: "set", state: "typing" }, null, now);
+   * const snap = await store.snapshot("doc", now);
+   * console.log(snap.seq, snap.present, snap.states.get("c1")); // 2 [...] "typing"
+   * await store.close();
+   * ```
+   */
+  async snapshot(room: string, now: number): Promise<RoomSnapshot> {
+    this.#assertOpen();
+    const record = this.#rooms.get(room);
+    if (record === undefined) {
+      return {
+        seq: this.#idleSeq.get(room) ?? 0,
+        present: [],
+        states: new Map(),
+      };
+    }
+    const present: PresentEntry[] = [];
+    for (const member of record.members.values()) {
+      present.push({ id: member.id, meta: member.meta });
+    }
+    const states = new Map<string, unknown>();
+    for (const entry of record.states.values()) {
+      if (entry.expiresAt > now) states.set(entry.id, entry.value);
+    }
+    return { seq: record.seq, present, states };
+  }
+
+  /**
+   * Store a connection's public metadata, tagged with the instance owning the
+   * connection so it is forgotten when that instance is reaped or released.
+   *
+   * @param connectionId The connection.
+   * @param instanceId The instance that owns the connection.
+   * @param meta The metadata (stored as given, not copied).
+   * @returns A promise that resolves once stored.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * await store.setMetadata("c1", "server-1", { userId: "u1" });
+   * console.log(await store.getMetadata("c1")); // { userId: "u1" }
+   * await store.close();
+   * ```
+   */
+  async setMetadata(
+    connectionId: string,
+    instanceId: string,
+    meta: Metadata,
+  ): Promise<void> {
+    this.#assertOpen();
+    const owner = this.#owner(instanceId);
+    const existing = this.#metadata.get(connectionId);
+    if (existing === undefined) {
+      this.#metadata.set(connectionId, { meta, owner });
+    } else {
+      existing.meta = meta;
+      if (existing.owner !== owner) {
+        existing.owner.metadata.delete(connectionId);
+        existing.owner = owner;
+      }
+    }
+    owner.metadata.add(connectionId);
+  }
+
+  /**
+   * Read a connection's metadata.
+   *
+   * @param connectionId The connection.
+   * @returns The metadata, or `null` when unknown.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * console.log(await store.getMetadata("nobody")); // null
+   * await store.close();
+   * ```
+   */
+  async getMetadata(connectionId: string): Promise<Metadata | null> {
+    this.#assertOpen();
+    return this.#metadata.get(connectionId)?.meta ?? null;
+  }
+
+  /**
+   * Forget a connection's metadata. Unknown connections are ignored.
+   *
+   * @param connectionId The connection.
+   * @returns A promise that resolves once forgotten.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * await store.setMetadata("c1", "server-1", { userId: "u1" });
+   * await store.deleteMetadata("c1");
+   * console.log(await store.getMetadata("c1")); // null
+   * await store.close();
+   * ```
+   */
+  async deleteMetadata(connectionId: string): Promise<void> {
+    this.#assertOpen();
+    const existing = this.#metadata.get(connectionId);
+    if (existing !== undefined) {
+      this.#metadata.delete(connectionId);
+      existing.owner.metadata.delete(connectionId);
+    }
+  }
+
+  /**
+   * Listen to every event, synchronously and in seq order per room. A
+   * throwing listener is reported to `onError` and does not affect others.
+   *
+   * @param listener Called with each event.
+   * @returns An idempotent unsubscribe function.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * const stop = store.subscribe((event) => console.log(event.type));
+   * await store.join("lobby", "c1", "server-1", {}, Date.now()); // logs "join"
+   * stop();
+   * await store.close();
+   * ```
+   */
+  subscribe(listener: StoreListener): () => void {
+    // Wrap so the same function subscribed twice is two subscriptions.
+    const slot: StoreListener = (event) => listener(event);
+    this.#listeners = [...this.#listeners, slot];
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      this.#listeners = this.#listeners.filter((l) => l !== slot);
+    };
+  }
+
+  /**
+   * Declare interest in a room. A no-op here: every event is local, so every
+   * listener already receives it.
+   *
+   * @param _room The room name.
+   * @returns An idempotent function that drops the interest.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * const unwatch = store.watchRoom("lobby");
+   * unwatch();
+   * await store.close();
+   * ```
+   */
+  watchRoom(_room: string): () => void {
+    return () => {};
+  }
+
+  /**
+   * Reap instances whose lease lapsed (`now >= expiry`; leaves with reason
+   * `"instance"`), then clear states whose `expiresAt <= now` (state events
+   * with `state: null, expired: true`). Each happens exactly once.
+   *
+   * @param now The current time in ms since the epoch.
+   * @returns A promise that resolves after the events were delivered.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * const now = Date.now();
+   * await store.join("doc", "c1", "server-1", {}, now);
+   * await store.setState("doc", "c1", { kind: "set", state: 1 }, now + 100, now);
+   * await store.sweep(now + 100); // emits the expired state event
+   * await store.close();
+   * ```
+   */
+  async sweep(now: number): Promise<void> {
+    this.#assertOpen();
+    // Reap first: a reaped member's state goes with its leave, no extra event.
+    let lapsed: string[] | undefined;
+    for (const [instanceId, expiresAt] of this.#leases) {
+      if (now >= expiresAt) (lapsed ??= []).push(instanceId);
+    }
+    if (lapsed !== undefined) {
+      for (const instanceId of lapsed) this.#reap(instanceId, "instance", now);
+    }
+    const heap = this.#heap;
+    while (heap.length > 0 && heap[0]!.expiresAt <= now) {
+      this.#expire(heap[0]!, now);
+    }
+  }
+
+  /**
+   * Drop every room, state, lease, metadata entry and listener. Every method
+   * except `subscribe` and `watchRoom` rejects with code `"closed"` after.
+   *
+   * @returns A promise that resolves once closed.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * await store.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#rooms.clear();
+    this.#idleSeq.clear();
+    this.#owners.clear();
+    this.#leases.clear();
+    this.#metadata.clear();
+    this.#heap = [];
+    this.#listeners = [];
+    this.#queue = [];
+  }
+
+  // -------------------------------------------------------------------------
+
+  #assertOpen(): void {
+    if (this.#closed) {
+      throw new PresenceError("closed", "The presence store is closed");
+    }
+  }
+
+  #openRoom(name: string): Room {
+    const seq = this.#idleSeq.get(name);
+    if (seq !== undefined) this.#idleSeq.delete(name);
+    const record: Room = {
+      name,
+      seq: seq ?? 0,
+      members: new Map(),
+      states: new Map(),
+    };
+    this.#rooms.set(name, record);
+    return record;
+  }
+
+  #owner(instanceId: string): Owner {
+    let owner = this.#owners.get(instanceId);
+    if (owner === undefined) {
+      owner = { name: instanceId, members: new Set(), metadata: new Set() };
+      this.#owners.set(instanceId, owner);
+    }
+    return owner;
+  }
+
+  #remove(member: Member, reason: LeaveReason, now: number): PresenceEvent {
+    const room = member.room;
+    room.members.delete(member.id);
+    member.owner.members.delete(member);
+    const entry = room.states.get(member.id);
+    if (entry !== undefined) this.#dropState(entry);
+    const event: PresenceEvent = {
+      type: "leave",
+      room: room.name,
+      connectionId: member.id,
+      seq: ++room.seq,
+      reason,
+      timestamp: now,
+    };
+    if (room.members.size === 0) {
+      // Keep only the seq of an empty room, so churny rooms stay cheap.
+      this.#rooms.delete(room.name);
+      this.#idleSeq.set(room.name, room.seq);
+    }
+    this.#emit(event);
+    return event;
+  }
+
+  #reap(instanceId: string, reason: LeaveReason, now: number): void {
+    this.#leases.delete(instanceId);
+    const owner = this.#owners.get(instanceId);
+    if (owner === undefined) return;
+    this.#owners.delete(instanceId);
+    for (const connectionId of owner.metadata) {
+      this.#metadata.delete(connectionId);
+    }
+    owner.metadata.clear();
+    // #remove deletes from the set being iterated, which Set iteration allows.
+    for (const member of owner.members) this.#remove(member, reason, now);
+  }
+
+  #expire(entry: StateEntry, now: number): void {
+    const room = entry.room;
+    this.#dropState(entry);
+    this.#emit({
+      type: "state",
+      room: room.name,
+      connectionId: entry.id,
+      seq: ++room.seq,
+      state: null,
+      expired: true,
+      timestamp: now,
+    });
+  }
+
+  #dropState(entry: StateEntry): void {
+    entry.room.states.delete(entry.id);
+    if (entry.slot >= 0) this.#heapRemove(entry);
+  }
+
+  #emit(event: PresenceEvent): void {
+    // A listener that mutates the store re-enters here: queue its events so
+    // every listener still sees each room's events in seq order.
+    if (this.#emitting) {
+      this.#queue.push(event);
+      return;
+    }
+    this.#emitting = true;
+    try {
+      this.#deliver(event);
+      const queue = this.#queue;
+      for (let i = 0; i < queue.length; i++) this.#deliver(queue[i]!);
+      queue.length = 0;
+    } finally {
+      this.#emitting = false;
+    }
+  }
+
+  #deliver(event: PresenceEvent): void {
+    const listeners = this.#listeners;
+    for (let i = 0; i < listeners.length; i++) {
+      try {
+        listeners[i]!(event);
+      } catch (error) {
+        try {
+          this.#onError(error, event);
+        } catch {
+          // The error hook itself failed: nothing sensible left to do.
+        }
+      }
+    }
+  }
+
+  // Indexed binary min-heap on expiresAt: every state with an expiry is in it
+  // exactly once, so memory stays bounded however often states are rewritten.
+
+  #reschedule(entry: StateEntry, at: number): void {
+    const old = entry.expiresAt;
+    if (old === at) return;
+    entry.expiresAt = at;
+    if (entry.slot < 0) {
+      if (at !== Infinity) this.#heapPush(entry);
+    } else if (at === Infinity) this.#heapRemove(entry);
+    else if (at < old) this.#siftUp(entry.slot);
+    else this.#siftDown(entry.slot);
+  }
+
+  #heapPush(entry: StateEntry): void {
+    entry.slot = this.#heap.length;
+    this.#heap.push(entry);
+    this.#siftUp(entry.slot);
+  }
+
+  #heapRemove(entry: StateEntry): void {
+    const heap = this.#heap;
+    const i = entry.slot;
+    entry.slot = -1;
+    const last = heap.pop()!;
+    if (last === entry) return;
+    heap[i] = last;
+    last.slot = i;
+    this.#siftUp(i);
+    this.#siftDown(last.slot);
+  }
+
+  #siftUp(i: number): void {
+    const heap = this.#heap;
+    const entry = heap[i]!;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = heap[p]!;
+      if (parent.expiresAt <= entry.expiresAt) break;
+      heap[i] = parent;
+      parent.slot = i;
+      i = p;
+    }
+    heap[i] = entry;
+    entry.slot = i;
+  }
+
+  #siftDown(i: number): void {
+    const heap = this.#heap;
+    const n = heap.length;
+    const entry = heap[i]!;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      let c = l;
+      if (r < n && heap[r]!.expiresAt < heap[l]!.expiresAt) c = r;
+      const child = heap[c]!;
+      if (child.expiresAt >= entry.expiresAt) break;
+      heap[i] = child;
+      child.slot = i;
+      i = c;
+    }
+    heap[i] = entry;
+    entry.slot = i;
+  }
+}

@@ -36,7 +36,10 @@ export type {
   SocketLike,
   TopicPublisher,
 } from "./src/server/socket.ts";
-export { MemoryPresenceStore } from "./src/store/memory.ts";
+export {
+  MemoryPresenceStore,
+  type MemoryPresenceStoreOptions,
+} from "./src/store/memory.ts";
 export type {
   LeaveReason,
   PresenceEvent,

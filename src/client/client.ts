@@ -1,0 +1,755 @@
+// PresenceClient: one socket with request/answer matching, a bounded request
+// queue, reconnect/resume with backoff, heartbeat deadline and room sync.
+
+import { type PresenceErrorCode, PresenceError } from "../errors.ts";
+import { applyMergePatch } from "../merge_patch.ts";
+import type { Metadata, PresentEntry, ServerFrame, WireSnapshot } from "../protocol.ts";
+import {
+  applyEvent,
+  applySnapshot,
+  createRoomView,
+  type PresenceUpdate,
+  type RoomView,
+} from "./sync.ts";
+
+/** The connection status reported by {@link PresenceClient.status}. */
+export type PresenceStatus = "connecting" | "open" | "reconnecting" | "closed";
+
+/** Reconnect policy: exponential backoff with full jitter. */
+export interface ReconnectOptions {
+  /** Base delay in ms (default 250). */
+  minDelayMs?: number;
+  /** Largest delay in ms (default 10000). */
+  maxDelayMs?: number;
+  /** Reconnect attempts in a row before giving up (default `Infinity`). */
+  maxRetries?: number;
+}
+
+/** Options of {@link PresenceClient}. */
+export interface PresenceClientOptions {
+  /** Reconnect policy, or `false` to never reconnect. */
+  reconnect?: ReconnectOptions | false;
+  /** Time a request may wait for its answer, queue time included (default 10000 ms). */
+  requestTimeoutMs?: number;
+  /** Most requests held while not connected (default 1000); more resolve `queue_full`. */
+  maxQueuedRequests?: number;
+  /** WebSocket subprotocols, e.g. to carry an auth token. */
+  protocols?: string | string[];
+  /** Extra query parameters on the socket URL, e.g. a token. */
+  params?: Record<string, string>;
+  /** The WebSocket constructor to use (default `globalThis.WebSocket`). */
+  WebSocket?: typeof WebSocket;
+}
+
+/** The outcome of a request. Failures never reject: they set `error`. */
+export interface PresenceResult {
+  /** Whether the server accepted the request. */
+  success: boolean;
+  /** Why it failed (`code` is stable), when `success` is false. */
+  error?: PresenceError;
+}
+
+/** What {@link PresenceClient.joinRoom} resolves to. */
+export interface JoinResult extends PresenceResult {
+  /** The connections present after joining, this one included. */
+  present: PresentEntry[];
+}
+
+/** Options of {@link PresenceClient.subscribePresence}. */
+export interface SubscribeOptions {
+  /** Also receive `userOnline`/`userOffline` updates and the online user list. */
+  users?: boolean;
+  /** `"count"` receives occupancy counts instead of members (default `"full"`). */
+  mode?: "full" | "count";
+}
+
+/** The room's view when a subscription starts. */
+export interface PresenceView<State = unknown> {
+  /** Present connection ids. */
+  present: string[];
+  /** States by connection id. */
+  states: Map<string, State>;
+  /** Present connections with their metadata. */
+  members: PresentEntry[];
+  /** Online user ids (with `users: true`). */
+  users?: string[];
+  /** Occupancy (with `mode: "count"`). */
+  count?: { connections: number; users: number };
+}
+
+/** What {@link PresenceClient.subscribePresence} resolves to. */
+export interface SubscribeResult<State = unknown>
+  extends PresenceResult, PresenceView<State> {}
+
+/** The first chunk of a {@link PresenceClient.presence} stream. */
+export interface PresenceSync<State = unknown> extends PresenceView<State> {
+  /** Always `"sync"`. */
+  type: "sync";
+  /** The room. */
+  room: string;
+}
+
+/** Options of {@link PresenceClient.publishPresenceState}: exactly one of `state` / `patch`. */
+export interface PublishOptions<State = unknown> {
+  /** The full new state. */
+  state?: State;
+  /** An RFC 7386 merge patch for the current state. */
+  patch?: unknown;
+  /** Clear the state after this many ms. */
+  expireAfter?: number;
+}
+
+/** What {@link PresenceClient.publishPresenceState} resolves to. */
+export interface PublishResult extends PresenceResult {
+  /** The room sequence of the change (`null` when nothing changed). */
+  seq?: number | null;
+}
+
+type Answer =
+  | { t: "ok"; [key: string]: unknown }
+  | { t: "err"; code: PresenceErrorCode; message: string };
+type Timer = ReturnType<typeof setTimeout>;
+interface Req {
+  /** The frame. */
+  f: Record<string, unknown>;
+  /** Resolve. */
+  r: (a: Answer) => void;
+  /** Timeout. */
+  t: Timer;
+  /** Sent on the current socket. */
+  s?: boolean;
+}
+interface Sub<S, M extends Metadata> {
+  v: RoomView<S, M>;
+  cb: (u: PresenceUpdate<S, M>) => void;
+  o: SubscribeOptions;
+  /** A `sub` request is in flight. */
+  p?: boolean;
+  /** The server has answered a `sub` once. */
+  l?: boolean;
+}
+/** Own state in a room (merged value) and its absolute expiry (0 = none). */
+type Own = { s: unknown; x: number } | undefined;
+
+const err = (code: PresenceErrorCode, message: string): Answer => ({ t: "err", code, message });
+const fail = (a: Answer): PresenceError =>
+  new PresenceError((a as { code: PresenceErrorCode }).code, (a as { message: string }).message);
+const res = (a: Answer): PresenceResult =>
+  a.t === "ok" ? { success: true } : { success: false, error: fail(a) };
+const call = <T>(fn: (arg: T) => void, arg: T): void => {
+  // A throwing callback must not break the client: report it like an event listener would.
+  try {
+    fn(arg);
+  } catch (e) {
+    queueMicrotask(() => {
+      throw e;
+    });
+  }
+};
+
+/**
+ * A presence client: joins rooms, subscribes to presence, publishes
+ * per-connection state, and keeps all of it across reconnects.
+ *
+ * Error rule: a method whose result has a `success` field never rejects;
+ * refusals and transport failures (`closed`, `timeout`, `queue_full`) resolve
+ * `{ success: false, error }` where `error` is a {@link PresenceError} with a
+ * stable `code`. {@link PresenceClient.connect} and
+ * {@link PresenceClient.getConnectionMetadata} reject with a
+ * {@link PresenceError} instead.
+ *
+ * Requests made while not connected (before `connect()` or while
+ * reconnecting) are queued and sent once the socket is open. After a resume
+ * the server keeps rooms, states and subscriptions; after a fresh connection
+ * the client rejoins its rooms, resubscribes and republishes its states.
+ *
+ * @typeParam State The presence state type.
+ * @typeParam Meta The connection metadata type.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * await client.connect();
+ * await client.joinRoom("lobby");
+ * const { present } = await client.subscribePresence("lobby", (update) => {
+ *   if (update.type === "join") console.log("joined", update.connectionId);
+ * });
+ * await client.publishPresenceState("lobby", { state: { typing: true }, expireAfter: 8000 });
+ * ```
+ */
+export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
+  /** @internal */ _u: string;
+  /** @internal */ _o: PresenceClientOptions;
+  /** @internal */ _ws: WebSocket | null = null;
+  /** @internal */ _st: PresenceStatus = "closed";
+  /** @internal */ _cid: string | null = null;
+  /** @internal resume token */ _tk = "";
+  /** @internal */ _rs = false;
+  /** @internal socket is open (hello seen) */ _op = false;
+  /** @internal close() was called or retries ran out */ _end = false;
+  /** @internal */ _id = 0;
+  /** @internal reconnect attempts in a row */ _n = 0;
+  /** @internal heartbeat timeout ms */ _hm = 0;
+  /** @internal last inbound frame */ _la = 0;
+  /** @internal */ _hb?: Timer;
+  /** @internal */ _rt?: Timer;
+  /** @internal requests, queued and in flight, by id */ _p: Map<number, Req> = new Map();
+  /** @internal joined rooms and own state */ _r: Map<string, Own> = new Map();
+  /** @internal */ _s: Map<string, Sub<State, Meta>> = new Map();
+  /** @internal */ _l: Set<(s: PresenceStatus) => void> = new Set();
+  /** @internal connect() waiters */ _w: Array<[() => void, (e: PresenceError) => void]> = [];
+
+  /**
+   * Create a client. It does not connect until {@link PresenceClient.connect}.
+   *
+   * @param url The server's WebSocket URL; `v=1` and `params` are added to it.
+   * @param options Reconnect, timeouts, queue bound, auth and WebSocket injection.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence", {
+   *   params: { token: "secret" },
+   *   reconnect: { maxRetries: 10 },
+   * });
+   * ```
+   */
+  constructor(url: string | URL, options: PresenceClientOptions = {}) {
+    this._u = new URL(url).href;
+    this._o = options;
+  }
+
+  /** The connection id from the server, `null` before the first hello or after close. */
+  get connectionId(): string | null {
+    return this._cid;
+  }
+
+  /** The connection status. */
+  get status(): PresenceStatus {
+    return this._st;
+  }
+
+  /** Whether the last open resumed the previous connection (same id, rooms and states). */
+  get resumed(): boolean {
+    return this._rs;
+  }
+
+  /**
+   * Watch status changes.
+   *
+   * @param cb Called with each new status.
+   * @returns A function that stops watching.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * const stop = client.onStatus((s) => console.log(s, client.resumed));
+   * stop();
+   * ```
+   */
+  onStatus(cb: (status: PresenceStatus) => void): () => void {
+    this._l.add(cb);
+    return () => {
+      this._l.delete(cb);
+    };
+  }
+
+  /**
+   * Open the socket, or wait for the one being opened.
+   *
+   * @returns Resolves on the server's `hello`.
+   * @throws {PresenceError} `unauthorized` when the server closes with 4401,
+   * `closed` when the socket closes before `hello` or `close()` is called.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * await client.connect();
+   * console.log(client.connectionId);
+   * ```
+   */
+  connect(): Promise<void> {
+    return this._op ? Promise.resolve() : new Promise((resolve, reject) => {
+      this._w.push([resolve, reject]);
+      if (this._st === "closed") {
+        this._end = false;
+        this._set("connecting");
+        this._dial();
+      }
+    });
+  }
+
+  /**
+   * Close cleanly (code 1000): the server leaves all rooms at once. No
+   * reconnect follows; queued and pending requests resolve with `closed`.
+   *
+   * @returns Resolves when the socket has closed.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * await client.connect();
+   * await client.close();
+   * ```
+   */
+  close(): Promise<void> {
+    const ws = this._ws;
+    this._r.clear();
+    this._s.clear();
+    this._fin("closed");
+    return new Promise((resolve) => {
+      if (!ws || ws.readyState > 1) return resolve();
+      const t = setTimeout(resolve, this._o.requestTimeoutMs ?? 1e4);
+      ws.onclose = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      ws.close(1000);
+    });
+  }
+
+  /**
+   * Join a room. With `onUpdate` it also subscribes to the room's presence in
+   * the same step (both requests are sent together; if either fails, the
+   * other is undone).
+   *
+   * @param room The room name.
+   * @param onUpdate Optional presence callback, as for {@link PresenceClient.subscribePresence}.
+   * @returns `{ success, present }`; never rejects.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * const { success, present, error } = await client.joinRoom("lobby");
+   * if (!success) console.log(error?.code);
+   * ```
+   */
+  async joinRoom(
+    room: string,
+    onUpdate?: (update: PresenceUpdate<State, Meta>) => void,
+  ): Promise<JoinResult> {
+    const [j, s] = await Promise.all([
+      this._req({ op: "join", room }).then((a) => {
+        if (a.t === "ok" && !this._r.has(room)) this._r.set(room, undefined);
+        return a;
+      }),
+      onUpdate && this.subscribePresence(room, onUpdate),
+    ]);
+    const error = j.t === "err" ? fail(j) : s?.error;
+    if (error) {
+      if (j.t === "ok") void this.leaveRoom(room);
+      else if (s?.success) void this.unsubscribePresence(room);
+      return { success: false, present: [], error };
+    }
+    return { success: true, present: j.present as PresentEntry[] };
+  }
+
+  /**
+   * Leave a room. Also drops this client's subscription to it and its own
+   * state there.
+   *
+   * @param room The room name.
+   * @returns `{ success }`; never rejects.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * await client.leaveRoom("lobby");
+   * ```
+   */
+  async leaveRoom(room: string): Promise<PresenceResult> {
+    this._r.delete(room);
+    if (this._s.delete(room)) void this._req({ op: "unsub", room });
+    return res(await this._req({ op: "leave", room }));
+  }
+
+  /**
+   * Subscribe to a room's presence. Resolves with the room's view; `cb` then
+   * gets every change after it, this connection's own events included. Missed
+   * events (a sequence gap) are repaired with a fresh snapshot, delivered to
+   * `cb` as a diff. Subscribing again to the same room replaces `cb`.
+   *
+   * @param room The room name.
+   * @param cb Called with each {@link PresenceUpdate}.
+   * @param options `users: true` for user online/offline; `mode: "count"` for counts only.
+   * @returns `{ success, present, states, members }`; never rejects.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * const { present, states } = await client.subscribePresence("lobby", (u) => {
+   *   if (u.type === "state") console.log(u.connectionId, u.state);
+   * });
+   * ```
+   */
+  subscribePresence(
+    room: string,
+    cb: (update: PresenceUpdate<State, Meta>) => void,
+    options: SubscribeOptions = {},
+  ): Promise<SubscribeResult<State>> {
+    const sub: Sub<State, Meta> = { v: createRoomView(room), cb, o: options };
+    this._s.set(room, sub);
+    return this._sub(sub);
+  }
+
+  /**
+   * Stop receiving a room's presence updates.
+   *
+   * @param room The room name.
+   * @returns `{ success }`; never rejects.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * await client.unsubscribePresence("lobby");
+   * ```
+   */
+  async unsubscribePresence(room: string): Promise<PresenceResult> {
+    this._s.delete(room);
+    return res(await this._req({ op: "unsub", room }));
+  }
+
+  /**
+   * Set this connection's state in a room (it must have joined). The client
+   * remembers it, merged, and republishes it after a reconnect that did not
+   * resume, with what is left of `expireAfter`.
+   *
+   * @param room The room name.
+   * @param options Exactly one of `state` / `patch`, and optional `expireAfter` (ms).
+   * @returns `{ success, seq }`; never rejects.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * await client.publishPresenceState("lobby", { state: { status: "typing" }, expireAfter: 8000 });
+   * await client.publishPresenceState("lobby", { patch: { status: "idle" } });
+   * ```
+   */
+  async publishPresenceState(
+    room: string,
+    options: PublishOptions<State>,
+  ): Promise<PublishResult> {
+    const at = Date.now();
+    const a = await this._req({ op: "state", room, ...options });
+    if (a.t === "err") return { success: false, error: fail(a) };
+    if (this._r.has(room)) {
+      const prev = this._r.get(room);
+      const { patch, expireAfter: ms } = options;
+      this._r.set(room, {
+        s: patch === undefined
+          ? options.state
+          : applyMergePatch(prev && !(prev.x && prev.x <= at) ? prev.s : null, patch),
+        x: ms ? at + ms : 0,
+      });
+    }
+    return { success: true, seq: a.seq as number | null };
+  }
+
+  /**
+   * Clear this connection's state in a room.
+   *
+   * @param room The room name.
+   * @returns `{ success }`; never rejects.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * await client.clearPresenceState("lobby");
+   * ```
+   */
+  async clearPresenceState(room: string): Promise<PresenceResult> {
+    const a = await this._req({ op: "clear", room });
+    if (a.t === "ok" && this._r.has(room)) this._r.set(room, undefined);
+    return res(a);
+  }
+
+  /**
+   * Read another connection's public metadata (set by the server).
+   *
+   * @param connectionId The connection id.
+   * @returns The metadata, or `null` when the connection is unknown.
+   * @throws {PresenceError} When the request fails (`closed`, `timeout`, a refusal).
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient<unknown, { userId: string }>("wss://example.com/presence");
+   * const meta = await client.getConnectionMetadata("someConnectionId");
+   * console.log(meta?.userId);
+   * ```
+   */
+  async getConnectionMetadata(connectionId: string): Promise<Meta | null> {
+    const a = await this._req({ op: "meta", cid: connectionId });
+    if (a.t === "err") throw fail(a);
+    return (a.meta ?? null) as Meta | null;
+  }
+
+  /**
+   * A room's presence as a stream: subscribes when read, the first chunk is a
+   * {@link PresenceSync} with the room's view, then every update follows.
+   * Cancelling the stream unsubscribes. A refused subscription errors the
+   * stream with a {@link PresenceError}.
+   *
+   * @param room The room name.
+   * @param options As for {@link PresenceClient.subscribePresence}.
+   * @returns A stream of the sync chunk and updates.
+   *
+   * @example
+   * ```ts
+   * import { PresenceClient } from "@presently/presently/client";
+   * const client = new PresenceClient("wss://example.com/presence");
+   * for await (const chunk of client.presence("lobby")) {
+   *   if (chunk.type === "sync") console.log(chunk.present);
+   *   else console.log(chunk.type);
+   * }
+   * ```
+   */
+  presence(
+    room: string,
+    options?: SubscribeOptions,
+  ): ReadableStream<PresenceUpdate<State, Meta> | PresenceSync<State>> {
+    return new ReadableStream({
+      start: async (c) => {
+        const { success, error, ...view } = await this.subscribePresence(
+          room,
+          (u) => c.enqueue(u),
+          options,
+        );
+        if (success) c.enqueue({ type: "sync", room, ...view });
+        else c.error(error);
+      },
+      cancel: () => {
+        void this.unsubscribePresence(room);
+      },
+    });
+  }
+
+  /** @internal */
+  _set(s: PresenceStatus): void {
+    if (this._st !== s) {
+      this._st = s;
+      for (const cb of this._l) call(cb, s);
+    }
+  }
+
+  /** @internal Send a request now, or queue it until the socket is open. */
+  _req(f: Record<string, unknown>): Promise<Answer> {
+    return new Promise((r) => {
+      const o = this._o, p = this._p;
+      if (this._end) return r(err("closed", "Client is closed"));
+      if (!this._op && p.size >= (o.maxQueuedRequests ?? 1e3)) {
+        return r(err("queue_full", "Request queue is full"));
+      }
+      const id = ++this._id;
+      const q: Req = {
+        f: { ...f, id },
+        r,
+        t: setTimeout(() => {
+          p.delete(id);
+          r(err("timeout", "Request timed out"));
+        }, o.requestTimeoutMs ?? 1e4),
+      };
+      p.set(id, q);
+      if (this._op) this._send(q);
+    });
+  }
+
+  /** @internal */
+  _send(q: Req): void {
+    q.s = true;
+    this._ws!.send(JSON.stringify(q.f));
+  }
+
+  /** @internal Send a `sub` for a subscription (first time or resync). */
+  async _sub(sub: Sub<State, Meta>): Promise<SubscribeResult<State>> {
+    const { v, o, cb } = sub, room = v.room;
+    sub.p = true;
+    const a = await this._req({ op: "sub", room, ...o });
+    const was = sub.l, live = this._s.get(room) === sub;
+    sub.p = false;
+    if (a.t === "err") {
+      if (!was && live) this._s.delete(room);
+      return { success: false, present: [], states: new Map(), members: [], error: fail(a) };
+    }
+    sub.l = true;
+    const view: PresenceView<State> = { present: [], states: new Map(), members: [] };
+    if (o.mode === "count") {
+      const count = { connections: a.c as number, users: a.u as number };
+      view.count = count;
+      if (was && live) call(cb, { type: "count", room, ...count });
+    } else {
+      const ups = applySnapshot(v, a as unknown as WireSnapshot);
+      if (was) this._emit(sub, ups);
+      if (v.resync) this._resync(sub);
+      for (const [id, meta] of v.members) {
+        view.present.push(id);
+        view.members.push({ id, meta });
+      }
+      view.states = new Map(v.states);
+      if (o.users) view.users = [...v.users];
+    }
+    return { success: true, ...view };
+  }
+
+  /** @internal */
+  _resync(sub: Sub<State, Meta>): void {
+    if (!sub.p && this._s.get(sub.v.room) === sub) void this._sub(sub);
+  }
+
+  /** @internal */
+  _emit(sub: Sub<State, Meta>, ups: PresenceUpdate<State, Meta>[]): void {
+    for (const u of ups) if (this._s.get(sub.v.room) === sub) call(sub.cb, u);
+  }
+
+  /** @internal Open a socket (first connect or reconnect). */
+  _dial(): void {
+    const o = this._o, u = new URL(this._u), q = u.searchParams;
+    for (const [k, v] of Object.entries(o.params ?? {})) q.set(k, v);
+    q.set("v", "1");
+    if (this._tk) q.set("resume", this._tk);
+    // Until hello, the request timeout bounds the wait.
+    this._beat(this._hm = o.requestTimeoutMs ?? 1e4);
+    try {
+      const WS = o.WebSocket ?? WebSocket, p = o.protocols;
+      const ws = this._ws = p ? new WS(u, p) : new WS(u);
+      ws.onmessage = (e) => ws === this._ws && this._msg(e.data);
+      ws.onclose = (e) => ws === this._ws && this._lost(e.code);
+    } catch {
+      this._lost(1006);
+    }
+  }
+
+  /** @internal (Re)arm the liveness deadline. */
+  _beat(ms: number): void {
+    clearTimeout(this._hb);
+    this._la = Date.now();
+    this._hb = setTimeout(() => {
+      const idle = Date.now() - this._la, ws = this._ws;
+      if (idle < this._hm) return this._beat(this._hm - idle);
+      // Dead: do not wait for a close handshake that may never come.
+      this._lost(4408);
+      ws?.close(4408);
+    }, ms);
+  }
+
+  /** @internal The current socket ended without close(). */
+  _lost(code: number): void {
+    const r = this._o.reconnect;
+    this._ws = null;
+    this._op = false;
+    clearTimeout(this._hb);
+    for (const q of this._p.values()) q.s = false;
+    if (
+      !this._cid || r === false || code === 4400 || code === 4401 ||
+      this._n >= (r?.maxRetries ?? Infinity)
+    ) return this._fin(code === 4401 ? "unauthorized" : "closed");
+    const min = r?.minDelayMs ?? 250, max = r?.maxDelayMs ?? 1e4;
+    this._rt = setTimeout(() => this._dial(), Math.random() * Math.min(max, min * 2 ** this._n++));
+    this._set("reconnecting");
+  }
+
+  /** @internal Terminal: fail everything waiting, status "closed". */
+  _fin(code: PresenceErrorCode): void {
+    const msg = "Connection closed";
+    this._end = true;
+    this._op = false;
+    this._ws = null;
+    this._cid = null;
+    this._tk = "";
+    clearTimeout(this._hb);
+    clearTimeout(this._rt);
+    for (const q of this._p.values()) {
+      clearTimeout(q.t);
+      q.r(err("closed", msg));
+    }
+    this._p.clear();
+    for (const w of this._w.splice(0)) w[1](new PresenceError(code, msg));
+    this._set("closed");
+  }
+
+  /** @internal Handle one inbound frame; never throws. */
+  _msg(data: unknown): void {
+    this._la = Date.now();
+    try {
+      const f = JSON.parse(data as string) as ServerFrame;
+      const sub = "r" in f ? this._s.get(f.r) : undefined;
+      switch (f.t) {
+        case "hello":
+          return this._hello(f);
+        case "ping":
+          return this._ws!.send('{"op":"pong"}');
+        case "ok":
+        case "err": {
+          const q = this._p.get(f.id!);
+          if (q) {
+            this._p.delete(f.id!);
+            clearTimeout(q.t);
+            q.r(f as Answer);
+          }
+          return;
+        }
+        case "ev":
+          if (sub && sub.o.mode !== "count") {
+            for (const e of f.e) {
+              const { updates, gap } = applyEvent(sub.v, e);
+              this._emit(sub, updates);
+              if (gap) this._resync(sub);
+            }
+          }
+          return;
+        case "snap":
+          if (sub?.l && sub.o.mode !== "count") {
+            this._emit(sub, applySnapshot(sub.v, f));
+            if (sub.v.resync) this._resync(sub);
+          }
+          return;
+        case "cnt":
+          if (sub) call(sub.cb, { type: "count", room: f.r, connections: f.c, users: f.u });
+      }
+    } catch { /* a malformed frame is ignored */ }
+  }
+
+  /** @internal */
+  _hello(f: Extract<ServerFrame, { t: "hello" }>): void {
+    const now = Date.now();
+    this._cid = f.cid;
+    this._tk = f.token;
+    this._rs = f.resumed;
+    this._n = 0;
+    this._op = true;
+    if ((this._hm = f.hb?.[1]) > 0) this._beat(this._hm);
+    else clearTimeout(this._hb);
+    if (!f.resumed) {
+      // A new connection: restore rooms, own states and subscriptions first.
+      for (const [room, own] of this._r) {
+        void this._req({ op: "join", room });
+        if (own) {
+          const left = own.x - now;
+          if (own.x && left <= 0) this._r.set(room, undefined);
+          else {
+            void this._req({ op: "state", room, state: own.s, expireAfter: own.x ? left : undefined });
+          }
+        }
+      }
+      for (const sub of this._s.values()) {
+        if (sub.l) {
+          sub.v.resync = true;
+          void this._sub(sub);
+        }
+      }
+    }
+    for (const q of this._p.values()) if (!q.s) this._send(q);
+    for (const w of this._w.splice(0)) w[0]();
+    this._set("open");
+  }
+}

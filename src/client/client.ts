@@ -1,9 +1,14 @@
 // PresenceClient: one socket with request/answer matching, a bounded request
 // queue, reconnect/resume with backoff, heartbeat deadline and room sync.
 
-import { type PresenceErrorCode, PresenceError } from "../errors.ts";
+import { PresenceError, type PresenceErrorCode } from "../errors.ts";
 import { applyMergePatch } from "../merge_patch.ts";
-import type { Metadata, PresentEntry, ServerFrame, WireSnapshot } from "../protocol.ts";
+import type {
+  Metadata,
+  PresentEntry,
+  ServerFrame,
+  WireSnapshot,
+} from "../protocol.ts";
 import {
   applyEvent,
   applySnapshot,
@@ -29,7 +34,10 @@ export interface ReconnectOptions {
 export interface PresenceClientOptions {
   /** Reconnect policy, or `false` to never reconnect. */
   reconnect?: ReconnectOptions | false;
-  /** Time a request may wait for its answer, queue time included (default 10000 ms). */
+  /**
+   * Time a request may wait for its answer, queue time included (default
+   * 10000 ms). Also bounds the wait for the server's `hello` on each socket.
+   */
   requestTimeoutMs?: number;
   /** Most requests held while not connected (default 1000); more resolve `queue_full`. */
   maxQueuedRequests?: number;
@@ -105,9 +113,13 @@ export interface PublishResult extends PresenceResult {
   seq?: number | null;
 }
 
-type Answer =
-  | { t: "ok"; [key: string]: unknown }
-  | { t: "err"; code: PresenceErrorCode; message: string };
+/** An `ok`/`err` answer, or a local failure shaped like `err`. */
+type Answer = {
+  t: string;
+  code?: PresenceErrorCode;
+  message?: string;
+  [key: string]: unknown;
+};
 type Timer = ReturnType<typeof setTimeout>;
 interface Req {
   /** The frame. */
@@ -131,9 +143,13 @@ interface Sub<S, M extends Metadata> {
 /** Own state in a room (merged value) and its absolute expiry (0 = none). */
 type Own = { s: unknown; x: number } | undefined;
 
-const err = (code: PresenceErrorCode, message: string): Answer => ({ t: "err", code, message });
+const err = (code: PresenceErrorCode, message: string): Answer => ({
+  t: "err",
+  code,
+  message,
+});
 const fail = (a: Answer): PresenceError =>
-  new PresenceError((a as { code: PresenceErrorCode }).code, (a as { message: string }).message);
+  new PresenceError(a.code!, a.message!);
 const res = (a: Answer): PresenceResult =>
   a.t === "ok" ? { success: true } : { success: false, error: fail(a) };
 const call = <T>(fn: (arg: T) => void, arg: T): void => {
@@ -194,11 +210,14 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   /** @internal last inbound frame */ _la = 0;
   /** @internal */ _hb?: Timer;
   /** @internal */ _rt?: Timer;
-  /** @internal requests, queued and in flight, by id */ _p: Map<number, Req> = new Map();
+  /** @internal requests, queued and in flight, by id */ _p: Map<number, Req> =
+    new Map();
   /** @internal joined rooms and own state */ _r: Map<string, Own> = new Map();
   /** @internal */ _s: Map<string, Sub<State, Meta>> = new Map();
   /** @internal */ _l: Set<(s: PresenceStatus) => void> = new Set();
-  /** @internal connect() waiters */ _w: Array<[() => void, (e: PresenceError) => void]> = [];
+  /** @internal connect() waiters */ _w: Array<
+    [() => void, (e: PresenceError) => void]
+  > = [];
 
   /**
    * Create a client. It does not connect until {@link PresenceClient.connect}.
@@ -216,7 +235,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   constructor(url: string | URL, options: PresenceClientOptions = {}) {
-    this._u = new URL(url).href;
+    this._u = new URL(url, globalThis.document?.baseURI).href;
     this._o = options;
   }
 
@@ -445,9 +464,10 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       const prev = this._r.get(room);
       const { patch, expireAfter: ms } = options;
       this._r.set(room, {
-        s: patch === undefined
-          ? options.state
-          : applyMergePatch(prev && !(prev.x && prev.x <= at) ? prev.s : null, patch),
+        s: patch === undefined ? options.state : applyMergePatch(
+          prev && !(prev.x && prev.x <= at) ? prev.s : null,
+          patch,
+        ),
         x: ms ? at + ms : 0,
       });
     }
@@ -579,10 +599,20 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     sub.p = false;
     if (a.t === "err") {
       if (!was && live) this._s.delete(room);
-      return { success: false, present: [], states: new Map(), members: [], error: fail(a) };
+      return {
+        success: false,
+        present: [],
+        states: new Map(),
+        members: [],
+        error: fail(a),
+      };
     }
     sub.l = true;
-    const view: PresenceView<State> = { present: [], states: new Map(), members: [] };
+    const view: PresenceView<State> = {
+      present: [],
+      states: new Map(),
+      members: [],
+    };
     if (o.mode === "count") {
       const count = { connections: a.c as number, users: a.u as number };
       view.count = count;
@@ -618,6 +648,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     q.set("v", "1");
     if (this._tk) q.set("resume", this._tk);
     // Until hello, the request timeout bounds the wait.
+    this._la = Date.now();
     this._beat(this._hm = o.requestTimeoutMs ?? 1e4);
     try {
       const WS = o.WebSocket ?? WebSocket, p = o.protocols;
@@ -632,7 +663,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   /** @internal (Re)arm the liveness deadline. */
   _beat(ms: number): void {
     clearTimeout(this._hb);
-    this._la = Date.now();
     this._hb = setTimeout(() => {
       const idle = Date.now() - this._la, ws = this._ws;
       if (idle < this._hm) return this._beat(this._hm - idle);
@@ -654,7 +684,10 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       this._n >= (r?.maxRetries ?? Infinity)
     ) return this._fin(code === 4401 ? "unauthorized" : "closed");
     const min = r?.minDelayMs ?? 250, max = r?.maxDelayMs ?? 1e4;
-    this._rt = setTimeout(() => this._dial(), Math.random() * Math.min(max, min * 2 ** this._n++));
+    this._rt = setTimeout(
+      () => this._dial(),
+      Math.random() * Math.min(max, min * 2 ** this._n++),
+    );
     this._set("reconnecting");
   }
 
@@ -682,7 +715,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     this._la = Date.now();
     try {
       const f = JSON.parse(data as string) as ServerFrame;
-      const sub = "r" in f ? this._s.get(f.r) : undefined;
+      const sub = this._s.get((f as { r: string }).r);
       switch (f.t) {
         case "hello":
           return this._hello(f);
@@ -714,7 +747,14 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
           }
           return;
         case "cnt":
-          if (sub) call(sub.cb, { type: "count", room: f.r, connections: f.c, users: f.u });
+          if (sub) {
+            call(sub.cb, {
+              type: "count",
+              room: f.r,
+              connections: f.c,
+              users: f.u,
+            });
+          }
       }
     } catch { /* a malformed frame is ignored */ }
   }
@@ -737,14 +777,19 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
           const left = own.x - now;
           if (own.x && left <= 0) this._r.set(room, undefined);
           else {
-            void this._req({ op: "state", room, state: own.s, expireAfter: own.x ? left : undefined });
+            void this._req({
+              op: "state",
+              room,
+              state: own.s,
+              expireAfter: own.x ? left : undefined,
+            });
           }
         }
       }
       for (const sub of this._s.values()) {
         if (sub.l) {
           sub.v.resync = true;
-          void this._sub(sub);
+          this._resync(sub);
         }
       }
     }

@@ -134,10 +134,14 @@ export function applySnapshot<State, Meta extends Metadata>(
   const out: PresenceUpdate<State, Meta>[] = [];
   if (view.ready) {
     for (const id of oldM.keys()) {
-      if (!members.has(id)) out.push({ type: "leave", room, connectionId: id, seq });
+      if (!members.has(id)) {
+        out.push({ type: "leave", room, connectionId: id, seq });
+      }
     }
     for (const [id, meta] of members) {
-      if (!oldM.has(id)) out.push({ type: "join", room, connectionId: id, meta, seq });
+      if (!oldM.has(id)) {
+        out.push({ type: "join", room, connectionId: id, meta, seq });
+      }
     }
     for (const id of new Set([...oldS.keys(), ...states.keys()])) {
       const state = states.get(id) ?? null;
@@ -153,7 +157,14 @@ export function applySnapshot<State, Meta extends Metadata>(
       if (!oldU.has(userId)) out.push({ type: "userOnline", room, userId });
     }
   }
-  Object.assign(view, { members, states, users, seq, ready: true, resync: false });
+  Object.assign(view, {
+    members,
+    states,
+    users,
+    seq,
+    ready: true,
+    resync: false,
+  });
   const buffered = view.buffer;
   view.buffer = [];
   for (const ev of buffered) {
@@ -202,23 +213,36 @@ export function applyEvent<State, Meta extends Metadata>(
     if (users.has(id) !== !!value) {
       if (value) users.add(id);
       else users.delete(id);
-      updates.push({ type: value ? "userOnline" : "userOffline", room, userId: id });
+      updates.push({
+        type: value ? "userOnline" : "userOffline",
+        room,
+        userId: id,
+      });
     }
   } else if (seq > view.seq) {
     view.seq = seq;
     if (kind === "j") {
       members.set(id, value as Meta);
-      updates.push({ type: "join", room, connectionId: id, meta: value as Meta, seq });
+      updates.push({
+        type: "join",
+        room,
+        connectionId: id,
+        meta: value as Meta,
+        seq,
+      });
     } else if (kind === "l") {
       members.delete(id);
       states.delete(id);
       updates.push({ type: "leave", room, connectionId: id, seq });
     } else {
-      const state = (kind === "p" ? applyMergePatch(states.get(id) ?? null, value) : value) as
-        | State
-        | null;
-      if (state === null) states.delete(id);
-      else states.set(id, state);
+      const state = (kind === "p"
+        ? applyMergePatch(states.get(id) ?? null, value)
+        : value) as
+          | State
+          | null;
+      if (state === null) {
+        states.delete(id);
+      } else states.set(id, state);
       updates.push({ type: "state", room, connectionId: id, state, seq });
     }
   }

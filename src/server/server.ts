@@ -202,7 +202,12 @@ export class PresenceServer {
       markStale: (sub) => this.#markStale(sub),
       overflow: (conn) => this.#slowConsumer(conn),
     };
-    this.#unsubscribeFeed = this.#store.subscribe((ev) => this.#onStoreEvent(ev));
+    const unfeed = this.#store.subscribe((ev) => this.#onStoreEvent(ev));
+    const unreset = this.#store.onReset?.(() => void this.#onStoreReset());
+    this.#unsubscribeFeed = () => {
+      unfeed();
+      unreset?.();
+    };
     const now = this.#clock.now();
     this.#lastPing = this.#lastLiveness = this.#lastLease = this.#lastCount = now;
     this.#ready = this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now)
@@ -665,7 +670,9 @@ export class PresenceServer {
   #drain(conn: Connection): void {
     conn.busy = true;
     const run = (async () => {
-      while (conn.inbox.length > 0) {
+      // `busy` must drop in the same tick as the last empty-inbox check, or a
+      // frame arriving in between would never be drained.
+      while (conn.inbox.length > 0 || (conn.busy = false)) {
         const task = conn.inbox.shift()!;
         if (typeof task === "function") {
           await task();
@@ -692,7 +699,6 @@ export class PresenceServer {
         }
       }
     })().finally(() => {
-      conn.busy = false;
       this.#drains.delete(run);
     });
     this.#drains.add(run);
@@ -1139,6 +1145,52 @@ export class PresenceServer {
       this.#report("internal", "Sweep failed", e);
     }
     this.#sweepTimer = this.#clock.setTimeout(() => this.#sweep(), this.#sweepMs);
+  }
+
+  /**
+   * The store lost our data (e.g. a Redis restart): re-register every live
+   * connection's metadata, memberships and states, then reload every room
+   * view and resync its subscribers. Joins for members that were lost are
+   * emitted by the store as usual, so every instance converges.
+   */
+  async #onStoreReset(): Promise<void> {
+    if (this.#closed) return;
+    const now = this.#clock.now();
+    try {
+      await this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now);
+    } catch (e) {
+      this.#report("store_error", "Lease re-registration failed", e);
+    }
+    const restores: Promise<void>[] = [];
+    for (const conn of this.#conns.values()) {
+      if (conn.finished) continue;
+      const states = new Map<string, unknown>();
+      for (const name of conn.rooms) {
+        const state = this.#rooms.get(name)?.states.get(conn.id);
+        if (state !== undefined) states.set(name, state);
+      }
+      restores.push(this.#enqueueTask(conn, async () => {
+        const t = this.#clock.now();
+        await this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta);
+        for (const name of conn.rooms) {
+          await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
+          const state = states.get(name);
+          if (state !== undefined) {
+            await this.#store.setState(name, conn.id, { kind: "set", state }, null, t);
+          }
+        }
+      }).catch((e) => this.#report("store_error", "Presence re-registration failed", e)));
+    }
+    await Promise.all(restores);
+    for (const room of [...this.#rooms.values()]) {
+      if (room.loading) continue;
+      this.#flushRoom(room);
+      this.#load(room);
+      room.loading!.then(() => {
+        for (const sub of room.subs) this.#resync(sub);
+        room.countDirty = true;
+      }, (e) => this.#report("store_error", "Room reload failed", e));
+    }
   }
 
   #checkLiveness(now: number): void {

@@ -147,6 +147,15 @@ export interface PresenceStore {
   /** Expire states and lapsed instances as of `now`, emitting the events. */
   sweep(now: number): Promise<void>;
 
+  /**
+   * Optional: register a listener called when the backend lost this
+   * instance's data (e.g. a Redis restart without persistence). The server
+   * then re-registers its live presence (lease, metadata, memberships,
+   * states) and resynchronises every room view from a fresh snapshot.
+   * Returns the unsubscribe.
+   */
+  onReset?(listener: () => void): () => void;
+
   /** Release resources (connections, timers). The store is unusable after. */
   close(): Promise<void>;
 }

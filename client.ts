@@ -1,0 +1,66 @@
+/**
+ * The Presently client, for browsers, Deno and Bun: connect to a Presently
+ * server, join rooms, watch who is present, publish ephemeral per-connection
+ * state, and group connections into users.
+ *
+ * - {@link PresenceClient}: the connection, with requests, reconnect/resume
+ *   and heartbeat.
+ * - {@link createPresence}: a user-level view of one room.
+ * - {@link applySnapshot}, {@link applyEvent}, {@link createRoomView}: the pure
+ *   sync functions the client is built on.
+ *
+ * This entry imports no server or store code.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ *
+ * const client = new PresenceClient("wss://example.com/presence");
+ * await client.connect();
+ * await client.joinRoom("lobby", (update) => {
+ *   if (update.type === "join") console.log("joined:", update.connectionId);
+ *   if (update.type === "leave") console.log("left:", update.connectionId);
+ * });
+ * await client.publishPresenceState("lobby", { state: { status: "typing" }, expireAfter: 8000 });
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type JoinResult,
+  PresenceClient,
+  type PresenceClientOptions,
+  type PresenceResult,
+  type PresenceStatus,
+  type PresenceSync,
+  type PresenceView,
+  type PublishOptions,
+  type PublishResult,
+  type ReconnectOptions,
+  type SubscribeOptions,
+  type SubscribeResult,
+} from "./src/client/client.ts";
+export {
+  createPresence,
+  type CreatePresenceOptions,
+  type Presence,
+  type PresenceUser,
+} from "./src/client/presence.ts";
+export {
+  applyEvent,
+  type ApplyEventResult,
+  applySnapshot,
+  createRoomView,
+  type PresenceUpdate,
+  type RoomView,
+} from "./src/client/sync.ts";
+export { applyMergePatch } from "./src/merge_patch.ts";
+export { PresenceError, type PresenceErrorCode } from "./src/errors.ts";
+export type {
+  Json,
+  Metadata,
+  PresentEntry,
+  WireEvent,
+  WireSnapshot,
+} from "./src/protocol.ts";

@@ -1,0 +1,204 @@
+// Unified presence: one room's connections grouped into users (tabs, devices).
+
+import type { Metadata } from "../protocol.ts";
+import type { PresenceClient, PublishResult } from "./client.ts";
+import type { PresenceUpdate } from "./sync.ts";
+
+/** A user: all connections that share an identity. */
+export interface PresenceUser<State = unknown> {
+  /** The identity: from metadata, else from state, else the connection id. */
+  id: string;
+  /** State of the user's most recently updated connection with a state, else `null`. */
+  state: State | null;
+  /** The user's connection ids, in the order they were seen. */
+  connections: string[];
+  /** `connections.length`. */
+  tabCount: number;
+}
+
+/** Options of {@link createPresence}. */
+export interface CreatePresenceOptions<
+  State = unknown,
+  Meta extends Metadata = Metadata,
+> {
+  /** The client to use (connected or not). */
+  client: PresenceClient<State, Meta>;
+  /** The room to join and watch. */
+  room: string;
+  /** The user id carried in a connection's state, if any. */
+  stateIdentifier?: (state: State) => string | null | undefined;
+  /** The user id carried in a connection's metadata, if any (checked first). */
+  metadataIdentifier?: (meta: Meta) => string | null | undefined;
+  /** `localStorage` key that keeps the last published state across reloads. */
+  storageKey?: string;
+  /** Called with the user list whenever it changes (bursts are coalesced). */
+  onUpdate?: (users: PresenceUser<State>[]) => void;
+}
+
+/** What {@link createPresence} returns. */
+export interface Presence<State = unknown> {
+  /** The users, in the order they were first seen. */
+  readonly users: PresenceUser<State>[];
+  /** Resolves once joined and subscribed; rejects with a `PresenceError`. */
+  readonly ready: Promise<void>;
+  /**
+   * Publish this connection's full state (and keep it in `localStorage`
+   * under `storageKey`).
+   *
+   * @param state The new state.
+   * @returns The publish result; never rejects.
+   */
+  publish(state: State): Promise<PublishResult>;
+  /**
+   * Unsubscribe and leave the room.
+   *
+   * @returns Resolves once the room is left.
+   */
+  destroy(): Promise<void>;
+}
+
+const storage = (): Storage | undefined => {
+  // Absent in Bun, may throw in Deno without a location.
+  try {
+    return globalThis.localStorage;
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * Join a room and keep a user-level view of it: connections are grouped by
+ * `metadataIdentifier(meta) ?? stateIdentifier(state) ?? connectionId`.
+ * A state saved under `storageKey` (from an earlier page load) is
+ * republished once joined; the client republishes it after reconnects.
+ *
+ * @param options The client, room, identifiers, storage key and callback.
+ * @returns The live user list, `publish`, `destroy` and `ready`.
+ *
+ * @example
+ * ```ts
+ * import { createPresence, PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient<{ name: string }, { userId: string }>("wss://example.com/presence");
+ * await client.connect();
+ * const presence = createPresence({
+ *   client,
+ *   room: "doc:42",
+ *   metadataIdentifier: (meta) => meta.userId,
+ *   onUpdate: (users) => console.log(users.map((u) => `${u.id} (${u.tabCount})`)),
+ * });
+ * await presence.ready;
+ * await presence.publish({ name: "Ada" });
+ * ```
+ */
+export function createPresence<
+  State = unknown,
+  Meta extends Metadata = Metadata,
+>(
+  options: CreatePresenceOptions<State, Meta>,
+): Presence<State> {
+  const {
+    client,
+    room,
+    stateIdentifier,
+    metadataIdentifier,
+    storageKey,
+    onUpdate,
+  } = options;
+  // Per connection: metadata, state, and when the state last changed.
+  const conns = new Map<string, { m: Meta; s: State | null; t: number }>();
+  let users: PresenceUser<State>[] = [];
+  let dirty = false, queued = false, dead = false, clock = 0;
+
+  const list = (): PresenceUser<State>[] => {
+    if (dirty) {
+      dirty = false;
+      // Seed with the previous order so users keep their place.
+      const byId = new Map<string, PresenceUser<State> | undefined>(
+        users.map((u) => [u.id, undefined]),
+      );
+      const at = new Map<string, number>();
+      for (const [cid, c] of conns) {
+        const id = metadataIdentifier?.(c.m) ??
+          (c.s === null ? null : stateIdentifier?.(c.s)) ?? cid;
+        let u = byId.get(id);
+        if (!u) {
+          byId.set(id, u = { id, state: null, connections: [], tabCount: 0 });
+        }
+        u.tabCount = u.connections.push(cid);
+        if (c.s !== null && c.t >= (at.get(id) ?? 0)) {
+          at.set(id, c.t);
+          u.state = c.s;
+        }
+      }
+      users = [...byId.values()].filter((u) => u !== undefined);
+    }
+    return users;
+  };
+  const changed = (): void => {
+    dirty = true;
+    if (onUpdate && !queued) {
+      queued = true;
+      queueMicrotask(() => {
+        queued = false;
+        if (!dead) onUpdate(list());
+      });
+    }
+  };
+  const on = (u: PresenceUpdate<State, Meta>): void => {
+    if (u.type === "join") {
+      conns.set(u.connectionId, { m: u.meta, s: null, t: 0 });
+    } else if (u.type === "leave") conns.delete(u.connectionId);
+    else if (u.type === "state") {
+      const c = conns.get(u.connectionId);
+      if (!c) return;
+      c.s = u.state;
+      c.t = ++clock;
+    } else return;
+    changed();
+  };
+  const publish = (state: State): Promise<PublishResult> => {
+    try {
+      if (storageKey) storage()?.setItem(storageKey, JSON.stringify(state));
+    } catch { /* quota or privacy mode */ }
+    return client.publishPresenceState(room, { state });
+  };
+
+  const sub = client.subscribePresence(room, on).then((r) => {
+    // Runs before the next socket message, so no update can be missed.
+    for (const { id, meta } of r.members) {
+      conns.set(id, {
+        m: meta as Meta,
+        s: r.states.get(id) ?? null,
+        t: ++clock,
+      });
+    }
+    changed();
+    return r;
+  });
+  const ready = Promise.all([client.joinRoom(room), sub]).then(
+    async ([j, s]) => {
+      const error = j.error ?? s.error;
+      if (error) throw error;
+      let saved: State | undefined;
+      try {
+        const text = storageKey && storage()?.getItem(storageKey);
+        if (text) saved = JSON.parse(text);
+      } catch { /* unreadable storage or not JSON */ }
+      if (saved !== undefined) await publish(saved);
+    },
+  );
+  // A failure is reported through `ready`; do not crash when nobody awaits it.
+  ready.catch(() => {});
+
+  return {
+    get users() {
+      return list();
+    },
+    ready,
+    publish,
+    async destroy() {
+      dead = true;
+      await client.leaveRoom(room);
+    },
+  };
+}

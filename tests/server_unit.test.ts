@@ -1,0 +1,329 @@
+// Fast unit tests of the core on fake sockets and a manual clock: expiry,
+// heartbeat, grace windows, TTL, batching, backpressure. No network, no sleeps
+// for expiry.
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { CloseCode, ManualClock, PresenceServer, type PresenceServerOptions } from "../mod.ts";
+import { connect, settle } from "./_fake.ts";
+
+function make(options: PresenceServerOptions = {}) {
+  const clock = new ManualClock();
+  const server = new PresenceServer({ clock, ...options });
+  server.trackPresence(/^.+$/);
+  /** Advance time, letting store calls and the flush tick run. */
+  const step = async (ms = 0) => {
+    await settle();
+    clock.advance(ms);
+    await settle();
+    clock.advance(0);
+    await settle();
+  };
+  return { clock, server, step };
+}
+
+describe("PresenceServer core (fake sockets, manual clock)", () => {
+  it("publishPresenceState() clears the state after expireAfter, without real time passing", async () => {
+    const { server, step } = make();
+    const a = await connect(server);
+    const b = await connect(server);
+    a.send("join", { room: "r", sub: true });
+    b.send("join", { room: "r" });
+    await step();
+    const id = b.send("state", { room: "r", state: { typing: true }, expireAfter: 8000 });
+    await step();
+    assert.equal(b.answer(id)?.t, "ok");
+    await step(7900);
+    assert.deepEqual(a.events("r").filter((e) => e[1] === "s").map((e) => e[3]), [{ typing: true }]);
+    await step(200);
+    assert.deepEqual(a.events("r").filter((e) => e[1] === "s").map((e) => e[3]), [{ typing: true }, null]);
+    assert.equal((await server.getPresenceStates("r")).size, 0);
+    await server.close();
+  });
+
+  it("a connection silent past the heartbeat timeout is closed with 4408 and leaves after the grace", async () => {
+    const { server, step } = make({ heartbeat: { intervalMs: 1000, timeoutMs: 3000 }, leaveGraceMs: 2000 });
+    const a = await connect(server);
+    const b = await connect(server);
+    a.send("join", { room: "r", sub: true });
+    b.send("join", { room: "r" });
+    await step();
+    // a keeps answering pings; b stays silent.
+    for (let t = 0; t < 4000; t += 500) {
+      a.handlers.message('{"op":"pong"}');
+      await step(500);
+    }
+    assert.equal(b.socket.closeCode, CloseCode.heartbeatTimeout);
+    assert.ok(b.socket.sent.some((f) => f.t === "ping"), "server pinged");
+    assert.equal(a.events("r").filter((e) => e[1] === "l").length, 0, "no leave inside the grace window");
+    for (let t = 0; t < 2500; t += 500) {
+      a.handlers.message('{"op":"pong"}');
+      await step(500);
+    }
+    assert.deepEqual(a.events("r").filter((e) => e[1] === "l").map((e) => e[2]), [b.cid]);
+    assert.equal(a.socket.closed, null);
+    await server.close();
+  });
+
+  it("a clean close (1000) leaves at once; an abrupt one (1006) waits for leaveGraceMs", async () => {
+    const { server, step } = make({ leaveGraceMs: 5000 });
+    const watcher = await connect(server);
+    const clean = await connect(server);
+    const abrupt = await connect(server);
+    watcher.send("join", { room: "r", sub: true });
+    clean.send("join", { room: "r" });
+    abrupt.send("join", { room: "r" });
+    await step();
+    clean.handlers.close(1000, "");
+    abrupt.handlers.close(1006, "");
+    await step();
+    const leaves = () => watcher.events("r").filter((e) => e[1] === "l").map((e) => e[2]);
+    assert.deepEqual(leaves(), [clean.cid]);
+    await step(4900);
+    assert.deepEqual(leaves(), [clean.cid]);
+    await step(200);
+    assert.deepEqual(leaves(), [clean.cid, abrupt.cid]);
+    await server.close();
+  });
+
+  it("a resume inside the grace window keeps the connection id and nobody sees leave or join", async () => {
+    const { server, step } = make({ leaveGraceMs: 5000 });
+    const watcher = await connect(server);
+    const a = await connect(server);
+    watcher.send("join", { room: "r", sub: true });
+    a.send("join", { room: "r", sub: true });
+    await step();
+    a.send("state", { room: "r", state: { x: 1 } });
+    await step();
+    const before = watcher.events("r").length;
+    a.handlers.close(1006, "");
+    await step(3000);
+    const b = await connect(server, `ws://test/?v=1&resume=${encodeURIComponent(a.token)}`);
+    await step();
+    assert.equal(b.cid, a.cid);
+    assert.notEqual(b.token, a.token, "token rotated");
+    assert.equal(b.socket.sent[0]!.resumed, true);
+    const snap = b.socket.sent.find((f) => f.t === "snap");
+    assert.ok(snap, "resumed subscriber gets a fresh snapshot");
+    await step(10_000);
+    assert.equal(watcher.events("r").length, before, "no leave, no join");
+    assert.deepEqual((await server.getPresentConnections("r")).sort(), [watcher.cid, a.cid].sort());
+    assert.deepEqual((await server.getPresenceStates("r")).get(a.cid), { x: 1 });
+    // The old token is single use.
+    const c = await connect(server, `ws://test/?v=1&resume=${encodeURIComponent(a.token)}`);
+    assert.notEqual(c.cid, a.cid);
+    assert.equal(c.socket.sent[0]!.resumed, false);
+    await server.close();
+  });
+
+  it("a room ttl drops a silent member without closing its connection", async () => {
+    const { server, step } = make({ heartbeat: { intervalMs: 1000, timeoutMs: 60_000 } });
+    server.trackPresence("short", { ttl: 2500 });
+    // The catch-all pattern was registered first; use a fresh server instead.
+    await server.close();
+    const clock = new ManualClock();
+    const s2 = new PresenceServer({ clock, heartbeat: { intervalMs: 1000, timeoutMs: 60_000 } });
+    s2.trackPresence("short", { ttl: 2500 });
+    const w = await connect(s2);
+    const a = await connect(s2);
+    w.send("join", { room: "short", sub: true });
+    a.send("join", { room: "short" });
+    await settle();
+    clock.advance(0);
+    for (let t = 0; t < 4000; t += 500) {
+      w.handlers.message('{"op":"pong"}');
+      await settle();
+      clock.advance(500);
+      await settle();
+    }
+    await step(0);
+    clock.advance(0);
+    await settle();
+    assert.deepEqual(w.events("short").filter((e) => e[1] === "l").map((e) => e[2]), [a.cid]);
+    assert.equal(a.socket.closed, null);
+    await s2.close();
+  });
+
+  it("trackPresence() refuses a ttl shorter than the heartbeat interval + 1 s", async () => {
+    const { server } = make({ heartbeat: { intervalMs: 10_000, timeoutMs: 30_000 } });
+    assert.throws(() => server.trackPresence("x", { ttl: 5000 }), { code: "bad_request" });
+    await server.close();
+  });
+
+  it("events produced in one flush tick go out as one frame per subscriber", async () => {
+    const { server, step } = make();
+    const w = await connect(server);
+    w.send("join", { room: "r", sub: true });
+    await step();
+    const others = await Promise.all([1, 2, 3, 4, 5].map(() => connect(server)));
+    for (const o of others) o.send("join", { room: "r" });
+    await settle(); // no clock tick yet: all five joins pend in one batch
+    const framesBefore = w.socket.sent.filter((f) => f.t === "ev").length;
+    await step();
+    const evFrames = w.socket.sent.filter((f) => f.t === "ev").slice(framesBefore);
+    assert.equal(evFrames.length, 1);
+    assert.equal((evFrames[0]!.e as unknown[]).length, 5);
+    await server.close();
+  });
+
+  it("a subscriber that subscribes mid-batch gets only events after its snapshot", async () => {
+    const { server, step } = make();
+    const w = await connect(server);
+    w.send("join", { room: "r", sub: true });
+    await step();
+    const a = await connect(server);
+    a.send("join", { room: "r" });
+    await settle();
+    const late = await connect(server);
+    const id = late.send("sub", { room: "r" });
+    await settle();
+    const b = await connect(server);
+    b.send("join", { room: "r" });
+    await step();
+    const snapSeq = late.answer(id)!.seq as number;
+    const lateSeqs = late.events("r").map((e) => e[0] as number);
+    assert.ok(lateSeqs.every((s) => s > snapSeq), `no event at or before seq ${snapSeq}: ${lateSeqs}`);
+    assert.deepEqual(late.events("r").map((e) => e[2]), [b.cid]);
+    assert.deepEqual(w.events("r").map((e) => e[2]), [a.cid, b.cid]);
+    await server.close();
+  });
+
+  it("a backed-up subscriber is coalesced, then resynced with the latest states once drained", async () => {
+    const { server, step } = make({
+      limits: { outboundHighWaterBytes: 1000, requestBurst: 1000, requestsPerSecond: 1000 },
+    });
+    const slow = await connect(server);
+    const pub = await connect(server);
+    slow.send("sub", { room: "r" });
+    pub.send("join", { room: "r" });
+    await step();
+    slow.socket.reading = false;
+    for (let i = 0; i < 200; i++) {
+      pub.send("state", { room: "r", state: { i, pad: "x".repeat(50) } });
+      await step();
+    }
+    const received = slow.events("r").length;
+    assert.ok(received < 100, `coalesced: got ${received} of 201 events`);
+    assert.ok(server.stats().coalesced >= 1);
+    slow.socket.reading = true;
+    slow.socket.bufferedAmount = 0;
+    await step(200);
+    const snap = slow.socket.sent.findLast((f) => f.t === "snap");
+    assert.ok(snap, "resync snapshot after draining");
+    assert.deepEqual(snap.states, [[pub.cid, { i: 199, pad: "x".repeat(50) }]]);
+    await server.close();
+  });
+
+  it("a subscriber that never drains is closed with 4409 after slowConsumerTimeoutMs", async () => {
+    const { server, step } = make({ limits: { outboundHighWaterBytes: 500, slowConsumerTimeoutMs: 3000 } });
+    const slow = await connect(server);
+    const pub = await connect(server);
+    slow.send("sub", { room: "r" });
+    pub.send("join", { room: "r" });
+    await step();
+    slow.socket.reading = false;
+    for (let i = 0; i < 50; i++) {
+      pub.send("state", { room: "r", state: { i, pad: "y".repeat(40) } });
+      await step();
+    }
+    assert.equal(slow.socket.closed, null);
+    await step(3500);
+    assert.equal(slow.socket.closeCode, CloseCode.slowConsumer);
+    assert.equal(pub.socket.closed, null);
+    await server.close();
+  });
+
+  it("requests over the rate limit are refused with rate_limited and a flood closes with 4429", async () => {
+    const { server, step } = make({ limits: { requestsPerSecond: 10, requestBurst: 5, floodCloseAfter: 20 } });
+    const a = await connect(server);
+    const ids = [];
+    for (let i = 0; i < 10; i++) ids.push(a.send("meta", { cid: "x" }));
+    await step();
+    const codes = ids.map((id) => a.answer(id)?.t === "ok" ? "ok" : a.answer(id)?.code);
+    assert.deepEqual(codes, ["ok", "ok", "ok", "ok", "ok", ...Array(5).fill("rate_limited")]);
+    assert.equal(a.socket.closed, null);
+    for (let i = 0; i < 30; i++) a.send("meta", { cid: "x" });
+    await step();
+    assert.equal(a.socket.closeCode, CloseCode.flood);
+    await server.close();
+  });
+
+  it("userKey emits user online/offline tuples with the first join and the last leave", async () => {
+    const { server, step } = make({ userKey: "userId" });
+    const w = await connect(server);
+    w.send("sub", { room: "r", users: true });
+    await step();
+    const admitted = [];
+    for (let i = 0; i < 2; i++) {
+      const c = await connect(server);
+      await server.setConnectionMetadata(c.cid, { userId: "u1" });
+      c.send("join", { room: "r" });
+      await step();
+      admitted.push(c);
+    }
+    admitted[0]!.send("leave", { room: "r" });
+    await step();
+    admitted[1]!.send("leave", { room: "r" });
+    await step();
+    const users = w.events("r").filter((e) => e[1] === "u").map((e) => [e[2], e[3]]);
+    assert.deepEqual(users, [["u1", 1], ["u1", 0]]);
+    await server.close();
+  });
+
+  it("a guard refuses join, subscribe and publish with forbidden", async () => {
+    const clock = new ManualClock();
+    const server = new PresenceServer({ clock });
+    let allow = true;
+    server.trackPresence("g", { guard: (c) => allow && c.metadata.role === "admin" });
+    const admin = await connect(server);
+    await server.setConnectionMetadata(admin.cid, { role: "admin" });
+    const guest = await connect(server);
+    const ids = [guest.send("join", { room: "g" }), guest.send("sub", { room: "g" })];
+    const ok = admin.send("join", { room: "g" });
+    await settle();
+    assert.deepEqual(ids.map((id) => guest.answer(id)?.code), ["forbidden", "forbidden"]);
+    assert.equal(admin.answer(ok)?.t, "ok");
+    allow = false;
+    const pub = admin.send("state", { room: "g", state: 1 });
+    await settle();
+    assert.equal(admin.answer(pub)?.code, "forbidden");
+    await server.close();
+  });
+
+  it("validateState accepts a function or a Standard Schema object", async () => {
+    const clock = new ManualClock();
+    const server = new PresenceServer({ clock });
+    server.trackPresence("fn", { validateState: (s) => typeof s === "object" || "must be an object" });
+    server.trackPresence("schema", {
+      validateState: {
+        "~standard": {
+          validate: (v: unknown) =>
+            typeof (v as { n?: unknown })?.n === "number"
+              ? { value: v }
+              : { issues: [{ message: "n must be a number" }] },
+        },
+      },
+    });
+    const a = await connect(server);
+    a.send("join", { room: "fn" });
+    a.send("join", { room: "schema" });
+    await settle();
+    const ids = [
+      a.send("state", { room: "fn", state: 3 }),
+      a.send("state", { room: "fn", state: { ok: 1 } }),
+      a.send("state", { room: "schema", state: { n: "x" } }),
+      a.send("state", { room: "schema", state: { n: 1 } }),
+      a.send("state", { room: "schema", patch: { n: "no" } }),
+    ];
+    await settle();
+    assert.deepEqual(ids.map((id) => a.answer(id)?.code ?? a.answer(id)?.t), [
+      "invalid_state",
+      "ok",
+      "invalid_state",
+      "ok",
+      "invalid_state",
+    ]);
+    assert.equal(a.answer(ids[2]!)?.message, "State refused: n must be a number");
+    await server.close();
+  });
+});

@@ -1,0 +1,63 @@
+// A loopback TCP proxy that a test can cut: every connection through it is
+// destroyed at once (no close frame, no FIN handshake from the peer's side),
+// which is how an abrupt network loss looks to the server and the client.
+
+import net from "node:net";
+
+export interface CuttableProxy {
+  port: number;
+  url(path?: string): string;
+  /** Destroy every live connection through the proxy. */
+  cut(): void;
+  /** Stop accepting new connections until resume(). */
+  pause(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+export async function startProxy(targetPort: number): Promise<CuttableProxy> {
+  const live = new Set<net.Socket>();
+  let paused = false;
+  const server = net.createServer((client) => {
+    if (paused) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, "127.0.0.1");
+    live.add(client);
+    live.add(upstream);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      live.delete(client);
+      live.delete(upstream);
+    };
+    client.on("error", drop);
+    upstream.on("error", drop);
+    client.on("close", drop);
+    upstream.on("close", drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    url: (path = "/") => `ws://127.0.0.1:${port}${path}`,
+    cut() {
+      for (const s of live) s.destroy();
+      live.clear();
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+    },
+    close() {
+      for (const s of live) s.destroy();
+      live.clear();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

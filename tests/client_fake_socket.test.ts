@@ -38,7 +38,10 @@ interface Sent {
 }
 
 /** Answers a request: fields for `ok`, an `Error` for `err`, `undefined` for no answer. */
-type Auto = (f: Sent, ws: FakeSocket) => Record<string, unknown> | Error | undefined;
+type Auto = (
+  f: Sent,
+  ws: FakeSocket,
+) => Record<string, unknown> | Error | undefined;
 
 class FakeSocket {
   readyState = 0;
@@ -49,7 +52,11 @@ class FakeSocket {
   onmessage: ((e: { data: string }) => void) | null = null;
   onclose: ((e: { code: number }) => void) | null = null;
 
-  constructor(readonly net: Net, url: string | URL, protocols?: string | string[]) {
+  constructor(
+    readonly net: Net,
+    url: string | URL,
+    protocols?: string | string[],
+  ) {
     this.url = new URL(url);
     this.protocols = protocols;
     net.sockets.push(this);
@@ -75,9 +82,14 @@ class FakeSocket {
 
   // Server side.
   emit(frame: unknown): void {
-    if (this.readyState === 1) this.onmessage?.({ data: JSON.stringify(frame) });
+    if (this.readyState === 1) {
+      this.onmessage?.({ data: JSON.stringify(frame) });
+    }
   }
-  hello(cid: string, o: { resumed?: boolean; hb?: [number, number] } = {}): void {
+  hello(
+    cid: string,
+    o: { resumed?: boolean; hb?: [number, number] } = {},
+  ): void {
     this.readyState = 1;
     this.emit({
       t: "hello",
@@ -133,7 +145,10 @@ afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
 });
 
-function makeClient<S = unknown, M extends Record<string, unknown> = Record<string, unknown>>(
+function makeClient<
+  S = unknown,
+  M extends Record<string, unknown> = Record<string, unknown>,
+>(
   net: Net,
   options: PresenceClientOptions = {},
 ): PresenceClient<S, M> {
@@ -147,7 +162,10 @@ function makeClient<S = unknown, M extends Record<string, unknown> = Record<stri
   return client;
 }
 
-async function open<S = unknown, M extends Record<string, unknown> = Record<string, unknown>>(
+async function open<
+  S = unknown,
+  M extends Record<string, unknown> = Record<string, unknown>,
+>(
   net: Net,
   options: PresenceClientOptions = {},
   cid = "c1",
@@ -188,7 +206,10 @@ function roomServer(
 describe("PresenceClient: connecting", () => {
   it("connect() resolves on hello and puts v=1, params and protocols on the socket", async () => {
     const net = fakeNet();
-    const client = makeClient(net, { params: { token: "t0" }, protocols: ["presently", "auth.t0"] });
+    const client = makeClient(net, {
+      params: { token: "t0" },
+      protocols: ["presently", "auth.t0"],
+    });
     const statuses: string[] = [];
     client.onStatus((s) => statuses.push(s));
     assert.equal(client.status, "closed");
@@ -215,11 +236,17 @@ describe("PresenceClient: connecting", () => {
     const client = makeClient(net);
     const p = client.connect();
     net.last().drop(4401);
-    await assert.rejects(p, (e) => e instanceof PresenceError && e.code === "unauthorized");
+    await assert.rejects(
+      p,
+      (e) => e instanceof PresenceError && e.code === "unauthorized",
+    );
     assert.equal(client.status, "closed");
     const q = client.connect();
     net.last().drop(1006);
-    await assert.rejects(q, (e) => e instanceof PresenceError && e.code === "closed");
+    await assert.rejects(
+      q,
+      (e) => e instanceof PresenceError && e.code === "closed",
+    );
     assert.equal(net.sockets.length, 2);
   });
 
@@ -247,7 +274,10 @@ describe("PresenceClient: requests", () => {
     assert.notEqual(ja!.id, jb!.id);
     ws.ok(jb!.id, { present: [{ id: "c1", meta: {} }] });
     ws.ok(ja!.id, { present: [{ id: "x", meta: {} }, { id: "c1", meta: {} }] });
-    assert.deepEqual(await b, { success: true, present: [{ id: "c1", meta: {} }] });
+    assert.deepEqual(await b, {
+      success: true,
+      present: [{ id: "c1", meta: {} }],
+    });
     assert.deepEqual((await a).present.map((p) => p.id), ["x", "c1"]);
   });
 
@@ -267,7 +297,9 @@ describe("PresenceClient: requests", () => {
     assert.deepEqual(r.present, []);
     assert.ok(r.error instanceof PresenceError);
     assert.equal(r.error.code, "forbidden");
-    assert.deepEqual(await client.getConnectionMetadata("x"), { userId: "ada" });
+    assert.deepEqual(await client.getConnectionMetadata("x"), {
+      userId: "ada",
+    });
     assert.equal(await client.getConnectionMetadata("nobody"), null);
     await assert.rejects(
       client.getConnectionMetadata("limited"),
@@ -292,7 +324,9 @@ describe("PresenceClient: requests", () => {
 
   it("joinRoom(room, cb) undoes the join when the subscription is refused", async () => {
     const net = fakeNet((f) =>
-      f.op === "sub" ? new Error("too_many_subscriptions") : { present: [], left: true }
+      f.op === "sub"
+        ? new Error("too_many_subscriptions")
+        : { present: [], left: true }
     );
     const { client, ws } = await open(net);
     const r = await client.joinRoom("a", () => {});
@@ -305,7 +339,10 @@ describe("PresenceClient: requests", () => {
     const net = fakeNet(roomServer(() => [], () => [], () => 6));
     const { client, ws } = await open(net);
     await client.joinRoom("a");
-    const r = await client.publishPresenceState("a", { state: { x: 1 }, expireAfter: 500 });
+    const r = await client.publishPresenceState("a", {
+      state: { x: 1 },
+      expireAfter: 500,
+    });
     assert.deepEqual(r, { success: true, seq: 7 });
     await client.publishPresenceState("a", { patch: { y: 2 } });
     assert.deepEqual(await client.clearPresenceState("a"), { success: true });
@@ -384,7 +421,10 @@ describe("PresenceClient: queue and timeouts", () => {
     assert.equal(client.status, "closed");
     assert.deepEqual(statuses, ["closed"]);
     assert.equal((await client.leaveRoom("a")).error?.code, "closed");
-    await assert.rejects(client.getConnectionMetadata("x"), (e) => (e as PresenceError).code === "closed");
+    await assert.rejects(
+      client.getConnectionMetadata("x"),
+      (e) => (e as PresenceError).code === "closed",
+    );
     await sleep(20);
     assert.equal(net.sockets.length, 1);
   });
@@ -402,7 +442,7 @@ describe("PresenceClient: reconnect", () => {
     Math.random = () => rolls.shift() ?? 1;
     const delays: number[] = [];
     globalThis.setTimeout = ((fn: () => void, ms?: number) => {
-      if (ms !== 5_000) delays.push(ms ?? 0);
+      if ((ms ?? 0) < 1_000) delays.push(ms ?? 0);
       return realSetTimeout(fn, ms);
     }) as typeof setTimeout;
     const pending = client.leaveRoom("a");
@@ -422,21 +462,27 @@ describe("PresenceClient: reconnect", () => {
       reconnect: { minDelayMs: 3, maxDelayMs: 12 },
     });
     let drops = 4;
-    net.onSocket = (s) => realSetTimeout(() => drops-- > 0 ? s.drop() : s.hello("c1", { resumed: true }));
+    net.onSocket = (s) =>
+      realSetTimeout(() =>
+        drops-- > 0 ? s.drop() : s.hello("c1", { resumed: true })
+      );
     const delays: number[] = [];
     globalThis.setTimeout = ((fn: () => void, ms?: number) => {
-      if (ms !== 5_000) delays.push(ms ?? 0);
+      if ((ms ?? 0) < 1_000) delays.push(ms ?? 0);
       return realSetTimeout(fn, ms);
     }) as typeof setTimeout;
     ws.drop();
     await until(() => client.status === "open");
-    net.onSocket = (s) => realSetTimeout(() => s.hello("c1", { resumed: true }));
+    net.onSocket = (s) =>
+      realSetTimeout(() => s.hello("c1", { resumed: true }));
     net.last().drop();
     await until(() => client.status === "open" && net.sockets.length === 7);
     globalThis.setTimeout = realSetTimeout;
     const caps = [3, 6, 12, 12, 12, 3];
     assert.equal(delays.length, caps.length);
-    delays.forEach((d, i) => assert.ok(d >= 0 && d <= caps[i]!, `delay ${d} over ${caps[i]}`));
+    delays.forEach((d, i) =>
+      assert.ok(d >= 0 && d <= caps[i]!, `delay ${d} over ${caps[i]}`)
+    );
   });
 
   it("after a non-resumed reconnect it rejoins, resubscribes and republishes", async () => {
@@ -452,8 +498,14 @@ describe("PresenceClient: reconnect", () => {
     await client.joinRoom("a", (u) => updates.push(u));
     await client.joinRoom("b");
     await client.joinRoom("c");
-    await client.publishPresenceState("a", { state: { n: 1, m: 1 }, expireAfter: 5_000 });
-    await client.publishPresenceState("a", { patch: { m: 2 }, expireAfter: 5_000 });
+    await client.publishPresenceState("a", {
+      state: { n: 1, m: 1 },
+      expireAfter: 5_000,
+    });
+    await client.publishPresenceState("a", {
+      patch: { m: 2 },
+      expireAfter: 5_000,
+    });
     await client.publishPresenceState("b", { state: "short", expireAfter: 15 });
     await client.publishPresenceState("c", { state: "kept" });
     await sleep(25);
@@ -466,11 +518,24 @@ describe("PresenceClient: reconnect", () => {
     ws2.hello("c2");
     assert.equal(client.resumed, false);
     assert.equal(client.connectionId, "c2");
-    assert.deepEqual(ws2.ops(), ["join", "state", "join", "join", "state", "sub", "meta"]);
+    assert.deepEqual(ws2.ops(), [
+      "join",
+      "state",
+      "join",
+      "join",
+      "state",
+      "sub",
+      "meta",
+    ]);
     const [, stateA, , , stateC, sub] = ws2.sent;
     assert.deepEqual(stateA!.state, { n: 1, m: 2 });
     assert.ok(stateA!.expireAfter! > 4_000 && stateA!.expireAfter! <= 5_000);
-    assert.deepEqual({ ...stateC, id: 0 }, { op: "state", room: "c", state: "kept", id: 0 });
+    assert.deepEqual({ ...stateC, id: 0 }, {
+      op: "state",
+      room: "c",
+      state: "kept",
+      id: 0,
+    });
     assert.equal(sub!.room, "a");
     await client.joinRoom("a"); // settle the answers
     // The resubscribe's snapshot is delivered as a diff: c1 left, c2 joined.
@@ -478,11 +543,13 @@ describe("PresenceClient: reconnect", () => {
       { type: "leave", room: "a", connectionId: "c1", seq: 9 },
       { type: "join", room: "a", connectionId: "c2", meta: {}, seq: 9 },
     ]);
-    assert.deepEqual(await queued, {});
+    assert.equal(await queued, null);
   });
 
   it("after a resumed reconnect it sends nothing and applies snap frames as a diff", async () => {
-    const net = fakeNet(roomServer(() => [{ id: "c1", meta: {} }, { id: "x", meta: {} }]));
+    const net = fakeNet(
+      roomServer(() => [{ id: "c1", meta: {} }, { id: "x", meta: {} }]),
+    );
     const { client, ws } = await open(net);
     const updates: PresenceUpdate[] = [];
     await client.joinRoom("a", (u) => updates.push(u));
@@ -493,7 +560,13 @@ describe("PresenceClient: reconnect", () => {
     ws2.hello("c1", { resumed: true });
     assert.equal(client.resumed, true);
     assert.equal(client.status, "open");
-    ws2.emit({ t: "snap", r: "a", seq: 5, present: [{ id: "c1", meta: {} }, { id: "y", meta: {} }], states: [] });
+    ws2.emit({
+      t: "snap",
+      r: "a",
+      seq: 5,
+      present: [{ id: "c1", meta: {} }, { id: "y", meta: {} }],
+      states: [],
+    });
     assert.deepEqual(updates, [
       { type: "leave", room: "a", connectionId: "x", seq: 5 },
       { type: "join", room: "a", connectionId: "y", meta: {}, seq: 5 },
@@ -510,16 +583,19 @@ describe("PresenceClient: heartbeat", () => {
     const client = makeClient(net);
     const p = client.connect();
     const ws = net.last();
-    ws.hello("c1", { hb: [10, 40] });
+    ws.hello("c1", { hb: [10, 80] });
     await p;
-    for (let i = 0; i < 8; i++) {
+    // 200 ms of pings every 10 ms: well past the 80 ms deadline, still alive.
+    for (let i = 0; i < 20; i++) {
       ws.emit({ t: "ping" });
       await sleep(10);
     }
-    assert.equal(ws.sent.filter((f) => f.op === "pong").length, 8);
+    assert.equal(ws.sent.filter((f) => f.op === "pong").length, 20);
     assert.equal(net.sockets.length, 1);
     assert.equal(ws.closeCode, null);
-    await until(() => net.sockets.length === 2, 300);
+    const silentAt = Date.now();
+    await until(() => net.sockets.length === 2, 500);
+    assert.ok(Date.now() - silentAt >= 70);
     assert.equal(ws.closeCode, 4408);
     assert.equal(net.last().url.searchParams.get("resume"), "token-c1-1");
   });
@@ -530,15 +606,34 @@ describe("PresenceClient: subscriptions", () => {
     const net = fakeNet();
     const { client, ws } = await open(net);
     const updates: PresenceUpdate[] = [];
-    const p = client.subscribePresence("a", (u) => updates.push(u), { users: true });
+    const p = client.subscribePresence("a", (u) => updates.push(u), {
+      users: true,
+    });
     const sub = ws.sent[0]!;
-    assert.deepEqual({ ...sub, id: 0 }, { op: "sub", room: "a", users: true, id: 0 });
-    ws.emit({ t: "ev", r: "a", e: [[2, "j", "y", { n: 1 }], [2, "u", "ada", 1]] });
-    ws.ok(sub.id, { seq: 1, present: [{ id: "x", meta: {} }], states: [["x", 5]], users: [] });
+    assert.deepEqual({ ...sub, id: 0 }, {
+      op: "sub",
+      room: "a",
+      users: true,
+      id: 0,
+    });
+    ws.emit({
+      t: "ev",
+      r: "a",
+      e: [[2, "j", "y", { n: 1 }], [2, "u", "ada", 1]],
+    });
+    ws.ok(sub.id, {
+      seq: 1,
+      present: [{ id: "x", meta: {} }],
+      states: [["x", 5]],
+      users: [],
+    });
     const r = await p;
     assert.equal(r.success, true);
     assert.deepEqual(r.present, ["x", "y"]);
-    assert.deepEqual(r.members, [{ id: "x", meta: {} }, { id: "y", meta: { n: 1 } }]);
+    assert.deepEqual(r.members, [{ id: "x", meta: {} }, {
+      id: "y",
+      meta: { n: 1 },
+    }]);
     assert.deepEqual([...r.states], [["x", 5]]);
     assert.deepEqual(r.users, ["ada"]);
     assert.deepEqual(updates, []);
@@ -561,29 +656,57 @@ describe("PresenceClient: subscriptions", () => {
     ]);
   });
 
+  it("delivers user online/offline only to users: true subscriptions", async () => {
+    const net = fakeNet(roomServer(() => []));
+    const { client, ws } = await open(net);
+    const plain: PresenceUpdate[] = [];
+    const withUsers: PresenceUpdate[] = [];
+    await client.subscribePresence("a", (u) => plain.push(u));
+    await client.subscribePresence("b", (u) => withUsers.push(u), {
+      users: true,
+    });
+    for (const r of ["a", "b"]) {
+      ws.emit({ t: "ev", r, e: [[2, "j", "x", {}], [2, "u", "ada", 1]] });
+    }
+    assert.deepEqual(plain.map((u) => u.type), ["join"]);
+    assert.deepEqual(withUsers.map((u) => u.type), ["join", "userOnline"]);
+  });
+
   it("count mode reports occupancy from the answer and cnt frames", async () => {
     const net = fakeNet((f) => (f.op === "sub" ? { c: 3, u: 2 } : {}));
     const { client, ws } = await open(net);
     const updates: PresenceUpdate[] = [];
-    const r = await client.subscribePresence("a", (u) => updates.push(u), { mode: "count" });
+    const r = await client.subscribePresence("a", (u) => updates.push(u), {
+      mode: "count",
+    });
     assert.equal(ws.sent[0]!.mode, "count");
     assert.deepEqual(r.count, { connections: 3, users: 2 });
     ws.emit({ t: "cnt", r: "a", c: 4, u: 2 });
-    assert.deepEqual(updates, [{ type: "count", room: "a", connections: 4, users: 2 }]);
+    assert.deepEqual(updates, [{
+      type: "count",
+      room: "a",
+      connections: 4,
+      users: 2,
+    }]);
   });
 
   it("presence() streams a sync chunk, then updates, and unsubscribes on cancel", async () => {
-    const net = fakeNet(roomServer(() => [{ id: "x", meta: {} }], () => [["x", 1]]));
+    const net = fakeNet(
+      roomServer(() => [{ id: "x", meta: {} }], () => [["x", 1]]),
+    );
     const { client, ws } = await open(net);
     const reader = client.presence("a").getReader();
     const first = await reader.read();
-    assert.deepEqual(first.value, {
-      type: "sync",
-      room: "a",
-      present: ["x"],
-      states: new Map([["x", 1]]),
-      members: [{ id: "x", meta: {} }],
-    } satisfies PresenceSync);
+    assert.deepEqual(
+      first.value,
+      {
+        type: "sync",
+        room: "a",
+        present: ["x"],
+        states: new Map([["x", 1]]),
+        members: [{ id: "x", meta: {} }],
+      } satisfies PresenceSync,
+    );
     ws.emit({ t: "ev", r: "a", e: [[2, "l", "x"]] });
     assert.deepEqual((await reader.read()).value, {
       type: "leave",
@@ -593,6 +716,15 @@ describe("PresenceClient: subscriptions", () => {
     });
     await reader.cancel();
     assert.deepEqual(ws.ops(), ["sub", "unsub"]);
+  });
+
+  it("presence() ends when the client closes", async () => {
+    const net = fakeNet(roomServer(() => []));
+    const { client } = await open(net);
+    const reader = client.presence("a").getReader();
+    assert.equal((await reader.read()).value?.type, "sync");
+    await client.close();
+    assert.equal((await reader.read()).done, true);
   });
 
   it("a refused presence() stream errors with the PresenceError", async () => {
@@ -651,24 +783,45 @@ describe("createPresence()", () => {
       assert.equal(calls.length, 1);
       assert.deepEqual(presence.users, [
         { id: "me", state: null, connections: ["c1"], tabCount: 1 },
-        { id: "ada", state: { name: "Ada", n: 1 }, connections: ["x1", "x2"], tabCount: 2 },
+        {
+          id: "ada",
+          state: { name: "Ada", n: 1 },
+          connections: ["x1", "x2"],
+          tabCount: 2,
+        },
         { id: "anon", state: null, connections: ["anon"], tabCount: 1 },
       ]);
       ws.emit({
         t: "ev",
         r: "doc",
-        e: [[2, "s", "x2", { name: "Ada", n: 2 }], [3, "l", "x1"], [4, "j", "b1", { userId: "bob" }]],
+        e: [[2, "s", "x2", { name: "Ada", n: 2 }], [3, "l", "x1"], [
+          4,
+          "j",
+          "b1",
+          { userId: "bob" },
+        ]],
       });
       await sleep();
       assert.equal(calls.length, 2);
       assert.deepEqual(calls[1], [
         { id: "me", state: null, connections: ["c1"], tabCount: 1 },
-        { id: "ada", state: { name: "Ada", n: 2 }, connections: ["x2"], tabCount: 1 },
+        {
+          id: "ada",
+          state: { name: "Ada", n: 2 },
+          connections: ["x2"],
+          tabCount: 1,
+        },
         { id: "anon", state: null, connections: ["anon"], tabCount: 1 },
         { id: "bob", state: null, connections: ["b1"], tabCount: 1 },
       ]);
       // The most recently updated connection with a state wins.
-      ws.emit({ t: "ev", r: "doc", e: [[5, "j", "x3", { userId: "ada" }], [6, "s", "x3", { name: "Ada 3" }]] });
+      ws.emit({
+        t: "ev",
+        r: "doc",
+        e: [[5, "j", "x3", { userId: "ada" }], [6, "s", "x3", {
+          name: "Ada 3",
+        }]],
+      });
       ws.emit({ t: "ev", r: "doc", e: [[7, "s", "x3", null]] });
       await sleep();
       assert.deepEqual(presence.users[1], {
@@ -692,7 +845,12 @@ describe("createPresence()", () => {
         stateIdentifier: (s) => s.name,
       });
       await presence.ready;
-      assert.deepEqual(presence.users.map((u) => u.id), ["c1", "Ada", "x2", "anon"]);
+      assert.deepEqual(presence.users.map((u) => u.id), [
+        "c1",
+        "Ada",
+        "x2",
+        "anon",
+      ]);
     } finally {
       restore();
     }
@@ -702,7 +860,11 @@ describe("createPresence()", () => {
     const { store, restore, net } = setup(JSON.stringify({ name: "Me" }));
     try {
       const { client, ws } = await open<State, Meta>(net);
-      const presence = createPresence<State, Meta>({ client, room: "doc", storageKey: "me" });
+      const presence = createPresence<State, Meta>({
+        client,
+        room: "doc",
+        storageKey: "me",
+      });
       await presence.ready;
       const republished = ws.sent.find((f) => f.op === "state");
       assert.deepEqual(republished?.state, { name: "Me" });
@@ -720,6 +882,9 @@ describe("createPresence()", () => {
     const net = fakeNet(() => new Error("forbidden"));
     const { client } = await open(net);
     const presence = createPresence({ client, room: "admin" });
-    await assert.rejects(presence.ready, (e) => e instanceof PresenceError && e.code === "forbidden");
+    await assert.rejects(
+      presence.ready,
+      (e) => e instanceof PresenceError && e.code === "forbidden",
+    );
   });
 });

@@ -64,7 +64,13 @@ describe("applySnapshot() then applyEvent()", () => {
       [9, "l", "a"],
     );
     assert.deepEqual(updates, [
-      { type: "join", room: "r", connectionId: "b", meta: { name: "b" }, seq: 6 },
+      {
+        type: "join",
+        room: "r",
+        connectionId: "b",
+        meta: { name: "b" },
+        seq: 6,
+      },
       {
         type: "state",
         room: "r",
@@ -72,7 +78,13 @@ describe("applySnapshot() then applyEvent()", () => {
         state: { typing: true, pos: { x: 1, y: 2 } },
         seq: 7,
       },
-      { type: "state", room: "r", connectionId: "b", state: { pos: { x: 1, y: 3 } }, seq: 8 },
+      {
+        type: "state",
+        room: "r",
+        connectionId: "b",
+        state: { pos: { x: 1, y: 3 } },
+        seq: 8,
+      },
       { type: "leave", room: "r", connectionId: "a", seq: 9 },
     ]);
     assert.equal(view.seq, 9);
@@ -113,33 +125,46 @@ describe("applySnapshot() then applyEvent()", () => {
     assert.equal(view.buffer.length, 2);
   });
 
-  it("user online/offline does not advance seq and is idempotent", () => {
+  it("user online/offline does not advance seq", () => {
     const view = ready(1);
     const updates = apply(
       view,
       [2, "j", "a", {}],
       [2, "u", "ada", 1],
       [3, "j", "b", {}],
-      [3, "u", "ada", 1],
       [4, "l", "a"],
-      [4, "u", "ada", 0],
+      [5, "l", "b"],
+      [5, "u", "ada", 0],
     );
     assert.deepEqual(updates.map((u) => u.type), [
       "join",
       "userOnline",
       "join",
       "leave",
+      "leave",
       "userOffline",
     ]);
-    assert.deepEqual(updates[1], { type: "userOnline", room: "r", userId: "ada" });
-    assert.equal(view.seq, 4);
+    assert.deepEqual(updates[1], {
+      type: "userOnline",
+      room: "r",
+      userId: "ada",
+    });
+    assert.equal(view.seq, 5);
+    assert.equal(view.users.size, 0);
   });
 });
 
 describe("buffering before the snapshot", () => {
   it("buffers events and replays only those newer than the snapshot", () => {
     const view = createRoomView("r");
-    for (const ev of [[4, "j", "a", {}], [5, "j", "b", {}], [6, "s", "b", 1]] as WireEvent[]) {
+    for (
+      const ev of [[4, "j", "a", {}], [5, "j", "b", {}], [
+        6,
+        "s",
+        "b",
+        1,
+      ]] as WireEvent[]
+    ) {
       assert.deepEqual(applyEvent(view, ev), { updates: [], gap: false });
     }
     const updates = applySnapshot(view, snap(4, ["a"]));
@@ -196,16 +221,32 @@ describe("resync (snapshot on a ready view)", () => {
     applyEvent(view, [12, "l", "c"]); // gap: seq 11 missing
     const updates = applySnapshot(
       view,
-      snap(13, ["a", "b", "d"], [["a", { v: 1 }], ["b", { v: 2 }], ["d", "hi"]]),
+      snap(13, ["a", "b", "d"], [["a", { v: 1 }], ["b", { v: 2 }], [
+        "d",
+        "hi",
+      ]]),
     );
     assert.deepEqual(updates, [
       { type: "leave", room: "r", connectionId: "c", seq: 13 },
-      { type: "join", room: "r", connectionId: "d", meta: { name: "d" }, seq: 13 },
+      {
+        type: "join",
+        room: "r",
+        connectionId: "d",
+        meta: { name: "d" },
+        seq: 13,
+      },
       { type: "state", room: "r", connectionId: "b", state: { v: 2 }, seq: 13 },
       { type: "state", room: "r", connectionId: "d", state: "hi", seq: 13 },
     ]);
     assert.equal(view.resync, false);
     assert.equal(view.seq, 13);
+  });
+
+  it("keeps the user set when the snapshot has no user list", () => {
+    const view = ready(1, ["a"]);
+    apply(view, [1, "u", "ada", 1]);
+    assert.deepEqual(applySnapshot(view, snap(2, ["a"])), []);
+    assert.deepEqual([...view.users], ["ada"]);
   });
 
   it("reports cleared states as null and diffs online users", () => {
@@ -224,11 +265,16 @@ describe("resync (snapshot on a ready view)", () => {
     assert.equal(applyEvent(view, [3, "j", "c", {}]).gap, true);
     assert.equal(applyEvent(view, [4, "s", "c", "x"]).gap, true);
     const updates = applySnapshot(view, snap(3, ["a", "b", "c"]));
-    assert.deepEqual(updates.map((u) => [u.type, (u as { connectionId: string }).connectionId]), [
-      ["join", "b"],
-      ["join", "c"],
-      ["state", "c"],
-    ]);
+    assert.deepEqual(
+      updates.map((
+        u,
+      ) => [u.type, (u as { connectionId: string }).connectionId]),
+      [
+        ["join", "b"],
+        ["join", "c"],
+        ["state", "c"],
+      ],
+    );
     assert.equal(view.seq, 4);
   });
 });
@@ -241,7 +287,12 @@ describe("hostile keys", () => {
       [1, "j", "__proto__", { ["__proto__"]: 1 } as Record<string, unknown>],
       [1, "u", "__proto__", 1],
       [2, "s", "__proto__", JSON.parse('{"__proto__":{"polluted":true}}')],
-      [3, "p", "__proto__", JSON.parse('{"__proto__":{"more":1},"constructor":{"x":1}}')],
+      [
+        3,
+        "p",
+        "__proto__",
+        JSON.parse('{"__proto__":{"more":1},"constructor":{"x":1}}'),
+      ],
     );
     assert.ok(view.members.has("__proto__"));
     assert.ok(view.users.has("__proto__"));

@@ -17,10 +17,30 @@ import {
   type RoomView,
 } from "./sync.ts";
 
-/** The connection status reported by {@link PresenceClient.status}. */
+/**
+ * The connection status reported by {@link PresenceClient.status}:
+ * `closed` (before `connect()`, after `close()`, or when reconnecting gave up)
+ * → `connecting` → `open`; an abrupt loss → `reconnecting` → `open`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient, type PresenceStatus } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * const status: PresenceStatus = client.status; // "closed"
+ * ```
+ */
 export type PresenceStatus = "connecting" | "open" | "reconnecting" | "closed";
 
-/** Reconnect policy: exponential backoff with full jitter. */
+/**
+ * Reconnect policy: exponential backoff with full jitter, the delay before
+ * attempt `n` (from 0) being random in `[0, min(maxDelayMs, minDelayMs * 2^n))`.
+ *
+ * @example
+ * ```ts
+ * import type { ReconnectOptions } from "@presently/presently/client";
+ * const reconnect: ReconnectOptions = { minDelayMs: 500, maxDelayMs: 30_000, maxRetries: 20 };
+ * ```
+ */
 export interface ReconnectOptions {
   /** Base delay in ms (default 250). */
   minDelayMs?: number;
@@ -30,7 +50,20 @@ export interface ReconnectOptions {
   maxRetries?: number;
 }
 
-/** Options of {@link PresenceClient}. */
+/**
+ * Options of {@link PresenceClient}.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient, type PresenceClientOptions } from "@presently/presently/client";
+ * const options: PresenceClientOptions = {
+ *   protocols: ["presently", "token.abc"],
+ *   requestTimeoutMs: 5_000,
+ *   reconnect: { maxRetries: 10 },
+ * };
+ * const client = new PresenceClient("wss://example.com/presence", options);
+ * ```
+ */
 export interface PresenceClientOptions {
   /** Reconnect policy, or `false` to never reconnect. */
   reconnect?: ReconnectOptions | false;
@@ -49,7 +82,17 @@ export interface PresenceClientOptions {
   WebSocket?: typeof WebSocket;
 }
 
-/** The outcome of a request. Failures never reject: they set `error`. */
+/**
+ * The outcome of a request. Failures never reject: they set `error`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * const result = await client.leaveRoom("lobby");
+ * if (!result.success) console.log(result.error?.code); // e.g. "timeout"
+ * ```
+ */
 export interface PresenceResult {
   /** Whether the server accepted the request. */
   success: boolean;
@@ -57,13 +100,34 @@ export interface PresenceResult {
   error?: PresenceError;
 }
 
-/** What {@link PresenceClient.joinRoom} resolves to. */
+/**
+ * What {@link PresenceClient.joinRoom} resolves to.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * const { success, present } = await client.joinRoom("lobby");
+ * if (success) console.log(present.map((p) => p.id));
+ * ```
+ */
 export interface JoinResult extends PresenceResult {
   /** The connections present after joining, this one included. */
   present: PresentEntry[];
 }
 
-/** Options of {@link PresenceClient.subscribePresence}. */
+/**
+ * Options of {@link PresenceClient.subscribePresence}.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * await client.subscribePresence("lobby", (u) => {
+ *   if (u.type === "count") console.log(u.connections, u.users);
+ * }, { mode: "count" });
+ * ```
+ */
 export interface SubscribeOptions {
   /** Also receive `userOnline`/`userOffline` updates and the online user list. */
   users?: boolean;
@@ -71,7 +135,17 @@ export interface SubscribeOptions {
   mode?: "full" | "count";
 }
 
-/** The room's view when a subscription starts. */
+/**
+ * The room's view when a subscription starts.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * const view = await client.subscribePresence("lobby", () => {}, { users: true });
+ * console.log(view.present, [...view.states], view.users);
+ * ```
+ */
 export interface PresenceView<State = unknown> {
   /** Present connection ids. */
   present: string[];
@@ -85,11 +159,32 @@ export interface PresenceView<State = unknown> {
   count?: { connections: number; users: number };
 }
 
-/** What {@link PresenceClient.subscribePresence} resolves to. */
+/**
+ * What {@link PresenceClient.subscribePresence} resolves to: the room's view
+ * (empty on failure) plus `success` / `error`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * const { success, present, error } = await client.subscribePresence("lobby", () => {});
+ * console.log(success ? present : error?.code);
+ * ```
+ */
 export interface SubscribeResult<State = unknown>
   extends PresenceResult, PresenceView<State> {}
 
-/** The first chunk of a {@link PresenceClient.presence} stream. */
+/**
+ * The first chunk of a {@link PresenceClient.presence} stream.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * const { value } = await client.presence("lobby").getReader().read();
+ * if (value?.type === "sync") console.log(value.present);
+ * ```
+ */
 export interface PresenceSync<State = unknown> extends PresenceView<State> {
   /** Always `"sync"`. */
   type: "sync";
@@ -97,7 +192,17 @@ export interface PresenceSync<State = unknown> extends PresenceView<State> {
   room: string;
 }
 
-/** Options of {@link PresenceClient.publishPresenceState}: exactly one of `state` / `patch`. */
+/**
+ * Options of {@link PresenceClient.publishPresenceState}: exactly one of
+ * `state` / `patch`. `expireAfter` applies to this publish only: a publish
+ * without it sets a state that does not expire.
+ *
+ * @example
+ * ```ts
+ * import type { PublishOptions } from "@presently/presently/client";
+ * const typing: PublishOptions<{ typing: boolean }> = { state: { typing: true }, expireAfter: 8000 };
+ * ```
+ */
 export interface PublishOptions<State = unknown> {
   /** The full new state. */
   state?: State;
@@ -107,7 +212,16 @@ export interface PublishOptions<State = unknown> {
   expireAfter?: number;
 }
 
-/** What {@link PresenceClient.publishPresenceState} resolves to. */
+/**
+ * What {@link PresenceClient.publishPresenceState} resolves to.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * const { success, seq } = await client.publishPresenceState("lobby", { state: 1 });
+ * ```
+ */
 export interface PublishResult extends PresenceResult {
   /** The room sequence of the change (`null` when nothing changed). */
   seq?: number | null;
@@ -143,6 +257,7 @@ interface Sub<S, M extends Metadata> {
 /** Own state in a room (merged value) and its absolute expiry (0 = none). */
 type Own = { s: unknown; x: number } | undefined;
 
+const CLOSED = "Connection closed";
 const err = (code: PresenceErrorCode, message: string): Answer => ({
   t: "err",
   code,
@@ -175,9 +290,25 @@ const call = <T>(fn: (arg: T) => void, arg: T): void => {
  * {@link PresenceError} instead.
  *
  * Requests made while not connected (before `connect()` or while
- * reconnecting) are queued and sent once the socket is open. After a resume
- * the server keeps rooms, states and subscriptions; after a fresh connection
- * the client rejoins its rooms, resubscribes and republishes its states.
+ * reconnecting) are queued, up to `maxQueuedRequests`, and sent once the
+ * socket is open; each times out after `requestTimeoutMs`. Requests in flight
+ * when a socket dies are sent again on the next one.
+ *
+ * Reconnect: any end not caused by {@link PresenceClient.close} makes the
+ * status `reconnecting` and retries with exponential backoff and full jitter,
+ * resuming with the token from the last `hello`. Close codes 4400 and 4401
+ * are not retried. After a resume the server keeps rooms, states and
+ * subscriptions and sends a snapshot per subscription, applied as a diff;
+ * after a fresh connection (new {@link PresenceClient.connectionId}) the
+ * client rejoins its rooms, republishes its states (with what is left of
+ * their `expireAfter`) and resubscribes, then sends the queue.
+ *
+ * Liveness: every `ping` is answered with `pong`; when no frame arrives for
+ * the `timeoutMs` announced in `hello`, the socket is treated as dead and
+ * replaced at once.
+ *
+ * Updates include this connection's own events; filter on
+ * {@link PresenceClient.connectionId} if needed.
  *
  * @typeParam State The presence state type.
  * @typeParam Meta The connection metadata type.
@@ -195,29 +326,27 @@ const call = <T>(fn: (arg: T) => void, arg: T): void => {
  * ```
  */
 export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
-  /** @internal */ _u: string;
-  /** @internal */ _o: PresenceClientOptions;
-  /** @internal */ _ws: WebSocket | null = null;
-  /** @internal */ _st: PresenceStatus = "closed";
-  /** @internal */ _cid: string | null = null;
-  /** @internal resume token */ _tk = "";
-  /** @internal */ _rs = false;
-  /** @internal socket is open (hello seen) */ _op = false;
-  /** @internal close() was called or retries ran out */ _end = false;
-  /** @internal */ _id = 0;
-  /** @internal reconnect attempts in a row */ _n = 0;
-  /** @internal heartbeat timeout ms */ _hm = 0;
-  /** @internal last inbound frame */ _la = 0;
-  /** @internal */ _hb?: Timer;
-  /** @internal */ _rt?: Timer;
-  /** @internal requests, queued and in flight, by id */ _p: Map<number, Req> =
-    new Map();
-  /** @internal joined rooms and own state */ _r: Map<string, Own> = new Map();
-  /** @internal */ _s: Map<string, Sub<State, Meta>> = new Map();
-  /** @internal */ _l: Set<(s: PresenceStatus) => void> = new Set();
-  /** @internal connect() waiters */ _w: Array<
-    [() => void, (e: PresenceError) => void]
-  > = [];
+  // Internal state (short names keep the minified bundle small).
+  declare private _u: string; // URL
+  declare private _o: PresenceClientOptions;
+  private _ws: WebSocket | null = null;
+  private _st: PresenceStatus = "closed";
+  private _cid: string | null = null;
+  private _tk = ""; // resume token
+  private _rs = false; // last hello resumed
+  private _op = false; // open: hello seen on the current socket
+  private _end = false; // close() called or reconnecting gave up
+  private _id = 0; // last request id
+  private _n = 0; // reconnect attempts in a row
+  private _hm = 0; // liveness deadline, ms
+  private _la = 0; // time of the last inbound frame
+  declare private _hb?: Timer; // liveness timer
+  declare private _rt?: Timer; // reconnect timer
+  private _p = new Map<number, Req>(); // requests, queued and in flight
+  private _r = new Map<string, Own>(); // joined rooms and own state there
+  private _s = new Map<string, Sub<State, Meta>>(); // subscriptions
+  private _l = new Set<(s: PresenceStatus) => void>(); // status listeners
+  private _w: Array<[() => void, (e: PresenceError) => void]> = []; // connect() waiters
 
   /**
    * Create a client. It does not connect until {@link PresenceClient.connect}.
@@ -517,8 +646,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   /**
    * A room's presence as a stream: subscribes when read, the first chunk is a
    * {@link PresenceSync} with the room's view, then every update follows.
-   * Cancelling the stream unsubscribes. A refused subscription errors the
-   * stream with a {@link PresenceError}.
+   * Cancelling the stream unsubscribes; it ends when the client closes. A
+   * refused subscription errors the stream with a {@link PresenceError}.
    *
    * @param room The room name.
    * @param options As for {@link PresenceClient.subscribePresence}.
@@ -538,6 +667,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     room: string,
     options?: SubscribeOptions,
   ): ReadableStream<PresenceUpdate<State, Meta> | PresenceSync<State>> {
+    let off: (() => void) | undefined, gone = false;
     return new ReadableStream({
       start: async (c) => {
         const { success, error, ...view } = await this.subscribePresence(
@@ -545,32 +675,42 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
           (u) => c.enqueue(u),
           options,
         );
-        if (success) c.enqueue({ type: "sync", room, ...view });
-        else c.error(error);
+        if (gone) return;
+        if (!success) return c.error(error);
+        off = this.onStatus((s) => {
+          if (s === "closed") {
+            off!();
+            c.close();
+          }
+        });
+        c.enqueue({ type: "sync", room, ...view });
       },
       cancel: () => {
+        gone = true;
+        off?.();
         void this.unsubscribePresence(room);
       },
     });
   }
 
-  /** @internal */
-  _set(s: PresenceStatus): void {
+  /** Set the status and tell the listeners. */
+  private _set(s: PresenceStatus): void {
     if (this._st !== s) {
       this._st = s;
       for (const cb of this._l) call(cb, s);
     }
   }
 
-  /** @internal Send a request now, or queue it until the socket is open. */
-  _req(f: Record<string, unknown>): Promise<Answer> {
+  /** Send a request now, or queue it until the socket is open. */
+  private _req(f: Record<string, unknown>): Promise<Answer> {
     return new Promise((r) => {
       const o = this._o, p = this._p;
-      if (this._end) return r(err("closed", "Client is closed"));
+      if (this._end) return r(err("closed", CLOSED));
       if (!this._op && p.size >= (o.maxQueuedRequests ?? 1e3)) {
         return r(err("queue_full", "Request queue is full"));
       }
-      const id = ++this._id;
+      // Ids stay within 1 .. 2^31-1 as the protocol requires.
+      const id = this._id = this._id % 0x7fffffff + 1;
       const q: Req = {
         f: { ...f, id },
         r,
@@ -584,35 +724,29 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     });
   }
 
-  /** @internal */
-  _send(q: Req): void {
+  /** Send a request on the current socket. */
+  private _send(q: Req): void {
     q.s = true;
     this._ws!.send(JSON.stringify(q.f));
   }
 
-  /** @internal Send a `sub` for a subscription (first time or resync). */
-  async _sub(sub: Sub<State, Meta>): Promise<SubscribeResult<State>> {
+  /** Send a `sub` for a subscription (first time or resync). */
+  private async _sub(sub: Sub<State, Meta>): Promise<SubscribeResult<State>> {
     const { v, o, cb } = sub, room = v.room;
     sub.p = true;
     const a = await this._req({ op: "sub", room, ...o });
     const was = sub.l, live = this._s.get(room) === sub;
-    sub.p = false;
-    if (a.t === "err") {
-      if (!was && live) this._s.delete(room);
-      return {
-        success: false,
-        present: [],
-        states: new Map(),
-        members: [],
-        error: fail(a),
-      };
-    }
-    sub.l = true;
     const view: PresenceView<State> = {
       present: [],
       states: new Map(),
       members: [],
     };
+    sub.p = false;
+    if (a.t === "err") {
+      if (!was && live) this._s.delete(room);
+      return { success: false, ...view, error: fail(a) };
+    }
+    sub.l = true;
     if (o.mode === "count") {
       const count = { connections: a.c as number, users: a.u as number };
       view.count = count;
@@ -631,18 +765,28 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     return { success: true, ...view };
   }
 
-  /** @internal */
-  _resync(sub: Sub<State, Meta>): void {
+  /** Resubscribe for a fresh snapshot unless one is on its way. */
+  private _resync(sub: Sub<State, Meta>): void {
     if (!sub.p && this._s.get(sub.v.room) === sub) void this._sub(sub);
   }
 
-  /** @internal */
-  _emit(sub: Sub<State, Meta>, ups: PresenceUpdate<State, Meta>[]): void {
-    for (const u of ups) if (this._s.get(sub.v.room) === sub) call(sub.cb, u);
+  /** Deliver updates to a subscription that is still current. */
+  private _emit(
+    sub: Sub<State, Meta>,
+    ups: PresenceUpdate<State, Meta>[],
+  ): void {
+    // `u` events reach every subscriber of a room; only `users: true` ones want them.
+    for (const u of ups) {
+      if (
+        this._s.get(sub.v.room) === sub && (sub.o.users || u.type[0] !== "u")
+      ) {
+        call(sub.cb, u);
+      }
+    }
   }
 
-  /** @internal Open a socket (first connect or reconnect). */
-  _dial(): void {
+  /** Open a socket (first connect or reconnect). */
+  private _dial(): void {
     const o = this._o, u = new URL(this._u), q = u.searchParams;
     for (const [k, v] of Object.entries(o.params ?? {})) q.set(k, v);
     q.set("v", "1");
@@ -660,8 +804,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     }
   }
 
-  /** @internal (Re)arm the liveness deadline. */
-  _beat(ms: number): void {
+  /** (Re)arm the liveness deadline. */
+  private _beat(ms: number): void {
     clearTimeout(this._hb);
     this._hb = setTimeout(() => {
       const idle = Date.now() - this._la, ws = this._ws;
@@ -672,8 +816,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     }, ms);
   }
 
-  /** @internal The current socket ended without close(). */
-  _lost(code: number): void {
+  /** The current socket ended without close(). */
+  private _lost(code: number): void {
     const r = this._o.reconnect;
     this._ws = null;
     this._op = false;
@@ -691,9 +835,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     this._set("reconnecting");
   }
 
-  /** @internal Terminal: fail everything waiting, status "closed". */
-  _fin(code: PresenceErrorCode): void {
-    const msg = "Connection closed";
+  /** Terminal: fail everything waiting, status "closed". */
+  private _fin(code: PresenceErrorCode): void {
     this._end = true;
     this._op = false;
     this._ws = null;
@@ -703,15 +846,15 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     clearTimeout(this._rt);
     for (const q of this._p.values()) {
       clearTimeout(q.t);
-      q.r(err("closed", msg));
+      q.r(err("closed", CLOSED));
     }
     this._p.clear();
-    for (const w of this._w.splice(0)) w[1](new PresenceError(code, msg));
+    for (const w of this._w.splice(0)) w[1](new PresenceError(code, CLOSED));
     this._set("closed");
   }
 
-  /** @internal Handle one inbound frame; never throws. */
-  _msg(data: unknown): void {
+  /** Handle one inbound frame; never throws. */
+  private _msg(data: unknown): void {
     this._la = Date.now();
     try {
       const f = JSON.parse(data as string) as ServerFrame;
@@ -759,8 +902,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     } catch { /* a malformed frame is ignored */ }
   }
 
-  /** @internal */
-  _hello(f: Extract<ServerFrame, { t: "hello" }>): void {
+  /** A socket is open: restore what a fresh connection lost, flush the queue. */
+  private _hello(f: Extract<ServerFrame, { t: "hello" }>): void {
     const now = Date.now();
     this._cid = f.cid;
     this._tk = f.token;

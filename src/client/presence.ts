@@ -4,7 +4,16 @@ import type { Metadata } from "../protocol.ts";
 import type { PresenceClient, PublishResult } from "./client.ts";
 import type { PresenceUpdate } from "./sync.ts";
 
-/** A user: all connections that share an identity. */
+/**
+ * A user: all connections that share an identity.
+ *
+ * @example
+ * ```ts
+ * import type { PresenceUser } from "@presently/presently/client";
+ * const label = (u: PresenceUser<{ name: string }>) =>
+ *   `${u.state?.name ?? u.id}${u.tabCount > 1 ? ` (${u.tabCount} tabs)` : ""}`;
+ * ```
+ */
 export interface PresenceUser<State = unknown> {
   /** The identity: from metadata, else from state, else the connection id. */
   id: string;
@@ -16,7 +25,21 @@ export interface PresenceUser<State = unknown> {
   tabCount: number;
 }
 
-/** Options of {@link createPresence}. */
+/**
+ * Options of {@link createPresence}.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient, type CreatePresenceOptions } from "@presently/presently/client";
+ * const client = new PresenceClient<{ name: string }, { userId: string }>("wss://example.com/presence");
+ * const options: CreatePresenceOptions<{ name: string }, { userId: string }> = {
+ *   client,
+ *   room: "doc:42",
+ *   metadataIdentifier: (meta) => meta.userId,
+ *   storageKey: "presence:doc:42",
+ * };
+ * ```
+ */
 export interface CreatePresenceOptions<
   State = unknown,
   Meta extends Metadata = Metadata,
@@ -35,7 +58,19 @@ export interface CreatePresenceOptions<
   onUpdate?: (users: PresenceUser<State>[]) => void;
 }
 
-/** What {@link createPresence} returns. */
+/**
+ * What {@link createPresence} returns.
+ *
+ * @example
+ * ```ts
+ * import { createPresence, PresenceClient } from "@presently/presently/client";
+ * const client = new PresenceClient<{ name: string }>("wss://example.com/presence");
+ * const presence = createPresence({ client, room: "lobby", stateIdentifier: (s) => s.name });
+ * await presence.ready;
+ * console.log(presence.users.length);
+ * await presence.destroy();
+ * ```
+ */
 export interface Presence<State = unknown> {
   /** The users, in the order they were first seen. */
   readonly users: PresenceUser<State>[];

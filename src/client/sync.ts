@@ -9,6 +9,20 @@ import type { Metadata, WireEvent, WireSnapshot } from "../protocol.ts";
  * callbacks. `state` is the merged full state (`null` when cleared or expired).
  * `userOnline`/`userOffline` come with `users: true` subscriptions, `count`
  * with `mode: "count"` ones.
+ *
+ * @example
+ * ```ts
+ * import type { PresenceUpdate } from "@presently/presently/client";
+ * function render(u: PresenceUpdate<{ typing: boolean }>): string {
+ *   switch (u.type) {
+ *     case "join": return `${u.connectionId} joined`;
+ *     case "leave": return `${u.connectionId} left`;
+ *     case "state": return `${u.connectionId} typing: ${u.state?.typing ?? false}`;
+ *     case "count": return `${u.connections} connections`;
+ *     default: return `${u.userId} ${u.type}`;
+ *   }
+ * }
+ * ```
  */
 export type PresenceUpdate<
   State = unknown,
@@ -35,6 +49,13 @@ export type PresenceUpdate<
 /**
  * The client-side view of one room. Mutated only by {@link applySnapshot}
  * and {@link applyEvent}.
+ *
+ * @example
+ * ```ts
+ * import { createRoomView, type RoomView } from "@presently/presently/client";
+ * const view: RoomView<{ typing: boolean }> = createRoomView("lobby");
+ * console.log(view.members.size, view.states.size);
+ * ```
  */
 export interface RoomView<State = unknown, Meta extends Metadata = Metadata> {
   /** The room name, copied into every update. */
@@ -52,7 +73,7 @@ export interface RoomView<State = unknown, Meta extends Metadata = Metadata> {
   members: Map<string, Meta>;
   /** Connection states (connections without a state are absent). */
   states: Map<string, State>;
-  /** Online user ids (`users: true` subscriptions). */
+  /** Online user ids, from snapshots that list them and `u` events. */
   users: Set<string>;
   /** Events waiting for a snapshot. */
   buffer: WireEvent[];
@@ -60,7 +81,16 @@ export interface RoomView<State = unknown, Meta extends Metadata = Metadata> {
   maxBuffer: number;
 }
 
-/** What {@link applyEvent} returns. */
+/**
+ * What {@link applyEvent} returns.
+ *
+ * @example
+ * ```ts
+ * import { applyEvent, createRoomView } from "@presently/presently/client";
+ * const { updates, gap } = applyEvent(createRoomView("lobby"), [1, "l", "a"]);
+ * console.log(updates.length, gap); // 0 false: buffered until a snapshot
+ * ```
+ */
 export interface ApplyEventResult<
   State = unknown,
   Meta extends Metadata = Metadata,
@@ -130,7 +160,8 @@ export function applySnapshot<State, Meta extends Metadata>(
     snap.present.map((p) => [p.id, p.meta as Meta] as const),
   );
   const states = new Map(snap.states as Array<[string, State]>);
-  const users = new Set(snap.users);
+  // A snapshot without a user list (no `users: true`) leaves the set alone.
+  const users = snap.users ? new Set(snap.users) : oldU;
   const out: PresenceUpdate<State, Meta>[] = [];
   if (view.ready) {
     for (const id of oldM.keys()) {
@@ -210,15 +241,13 @@ export function applyEvent<State, Meta extends Metadata>(
     return { updates, gap: view.ready };
   }
   if (kind === "u") {
-    if (users.has(id) !== !!value) {
-      if (value) users.add(id);
-      else users.delete(id);
-      updates.push({
-        type: value ? "userOnline" : "userOffline",
-        room,
-        userId: id,
-      });
-    }
+    if (value) users.add(id);
+    else users.delete(id);
+    updates.push({
+      type: value ? "userOnline" : "userOffline",
+      room,
+      userId: id,
+    });
   } else if (seq > view.seq) {
     view.seq = seq;
     if (kind === "j") {

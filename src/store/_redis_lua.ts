@@ -1,0 +1,361 @@
+// Lua scripts of the Redis store: each mutation checks, writes, bumps the room
+// seq, logs and publishes in one atomic step, so seq order == publish order.
+//
+// Key layout (P = prefix). Rooms and ids are embedded verbatim after a type
+// tag ending in ":", so distinct tags never collide:
+//   P epoch            string   random id; gone after a data loss
+//   P leases           zset     instance -> lease expiry (caller's clock)
+//   P lease:<inst>     string   liveness marker with a real PX TTL
+//   P x                zset     state entry -> expiresAt
+//   P i:<inst>         set      the instance's membership entries
+//   P k:<inst>         set      connection ids whose metadata it owns
+//   P d:<cid>          hash     metadata: i = owner, m = JSON
+//   P q:<room>         string   the room's seq
+//   P o:<room>         hash     cid -> "<join seq>:<owner instance>"
+//   P m:<room>         hash     cid -> metadata JSON at join
+//   P s:<room>         hash     cid -> "<expiresAt|empty>:<version>:<state JSON>"
+//   P l:<room>         list     the last events (JSON) for catch-up
+//   P c:<room>         channel  event batches: a JSON array of events
+// An entry is "<byte length of room>:<room><cid>".
+
+/** Shared prelude. ARGV[1..4]: prefix, key TTL ms, log length, log TTL ms. */
+const PRELUDE = `
+local P = ARGV[1]
+local KEYTTL = ARGV[2]
+local LOGLEN = tonumber(ARGV[3])
+local LOGTTL = ARGV[4]
+local out = {}
+local pub = {}
+local pubOrder = {}
+local function enc(s) return cjson.encode(s) end
+local function entry(room, cid) return #room .. ':' .. room .. cid end
+local function unentry(e)
+  local i = string.find(e, ':', 1, true)
+  local n = tonumber(string.sub(e, 1, i - 1))
+  return string.sub(e, i + 1, i + n), string.sub(e, i + n + 1)
+end
+local function ownerOf(o) return string.sub(o, string.find(o, ':', 1, true) + 1) end
+local function stateParts(v)
+  local a = string.find(v, ':', 1, true)
+  local b = string.find(v, ':', a + 1, true)
+  return string.sub(v, 1, a - 1), string.sub(v, a + 1, b - 1), string.sub(v, b + 1)
+end
+local function nextseq(room)
+  local k = P .. 'q:' .. room
+  local s = redis.call('INCR', k)
+  redis.call('PEXPIRE', k, KEYTTL)
+  return tostring(s)
+end
+local function emit(room, ev)
+  local lk = P .. 'l:' .. room
+  redis.call('RPUSH', lk, ev)
+  redis.call('LTRIM', lk, -LOGLEN, -1)
+  redis.call('PEXPIRE', lk, LOGTTL)
+  out[#out + 1] = ev
+  local b = pub[room]
+  if not b then
+    b = {}
+    pub[room] = b
+    pubOrder[#pubOrder + 1] = room
+  end
+  b[#b + 1] = ev
+end
+local function flush()
+  for _, room in ipairs(pubOrder) do
+    redis.call('PUBLISH', P .. 'c:' .. room, '[' .. table.concat(pub[room], ',') .. ']')
+  end
+end
+local function result(status)
+  flush()
+  local r = { status }
+  for i, e in ipairs(out) do r[i + 1] = e end
+  return r
+end
+local function missed(room, since)
+  if since < 0 then return end
+  local cur = tonumber(redis.call('GET', P .. 'q:' .. room) or '0')
+  local n = cur - since
+  if n <= 0 then return end
+  if n > LOGLEN then n = LOGLEN end
+  for _, e in ipairs(redis.call('LRANGE', P .. 'l:' .. room, -n, -1)) do
+    out[#out + 1] = e
+  end
+end
+local function head(kind, room, cid, seq)
+  return '{"type":"' .. kind .. '","room":' .. enc(room) .. ',"connectionId":' .. enc(cid) .. ',"seq":' .. seq
+end
+local function leaveEvent(room, cid, seq, reason, now)
+  return head('leave', room, cid, seq) .. ',"reason":"' .. reason .. '","timestamp":' .. now .. '}'
+end
+local function expiredEvent(room, cid, seq, now)
+  return head('state', room, cid, seq) .. ',"state":null,"expired":true,"timestamp":' .. now .. '}'
+end
+local function dropMember(room, cid, inst)
+  local e = entry(room, cid)
+  redis.call('HDEL', P .. 'o:' .. room, cid)
+  redis.call('HDEL', P .. 'm:' .. room, cid)
+  redis.call('HDEL', P .. 's:' .. room, cid)
+  redis.call('ZREM', P .. 'x', e)
+  redis.call('SREM', P .. 'i:' .. inst, e)
+end
+local function reap(inst, reason, now)
+  local ik = P .. 'i:' .. inst
+  for _, e in ipairs(redis.call('SMEMBERS', ik)) do
+    local room, cid = unentry(e)
+    local o = redis.call('HGET', P .. 'o:' .. room, cid)
+    if o and ownerOf(o) == inst then
+      dropMember(room, cid, inst)
+      emit(room, leaveEvent(room, cid, nextseq(room), reason, now))
+    end
+  end
+  redis.call('DEL', ik)
+  local kk = P .. 'k:' .. inst
+  for _, cid in ipairs(redis.call('SMEMBERS', kk)) do
+    local dk = P .. 'd:' .. cid
+    if redis.call('HGET', dk, 'i') == inst then redis.call('DEL', dk) end
+  end
+  redis.call('DEL', kk)
+  redis.call('ZREM', P .. 'leases', inst)
+  redis.call('DEL', P .. 'lease:' .. inst)
+end
+`;
+
+/** ARGV[5..]: room, cid, instance, meta JSON, now, since. */
+const JOIN = `
+local room, cid, inst, meta, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+missed(room, tonumber(ARGV[10]))
+local ok = P .. 'o:' .. room
+if redis.call('HEXISTS', ok, cid) == 1 then return result('null') end
+local seq = nextseq(room)
+local mk = P .. 'm:' .. room
+local ik = P .. 'i:' .. inst
+redis.call('HSET', ok, cid, seq .. ':' .. inst)
+redis.call('HSET', mk, cid, meta)
+redis.call('SADD', ik, entry(room, cid))
+redis.call('PEXPIRE', ok, KEYTTL)
+redis.call('PEXPIRE', mk, KEYTTL)
+redis.call('PEXPIRE', ik, KEYTTL)
+emit(room, head('join', room, cid, seq) .. ',"meta":' .. meta .. ',"instance":' .. enc(inst) .. ',"timestamp":' .. now .. '}')
+return result('ok')
+`;
+
+/** ARGV[5..]: room, cid, reason, now, since. */
+const LEAVE = `
+local room, cid, reason, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+missed(room, tonumber(ARGV[9]))
+local o = redis.call('HGET', P .. 'o:' .. room, cid)
+if not o then return result('null') end
+dropMember(room, cid, ownerOf(o))
+emit(room, leaveEvent(room, cid, nextseq(room), reason, now))
+return result('ok')
+`;
+
+/**
+ * ARGV[5..]: room, cid, mode (set | patch | clear), state JSON, patch JSON,
+ * expiresAt (empty: none), now, expected version (patch), since.
+ * A patch carries the merged state computed by the caller from the version
+ * it read; a different current version answers "conflict" and changes nothing.
+ */
+const SET_STATE = `
+local room, cid, mode, value, patch, expiresAt, now, expect = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+missed(room, tonumber(ARGV[13]))
+if redis.call('HEXISTS', P .. 'o:' .. room, cid) == 0 then return result('not_member') end
+local sk = P .. 's:' .. room
+local e = entry(room, cid)
+local cur = redis.call('HGET', sk, cid)
+local version = '0'
+local expired = false
+if cur then
+  local at, v = stateParts(cur)
+  if at ~= '' and tonumber(at) <= tonumber(now) then expired = true else version = v end
+end
+if mode == 'patch' and version ~= expect then return result('conflict') end
+if expired then
+  redis.call('HDEL', sk, cid)
+  redis.call('ZREM', P .. 'x', e)
+  emit(room, expiredEvent(room, cid, nextseq(room), now))
+  cur = false
+end
+if mode == 'clear' then
+  if not cur then return result('null') end
+  redis.call('HDEL', sk, cid)
+  redis.call('ZREM', P .. 'x', e)
+  emit(room, head('state', room, cid, nextseq(room)) .. ',"state":null,"timestamp":' .. now .. '}')
+  return result('ok')
+end
+local seq = nextseq(room)
+redis.call('HSET', sk, cid, expiresAt .. ':' .. seq .. ':' .. value)
+redis.call('PEXPIRE', sk, KEYTTL)
+if expiresAt ~= '' then
+  redis.call('ZADD', P .. 'x', expiresAt, e)
+else
+  redis.call('ZREM', P .. 'x', e)
+end
+local ev = head('state', room, cid, seq) .. ',"state":' .. value
+if mode == 'patch' then ev = ev .. ',"patch":' .. patch end
+emit(room, ev .. ',"timestamp":' .. now .. '}')
+return result('ok')
+`;
+
+/** ARGV[5..]: room, cid, now. Answers {member?, version, state JSON}. */
+const READ_STATE = `
+local room, cid, now = ARGV[5], ARGV[6], ARGV[7]
+if redis.call('HEXISTS', P .. 'o:' .. room, cid) == 0 then return { '0' } end
+local cur = redis.call('HGET', P .. 's:' .. room, cid)
+if not cur then return { '1', '0' } end
+local at, v, json = stateParts(cur)
+if at ~= '' and tonumber(at) <= tonumber(now) then return { '1', '0' } end
+return { '1', v, json }
+`;
+
+/** ARGV[5..]: room. Answers {seq, n, o..., n, m..., n, s...}. */
+const SNAPSHOT = `
+local room = ARGV[5]
+local r = { redis.call('GET', P .. 'q:' .. room) or '0' }
+for _, t in ipairs({ 'o:', 'm:', 's:' }) do
+  local h = redis.call('HGETALL', P .. t .. room)
+  r[#r + 1] = tostring(#h)
+  for _, v in ipairs(h) do r[#r + 1] = v end
+end
+return r
+`;
+
+/** ARGV[5..]: instance, lease expiry, ttl ms. Answers '1' when it already held a lease. */
+const RENEW = `
+local inst, at, ttl = ARGV[5], ARGV[6], ARGV[7]
+local prev = redis.call('ZSCORE', P .. 'leases', inst)
+redis.call('ZADD', P .. 'leases', at, inst)
+redis.call('SET', P .. 'lease:' .. inst, at, 'PX', ttl)
+redis.call('PEXPIRE', P .. 'i:' .. inst, KEYTTL)
+redis.call('PEXPIRE', P .. 'k:' .. inst, KEYTTL)
+if prev then return '1' end
+return '0'
+`;
+
+/** ARGV[5..]: instance, now. */
+const RELEASE = `
+reap(ARGV[5], 'close', ARGV[6])
+return result('ok')
+`;
+
+/**
+ * ARGV[5..]: now, max instances, max states. Reaps lapsed instances (each
+ * atomically, so exactly one sweeper emits its leaves), then pops due states.
+ * Answers "more" when a limit was hit.
+ */
+const SWEEP = `
+local now, maxI, maxS = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local lapsed = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, maxI)
+for _, inst in ipairs(lapsed) do reap(inst, 'instance', now) end
+local due = redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', now, 'LIMIT', 0, maxS)
+for _, e in ipairs(due) do
+  redis.call('ZREM', P .. 'x', e)
+  local room, cid = unentry(e)
+  local sk = P .. 's:' .. room
+  local cur = redis.call('HGET', sk, cid)
+  if cur then
+    local at = stateParts(cur)
+    if at ~= '' and tonumber(at) <= tonumber(now) then
+      redis.call('HDEL', sk, cid)
+      emit(room, expiredEvent(room, cid, nextseq(room), now))
+    end
+  end
+end
+if #lapsed == maxI or #due == maxS then return result('more') end
+return result('ok')
+`;
+
+/** ARGV[5..]: cid, instance, meta JSON. */
+const SET_META = `
+local cid, inst, meta = ARGV[5], ARGV[6], ARGV[7]
+local dk = P .. 'd:' .. cid
+local old = redis.call('HGET', dk, 'i')
+if old and old ~= inst then redis.call('SREM', P .. 'k:' .. old, cid) end
+redis.call('HSET', dk, 'i', inst, 'm', meta)
+redis.call('PEXPIRE', dk, KEYTTL)
+local kk = P .. 'k:' .. inst
+redis.call('SADD', kk, cid)
+redis.call('PEXPIRE', kk, KEYTTL)
+return 'ok'
+`;
+
+/** ARGV[5..]: cid. */
+const DELETE_META = `
+local cid = ARGV[5]
+local dk = P .. 'd:' .. cid
+local old = redis.call('HGET', dk, 'i')
+if old then redis.call('SREM', P .. 'k:' .. old, cid) end
+redis.call('DEL', dk)
+return 'ok'
+`;
+
+/** ARGV[5..]: room, since (-1: unknown). Answers {seq, events after since...}. */
+const CATCH_UP = `
+local room, since = ARGV[5], tonumber(ARGV[6])
+local cur = redis.call('GET', P .. 'q:' .. room) or '0'
+local n = LOGLEN
+if since >= 0 then n = math.min(tonumber(cur) - since, LOGLEN) end
+local r = { cur }
+if n > 0 then
+  for _, e in ipairs(redis.call('LRANGE', P .. 'l:' .. room, -n, -1)) do r[#r + 1] = e end
+end
+return r
+`;
+
+/** ARGV[5..]: a fresh epoch id. Answers {epoch, created?}. */
+const EPOCH = `
+local k = P .. 'epoch'
+local e = redis.call('GET', k)
+if e then return { e, '0' } end
+redis.call('SET', k, ARGV[5])
+return { ARGV[5], '1' }
+`;
+
+/**
+ * ARGV[5..]: instance, then watched rooms. Refreshes the TTL backstop of
+ * every key the instance or a watched room still needs.
+ */
+const TOUCH = `
+local inst = ARGV[5]
+local rooms = {}
+if inst ~= '' then
+  local ik = P .. 'i:' .. inst
+  for _, e in ipairs(redis.call('SMEMBERS', ik)) do
+    local room = unentry(e)
+    rooms[room] = true
+  end
+  redis.call('PEXPIRE', ik, KEYTTL)
+  local kk = P .. 'k:' .. inst
+  for _, cid in ipairs(redis.call('SMEMBERS', kk)) do
+    redis.call('PEXPIRE', P .. 'd:' .. cid, KEYTTL)
+  end
+  redis.call('PEXPIRE', kk, KEYTTL)
+end
+for i = 6, #ARGV do rooms[ARGV[i]] = true end
+for room in pairs(rooms) do
+  for _, t in ipairs({ 'q:', 'o:', 'm:', 's:' }) do
+    redis.call('PEXPIRE', P .. t .. room, KEYTTL)
+  end
+end
+return 'ok'
+`;
+
+/** Script name -> full source (prelude included). */
+export const SCRIPTS = {
+  join: PRELUDE + JOIN,
+  leave: PRELUDE + LEAVE,
+  setState: PRELUDE + SET_STATE,
+  readState: PRELUDE + READ_STATE,
+  snapshot: PRELUDE + SNAPSHOT,
+  renew: PRELUDE + RENEW,
+  release: PRELUDE + RELEASE,
+  sweep: PRELUDE + SWEEP,
+  setMeta: PRELUDE + SET_META,
+  deleteMeta: PRELUDE + DELETE_META,
+  catchUp: PRELUDE + CATCH_UP,
+  epoch: PRELUDE + EPOCH,
+  touch: PRELUDE + TOUCH,
+} as const;
+
+/** The name of one script. */
+export type ScriptName = keyof typeof SCRIPTS;

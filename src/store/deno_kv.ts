@@ -1,0 +1,1431 @@
+// PresenceStore on Deno KV: versionstamp-checked atomic writes, a per-room event
+// log, and an event feed from kv.watch plus a polling fallback.
+
+/**
+ * A {@linkcode PresenceStore} on Deno KV, for several Presently servers
+ * sharing one KV database: Deno Deploy, a KV Connect server, or one local
+ * SQLite file used by several processes.
+ *
+ * @example
+ * ```ts ignore
+ * import { PresenceServer } from "@presently/presently";
+ * import { KvPresenceStore } from "@presently/presently/kv";
+ * const kv = await Deno.openKv();
+ * const server = new PresenceServer({ store: new KvPresenceStore(kv) });
+ * ```
+ *
+ * @module
+ */
+
+import type { Metadata, PresentEntry } from "../protocol.ts";
+import { PresenceError } from "../errors.ts";
+import { applyMergePatch } from "../merge_patch.ts";
+import type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  RoomSnapshot,
+  StateWrite,
+  StoreListener,
+} from "./types.ts";
+
+// The contract types, so this entry documents itself without the main one.
+export type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  RoomSnapshot,
+  StateWrite,
+  StoreListener,
+} from "./types.ts";
+export type { Metadata, PresentEntry } from "../protocol.ts";
+
+/** One part of a KV key, as in `Deno.KvKeyPart`. */
+export type KvLikeKeyPart =
+  | Uint8Array
+  | string
+  | number
+  | bigint
+  | boolean
+  | symbol;
+
+/** A KV key, as in `Deno.KvKey`. */
+export type KvLikeKey = readonly KvLikeKeyPart[];
+
+/** A KV entry that may be absent (`versionstamp: null`), as in `Deno.KvEntryMaybe`. */
+export interface KvLikeEntryMaybe {
+  /** The key that was read. */
+  key: KvLikeKey;
+  /** The value, `null` when absent. */
+  value: unknown;
+  /** The versionstamp of the last write, `null` when absent. */
+  versionstamp: string | null;
+}
+
+/** A KV entry that exists, as yielded by `list`. */
+export interface KvLikeEntry {
+  /** The entry's key. */
+  key: KvLikeKey;
+  /** The entry's value. */
+  value: unknown;
+  /** The versionstamp of the last write. */
+  versionstamp: string;
+}
+
+/** The part of `Deno.AtomicOperation` this store uses. */
+export interface KvLikeAtomic {
+  /** Fail the commit unless each key still has the given versionstamp. */
+  check(
+    ...checks: { key: KvLikeKey; versionstamp: string | null }[]
+  ): KvLikeAtomic;
+  /** Set a key, optionally deleted by the backend after `expireIn` ms. */
+  set(
+    key: KvLikeKey,
+    value: unknown,
+    options?: { expireIn?: number },
+  ): KvLikeAtomic;
+  /** Delete a key. */
+  delete(key: KvLikeKey): KvLikeAtomic;
+  /** Commit; `ok: false` when a check failed. */
+  commit(): Promise<{ ok: boolean; versionstamp?: string }>;
+}
+
+/**
+ * The part of `Deno.Kv` this store uses, declared structurally so the store
+ * type-checks without Deno's unstable types. A `Deno.Kv` from `Deno.openKv()`
+ * fits as is; so does any client with the same API.
+ */
+export interface KvLike {
+  /** Read one key (strongly consistent). */
+  get(key: KvLikeKey): Promise<KvLikeEntryMaybe>;
+  /** Read up to 10 keys in one consistent snapshot. */
+  getMany(keys: readonly KvLikeKey[]): Promise<readonly KvLikeEntryMaybe[]>;
+  /** List entries in key order. */
+  list(
+    selector:
+      | { prefix: KvLikeKey }
+      | { prefix: KvLikeKey; start: KvLikeKey }
+      | { prefix: KvLikeKey; end: KvLikeKey }
+      | { start: KvLikeKey; end: KvLikeKey },
+    options?: { limit?: number; batchSize?: number },
+  ): AsyncIterable<KvLikeEntry>;
+  /** Start an atomic operation. */
+  atomic(): KvLikeAtomic;
+  /** Stream the values of up to 10 keys, now and whenever they change. */
+  watch?(
+    keys: readonly KvLikeKey[],
+  ): ReadableStream<readonly KvLikeEntryMaybe[]>;
+}
+
+/** Options for {@linkcode KvPresenceStore}. */
+export interface KvPresenceStoreOptions {
+  /**
+   * Prefix of every key the store writes, so several apps (or tests) can
+   * share one database. Defaults to `["presently"]`.
+   */
+  prefix?: readonly KvLikeKeyPart[];
+  /**
+   * How often, in ms, to read the sequence number of every watched room and
+   * fetch the events other instances logged since. This is what carries
+   * events between processes sharing a local KV file, where `kv.watch` does
+   * not fire across processes; their propagation latency is about this
+   * interval. Each poll reads 10 rooms per KV call. `0` turns polling off
+   * (only sensible with `watch`, on Deno Deploy or KV Connect). Defaults to
+   * `250`.
+   */
+  pollIntervalMs?: number;
+  /**
+   * Use `kv.watch` on each watched room's sequence key for low-latency
+   * delivery where it works across instances (Deno Deploy, KV Connect, and
+   * handles in one process). `"auto"` (the default) uses it when the KV
+   * handle has `watch`; `true` requires it; `false` relies on polling alone.
+   * Watch and polling run side by side; duplicates are dropped by sequence.
+   */
+  watch?: "auto" | boolean;
+  /**
+   * How long, in ms, a room's event log keeps an event (the KV `expireIn`
+   * backstop on log entries and on expiring states). An instance that falls
+   * further behind than this reloads the room from a snapshot. Defaults to
+   * `300_000` (5 minutes).
+   */
+  logTtlMs?: number;
+  /**
+   * Called when a `subscribe` listener throws (with the event) or a
+   * background poll or watch fails (without one). Defaults to `console.error`.
+   */
+  onError?: (error: unknown, event?: PresenceEvent) => void;
+}
+
+interface MemberValue {
+  /** Sequence number of the join: snapshots list members in join order. */
+  seq: number;
+  instance: string;
+  /** JSON text, so `__proto__` keys survive. */
+  meta: string;
+}
+
+interface StateValue {
+  /** JSON text. */
+  value: string;
+  /** ms since the epoch; `null` when the state does not expire. */
+  expiresAt: number | null;
+}
+
+interface LeaseValue {
+  expiresAt: number;
+  /** Set while a survivor reaps the lapsed instance. */
+  reaper?: string;
+  reapUntil?: number;
+}
+
+interface MetaValue {
+  meta: string;
+  instance: string;
+}
+
+interface RoomWatch {
+  room: string;
+  seqKey: KvLikeKey;
+  refs: number;
+  /** Last seq delivered (or seen when the watch started); -1 until known. */
+  last: number;
+  ready: Promise<void>;
+  stopped: boolean;
+  reader: ReadableStreamDefaultReader<readonly KvLikeEntryMaybe[]> | null;
+  loop: Promise<void> | null;
+}
+
+interface Check {
+  key: KvLikeKey;
+  versionstamp: string | null;
+}
+
+const RETRY = Symbol("retry");
+const LOST = Symbol("lost");
+const MAX_ATTEMPTS = 200;
+const SNAPSHOT_BATCH = 1000;
+const SNAPSHOT_ATTEMPTS = 20;
+/** How long a survivor's claim on reaping a lapsed instance lasts. */
+const REAP_CLAIM_MS = 30_000;
+/** Rooms reaped, or polled 10 at a time, in parallel. */
+const PARALLEL = 8;
+const WATCH_RESTART_MS = 1_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function seqOf(entry: KvLikeEntryMaybe | undefined): number {
+  const v = entry?.value;
+  return typeof v === "number" ? v : 0;
+}
+
+/** SQLite's write lock was held by another connection (local files only). */
+function isBusy(error: unknown): boolean {
+  return error instanceof Error &&
+    /database is locked|SQLITE_BUSY/i.test(error.message);
+}
+
+/** Run `fn` over `items` with at most `limit` in flight. */
+async function pool<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, worker),
+  );
+}
+
+/**
+ * A {@linkcode PresenceStore} on Deno KV, shared by every Presently server
+ * that opens the same database: Deno Deploy (`await Deno.openKv()`), a KV
+ * Connect URL, or one local file used by several processes.
+ *
+ * Every mutation is one atomic commit, checked against the versionstamps it
+ * read (retried on conflict), that also bumps the room's sequence number and
+ * appends the event to the room's log. Other instances receive events from
+ * that log: through `kv.watch` where it crosses instances, and by polling
+ * each watched room every `pollIntervalMs` where it does not (processes on
+ * one local file). States store `expiresAt` and are filtered on read; KV's
+ * own `expireIn` is only a backstop, since expired KV entries stay readable
+ * for up to a minute. Each instance holds a lease; `sweep` on a survivor
+ * claims a lapsed lease atomically and removes that instance's entries.
+ *
+ * The store never closes the KV handle it is given: the caller owns it.
+ *
+ * @example
+ * ```ts ignore
+ * import { PresenceServer } from "@presently/presently";
+ * import { KvPresenceStore } from "@presently/presently/kv";
+ *
+ * const kv = await Deno.openKv("./presence.sqlite3");
+ * const store = new KvPresenceStore(kv, { pollIntervalMs: 100 });
+ * const server = new PresenceServer({ store });
+ * server.trackPresence(/^doc:/);
+ * // ... on shutdown:
+ * await server.close();
+ * await store.close();
+ * kv.close();
+ * ```
+ */
+export class KvPresenceStore implements PresenceStore {
+  readonly #kv: KvLike;
+  readonly #p: readonly KvLikeKeyPart[];
+  readonly #pollMs: number;
+  readonly #useWatch: boolean;
+  readonly #logTtlMs: number;
+  readonly #onError: (error: unknown, event?: PresenceEvent) => void;
+  /** Marks this handle's claims on lapsed leases. */
+  readonly #id = crypto.randomUUID();
+  readonly #watches = new Map<string, RoomWatch>();
+  /** Instances whose lease this handle renewed, to notice being reaped. */
+  readonly #held = new Set<string>();
+  readonly #resetListeners = new Set<() => void>();
+  #listeners: StoreListener[] = [];
+  #pollTimer: ReturnType<typeof setTimeout> | null = null;
+  #polling: Promise<void> | null = null;
+  #closed = false;
+
+  /**
+   * Create a store over an open KV handle.
+   *
+   * @param kv The KV database, e.g. from `await Deno.openKv()`. Not closed by
+   *   the store.
+   * @param options Key prefix, polling interval, watch mode, log TTL and
+   *   error hook.
+   * @throws {PresenceError} `bad_request` when an option is out of range, or
+   *   when `watch: true` and the handle has no `watch`.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv, { prefix: ["myapp", "presence"] });
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  constructor(kv: KvLike, options: KvPresenceStoreOptions = {}) {
+    this.#kv = kv;
+    this.#p = [...(options.prefix ?? ["presently"])];
+    this.#pollMs = options.pollIntervalMs ?? 250;
+    if (!(this.#pollMs >= 0 && Number.isFinite(this.#pollMs))) {
+      throw new PresenceError(
+        "bad_request",
+        `KV pollIntervalMs must be a finite number >= 0: got ${this.#pollMs}`,
+      );
+    }
+    this.#logTtlMs = options.logTtlMs ?? 300_000;
+    if (!(this.#logTtlMs >= 1000 && Number.isFinite(this.#logTtlMs))) {
+      throw new PresenceError(
+        "bad_request",
+        `KV logTtlMs must be at least 1000: got ${this.#logTtlMs}`,
+      );
+    }
+    const watch = options.watch ?? "auto";
+    const canWatch = typeof kv.watch === "function";
+    if (watch === true && !canWatch) {
+      throw new PresenceError(
+        "bad_request",
+        "KV watch was required but the KV handle has no watch()",
+      );
+    }
+    this.#useWatch = watch !== false && canWatch;
+    this.#onError = options.onError ??
+      ((error) => console.error("KvPresenceStore:", error));
+  }
+
+  // -- keys ------------------------------------------------------------------
+
+  #room(room: string): KvLikeKey {
+    return [...this.#p, "room", room];
+  }
+  #seqKey(room: string): KvLikeKey {
+    return [...this.#p, "room", room, "seq"];
+  }
+  #memberKey(room: string, cid: string): KvLikeKey {
+    return [...this.#p, "room", room, "m", cid];
+  }
+  #stateKey(room: string, cid: string): KvLikeKey {
+    return [...this.#p, "room", room, "s", cid];
+  }
+  #logKey(room: string, seq: number): KvLikeKey {
+    return [...this.#p, "log", room, seq];
+  }
+  #expKey(at: number, room: string, cid: string): KvLikeKey {
+    return [...this.#p, "exp", at, room, cid];
+  }
+  #ownKey(instance: string, room: string, cid: string): KvLikeKey {
+    return [...this.#p, "own", instance, room, cid];
+  }
+  #metaKey(cid: string): KvLikeKey {
+    return [...this.#p, "meta", cid];
+  }
+  #ownMetaKey(instance: string, cid: string): KvLikeKey {
+    return [...this.#p, "ownmeta", instance, cid];
+  }
+  #leaseKey(instance: string): KvLikeKey {
+    return [...this.#p, "lease", instance];
+  }
+
+  // -- leases ----------------------------------------------------------------
+
+  /**
+   * Register or renew an instance lease that lapses at `now + ttlMs`. Once it
+   * lapses, `sweep` on any handle removes the instance's entries. When this
+   * handle renewed the lease before and finds it reaped (the process stalled
+   * past its TTL), `onReset` listeners are called so the server registers
+   * its live presence again.
+   *
+   * @param instanceId The server instance.
+   * @param ttlMs How long the lease lasts, in milliseconds.
+   * @param now The current time in ms since the epoch.
+   * @returns A promise that resolves once the lease is committed.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * await store.renewLease("server-1", 30_000, Date.now());
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async renewLease(
+    instanceId: string,
+    ttlMs: number,
+    now: number,
+  ): Promise<void> {
+    this.#assertOpen();
+    const key = this.#leaseKey(instanceId);
+    const lost = await this.#retry("renewLease", async () => {
+      const entry = await this.#kv.get(key);
+      const lease = entry.value as LeaseValue | null;
+      const value: LeaseValue = { expiresAt: now + ttlMs };
+      const res = await this.#commit(
+        this.#kv.atomic().check(entry).set(key, value),
+      );
+      if (!res.ok) return RETRY;
+      return this.#held.has(instanceId) &&
+        (lease === null || lease.reaper !== undefined);
+    });
+    this.#held.add(instanceId);
+    if (lost) {
+      for (const listener of this.#resetListeners) {
+        queueMicrotask(() => {
+          try {
+            listener();
+          } catch (error) {
+            this.#report(error);
+          }
+        });
+      }
+    }
+  }
+
+  /**
+   * Release an instance now: leave every room it owns a connection in (reason
+   * `"close"`), forget its connections' metadata, and drop its lease.
+   *
+   * @param instanceId The server instance.
+   * @returns A promise that resolves after the leave events were delivered.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * await store.releaseLease("server-1");
+   * console.log((await store.snapshot("lobby", Date.now())).present); // []
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async releaseLease(instanceId: string): Promise<void> {
+    this.#assertOpen();
+    this.#held.delete(instanceId);
+    await this.#reap(instanceId, "close", Date.now(), null);
+    await this.#retry("releaseLease", async () =>
+      (await this.#commit(
+          this.#kv.atomic().delete(this.#leaseKey(instanceId)),
+        )).ok
+        ? undefined
+        : RETRY);
+  }
+
+  /**
+   * Register a listener called when this handle finds that an instance whose
+   * lease it renews was reaped by a survivor meanwhile (the process stalled
+   * for longer than the lease TTL). The server then registers its live
+   * presence again.
+   *
+   * @param listener Called once per detected loss.
+   * @returns An idempotent unsubscribe function.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * const stop = store.onReset(() => console.log("presence was reaped"));
+   * stop();
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  onReset(listener: () => void): () => void {
+    const slot = () => listener();
+    this.#resetListeners.add(slot);
+    return () => void this.#resetListeners.delete(slot);
+  }
+
+  // -- membership and state --------------------------------------------------
+
+  /**
+   * Add a connection to a room and emit a `join` event with the room's next
+   * sequence number.
+   *
+   * @param room The room name.
+   * @param connectionId The connection joining.
+   * @param instanceId The instance that owns the connection.
+   * @param meta The connection's public metadata, carried by the event.
+   * @param now The current time in ms since the epoch.
+   * @returns The join event, or `null` when the connection was already present.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * const event = await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * console.log(event?.seq); // 1
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async join(
+    room: string,
+    connectionId: string,
+    instanceId: string,
+    meta: Metadata,
+    now: number,
+  ): Promise<PresenceEvent | null> {
+    this.#assertOpen();
+    const seqKey = this.#seqKey(room);
+    const memberKey = this.#memberKey(room, connectionId);
+    const metaText = JSON.stringify(meta);
+    return await this.#retry("join", async () => {
+      const [seqE, memberE] = await this.#kv.getMany([seqKey, memberKey]);
+      if (memberE!.versionstamp !== null) return null;
+      const seq = seqOf(seqE) + 1;
+      const event: PresenceEvent = {
+        type: "join",
+        room,
+        connectionId,
+        seq,
+        meta,
+        instance: instanceId,
+        timestamp: now,
+      };
+      const member: MemberValue = { seq, instance: instanceId, meta: metaText };
+      const op = this.#kv.atomic()
+        .check(seqE!, memberE!)
+        .set(seqKey, seq)
+        .set(memberKey, member)
+        .set(this.#ownKey(instanceId, room, connectionId), true);
+      this.#log(op, event);
+      if (!(await this.#commit(op)).ok) return RETRY;
+      await this.#publish(room, [event]);
+      return event;
+    });
+  }
+
+  /**
+   * Remove a connection from a room, dropping its state, and emit a `leave`
+   * event (the only event: no separate state event for the dropped state).
+   *
+   * @param room The room name.
+   * @param connectionId The connection leaving.
+   * @param reason Why it leaves.
+   * @param now The current time in ms since the epoch.
+   * @returns The leave event, or `null` when the connection was not present.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * const event = await store.leave("lobby", "c1", "leave", Date.now());
+   * console.log(event?.type, event?.seq); // "leave" 2
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async leave(
+    room: string,
+    connectionId: string,
+    reason: LeaveReason,
+    now: number,
+  ): Promise<PresenceEvent | null> {
+    this.#assertOpen();
+    const result = await this.#remove(room, connectionId, reason, now, null);
+    return result === LOST ? null : result;
+  }
+
+  /**
+   * Remove a member in one commit. With `guard`, only a member owned by
+   * `guard.instance` is removed, and only while the reaper's claim on that
+   * instance's lease holds (`LOST` otherwise).
+   */
+  async #remove(
+    room: string,
+    cid: string,
+    reason: LeaveReason,
+    now: number,
+    guard: { instance: string; lease: Check | null } | null,
+  ): Promise<PresenceEvent | null | typeof LOST> {
+    const seqKey = this.#seqKey(room);
+    const memberKey = this.#memberKey(room, cid);
+    const stateKey = this.#stateKey(room, cid);
+    return await this.#retry("leave", async () => {
+      const [seqE, memberE, stateE] = await this.#kv.getMany([
+        seqKey,
+        memberKey,
+        stateKey,
+      ]);
+      const member = memberE!.value as MemberValue | null;
+      const lease = guard?.lease ?? null;
+      if (member === null || (guard && member.instance !== guard.instance)) {
+        if (guard === null) return null;
+        // A stale ownership index entry: the member left or moved.
+        const op = this.#kv.atomic().check(memberE!)
+          .delete(this.#ownKey(guard.instance, room, cid));
+        if (lease) op.check(lease);
+        if ((await this.#commit(op)).ok) return null;
+        return await this.#conflict(lease);
+      }
+      const seq = seqOf(seqE) + 1;
+      const event: PresenceEvent = {
+        type: "leave",
+        room,
+        connectionId: cid,
+        seq,
+        reason,
+        timestamp: now,
+      };
+      const op = this.#kv.atomic()
+        .check(seqE!, memberE!, stateE!)
+        .set(seqKey, seq)
+        .delete(memberKey)
+        .delete(this.#ownKey(member.instance, room, cid))
+        .delete(stateKey);
+      if (lease) op.check(lease);
+      const state = stateE!.value as StateValue | null;
+      if (state !== null && state.expiresAt !== null) {
+        op.delete(this.#expKey(state.expiresAt, room, cid));
+      }
+      this.#log(op, event);
+      if (!(await this.#commit(op)).ok) return await this.#conflict(lease);
+      await this.#publish(room, [event]);
+      return event;
+    });
+  }
+
+  /** After a failed commit: `LOST` when the lease claim moved, else retry. */
+  async #conflict(lease: Check | null): Promise<typeof RETRY | typeof LOST> {
+    if (lease === null) return RETRY;
+    const now = await this.#kv.get(lease.key);
+    return now.versionstamp === lease.versionstamp ? RETRY : LOST;
+  }
+
+  /**
+   * Write a member's state: replace it (`set`), RFC 7386 merge-patch it
+   * (`patch`), or `clear` it. A `set` or `patch` replaces any earlier expiry
+   * with `expiresAt` (`null`: never expires). A `null` state or patch clears.
+   * A state that has expired but was not swept yet counts as absent: the same
+   * commit expires it first (emitting its `expired` event), then the write
+   * applies.
+   *
+   * @param room The room name.
+   * @param connectionId The member.
+   * @param write What to write.
+   * @param expiresAt When the state expires, in ms since the epoch, or `null`.
+   * @param now The current time in ms since the epoch.
+   * @returns The state event, `null` when nothing changed, or `"not_member"`.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * const now = Date.now();
+   * await store.join("doc", "c1", "server-1", {}, now);
+   * await store.setState("doc", "c1", { kind: "set", state: "typing" }, now + 5_000, now);
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async setState(
+    room: string,
+    connectionId: string,
+    write: StateWrite,
+    expiresAt: number | null,
+    now: number,
+  ): Promise<PresenceEvent | null | "not_member"> {
+    this.#assertOpen();
+    const seqKey = this.#seqKey(room);
+    const memberKey = this.#memberKey(room, connectionId);
+    const stateKey = this.#stateKey(room, connectionId);
+    return await this.#retry("setState", async () => {
+      const [seqE, memberE, stateE] = await this.#kv.getMany([
+        seqKey,
+        memberKey,
+        stateKey,
+      ]);
+      if (memberE!.versionstamp === null) return "not_member";
+      let seq = seqOf(seqE);
+      const events: PresenceEvent[] = [];
+      const op = this.#kv.atomic().check(seqE!, memberE!, stateE!);
+      const old = stateE!.value as StateValue | null;
+      let current: unknown = undefined;
+      if (old !== null) {
+        if (old.expiresAt !== null && old.expiresAt <= now) {
+          events.push({
+            type: "state",
+            room,
+            connectionId,
+            seq: ++seq,
+            state: null,
+            expired: true,
+            timestamp: now,
+          });
+        } else current = JSON.parse(old.value);
+      }
+
+      let value: unknown;
+      let patch: unknown = undefined;
+      if (write.kind === "set") value = write.state;
+      else if (write.kind === "patch") {
+        patch = write.patch;
+        value = patch === null ? null : applyMergePatch(current, patch);
+      } else value = null;
+
+      const oldExp = old?.expiresAt ?? null;
+      if (value === null || value === undefined) {
+        if (old === null) return null;
+        if (current !== undefined) {
+          events.push({
+            type: "state",
+            room,
+            connectionId,
+            seq: ++seq,
+            state: null,
+            timestamp: now,
+          });
+        }
+        op.delete(stateKey);
+        if (oldExp !== null) {
+          op.delete(this.#expKey(oldExp, room, connectionId));
+        }
+      } else {
+        const stored: StateValue = { value: JSON.stringify(value), expiresAt };
+        if (expiresAt === null) op.set(stateKey, stored);
+        else {
+          const expireIn = this.#backstop(expiresAt, now);
+          op.set(stateKey, stored, { expireIn });
+          op.set(this.#expKey(expiresAt, room, connectionId), true, {
+            expireIn,
+          });
+        }
+        if (oldExp !== null && oldExp !== expiresAt) {
+          op.delete(this.#expKey(oldExp, room, connectionId));
+        }
+        events.push(
+          write.kind === "patch"
+            ? {
+              type: "state",
+              room,
+              connectionId,
+              seq: ++seq,
+              state: value,
+              patch,
+              timestamp: now,
+            }
+            : {
+              type: "state",
+              room,
+              connectionId,
+              seq: ++seq,
+              state: value,
+              timestamp: now,
+            },
+        );
+      }
+      op.set(seqKey, seq);
+      for (const event of events) this.#log(op, event);
+      if (!(await this.#commit(op)).ok) return RETRY;
+      await this.#publish(room, events);
+      // Clearing a state that had just expired announces only the expiry.
+      return current === undefined && (value === null || value === undefined)
+        ? null
+        : events[events.length - 1]!;
+    });
+  }
+
+  /**
+   * A consistent view of a room: its seq, members in join order with their
+   * metadata, and states that have not expired as of `now` (swept or not).
+   * Rooms up to 1000 entries are read in one KV read; larger rooms are read
+   * between two reads of the sequence key and retried when it moved.
+   *
+   * @param room The room name.
+   * @param now The current time in ms since the epoch.
+   * @returns The snapshot; an unknown room has seq 0 and nobody present.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * await store.join("doc", "c1", "server-1", { user: "ada" }, Date.now());
+   * const snap = await store.snapshot("doc", Date.now());
+   * console.log(snap.seq, snap.present); // 1 [{ id: "c1", meta: { user: "ada" } }]
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async snapshot(room: string, now: number): Promise<RoomSnapshot> {
+    this.#assertOpen();
+    const prefix = this.#room(room);
+    const tagAt = prefix.length;
+    let before: KvLikeEntryMaybe | null = null;
+    for (let attempt = 1;; attempt++) {
+      let seqE: KvLikeEntry | null = null;
+      const members: KvLikeEntry[] = [];
+      const states: KvLikeEntry[] = [];
+      let n = 0;
+      for await (
+        const e of this.#kv.list({ prefix }, { batchSize: SNAPSHOT_BATCH })
+      ) {
+        n++;
+        const tag = e.key[tagAt];
+        if (tag === "seq") seqE = e;
+        else if (tag === "m") members.push(e);
+        else if (tag === "s") states.push(e);
+      }
+      // One batch is one consistent read. Across batches, the sequence key
+      // (listed last) proves nothing changed since `before` was read.
+      const consistent = n < SNAPSHOT_BATCH ||
+        (before !== null &&
+          before.versionstamp === (seqE?.versionstamp ?? null));
+      if (!consistent && attempt < SNAPSHOT_ATTEMPTS) {
+        before = await this.#kv.get(this.#seqKey(room));
+        continue;
+      }
+      const ordered = members.map((e) => ({
+        id: e.key[tagAt + 1] as string,
+        value: e.value as MemberValue,
+      })).sort((x, y) => x.value.seq - y.value.seq);
+      const present: PresentEntry[] = ordered.map((m) => ({
+        id: m.id,
+        meta: JSON.parse(m.value.meta) as Metadata,
+      }));
+      const map = new Map<string, unknown>();
+      for (const e of states) {
+        const state = e.value as StateValue;
+        if (state.expiresAt === null || state.expiresAt > now) {
+          map.set(e.key[tagAt + 1] as string, JSON.parse(state.value));
+        }
+      }
+      return { seq: seqOf(seqE ?? undefined), present, states: map };
+    }
+  }
+
+  // -- metadata ----------------------------------------------------------------
+
+  /**
+   * Store a connection's public metadata, tagged with the instance owning the
+   * connection so it is forgotten when that instance is reaped or released.
+   *
+   * @param connectionId The connection.
+   * @param instanceId The instance that owns the connection.
+   * @param meta The metadata (stored as JSON).
+   * @returns A promise that resolves once stored.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * await store.setMetadata("c1", "server-1", { userId: "u1" });
+   * console.log(await store.getMetadata("c1")); // { userId: "u1" }
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async setMetadata(
+    connectionId: string,
+    instanceId: string,
+    meta: Metadata,
+  ): Promise<void> {
+    this.#assertOpen();
+    const key = this.#metaKey(connectionId);
+    const value: MetaValue = {
+      meta: JSON.stringify(meta),
+      instance: instanceId,
+    };
+    await this.#retry("setMetadata", async () => {
+      const entry = await this.#kv.get(key);
+      const old = entry.value as MetaValue | null;
+      const op = this.#kv.atomic().check(entry).set(key, value)
+        .set(this.#ownMetaKey(instanceId, connectionId), true);
+      if (old !== null && old.instance !== instanceId) {
+        op.delete(this.#ownMetaKey(old.instance, connectionId));
+      }
+      return (await this.#commit(op)).ok ? undefined : RETRY;
+    });
+  }
+
+  /**
+   * Read a connection's metadata.
+   *
+   * @param connectionId The connection.
+   * @returns The metadata, or `null` when unknown.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * console.log(await store.getMetadata("nobody")); // null
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async getMetadata(connectionId: string): Promise<Metadata | null> {
+    this.#assertOpen();
+    const entry = await this.#kv.get(this.#metaKey(connectionId));
+    const value = entry.value as MetaValue | null;
+    return value === null ? null : JSON.parse(value.meta) as Metadata;
+  }
+
+  /**
+   * Forget a connection's metadata. Unknown connections are ignored.
+   *
+   * @param connectionId The connection.
+   * @returns A promise that resolves once forgotten.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * await store.setMetadata("c1", "server-1", { userId: "u1" });
+   * await store.deleteMetadata("c1");
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async deleteMetadata(connectionId: string): Promise<void> {
+    this.#assertOpen();
+    const key = this.#metaKey(connectionId);
+    await this.#retry("deleteMetadata", async () => {
+      const entry = await this.#kv.get(key);
+      const old = entry.value as MetaValue | null;
+      if (old === null) return undefined;
+      const op = this.#kv.atomic().check(entry).delete(key)
+        .delete(this.#ownMetaKey(old.instance, connectionId));
+      return (await this.#commit(op)).ok ? undefined : RETRY;
+    });
+  }
+
+  // -- the event feed ----------------------------------------------------------
+
+  /**
+   * Listen to events: this handle's own, synchronously before the mutation
+   * resolves, and other instances' in watched rooms, in seq order per room.
+   * A throwing listener is reported to `onError` and does not affect others.
+   *
+   * @param listener Called with each event.
+   * @returns An idempotent unsubscribe function.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * const stop = store.subscribe((event) => console.log(event.type, event.seq));
+   * const unwatch = store.watchRoom("lobby");
+   * await store.join("lobby", "c1", "server-1", {}, Date.now()); // logs "join 1"
+   * unwatch();
+   * stop();
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  subscribe(listener: StoreListener): () => void {
+    // Wrap so the same function subscribed twice is two subscriptions.
+    const slot: StoreListener = (event) => listener(event);
+    this.#listeners = [...this.#listeners, slot];
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      this.#listeners = this.#listeners.filter((l) => l !== slot);
+    };
+  }
+
+  /**
+   * Deliver the events other instances make in `room` from now on: through
+   * `kv.watch` on the room's sequence key and by polling it every
+   * `pollIntervalMs`, both reading the room's event log. Reference counted.
+   *
+   * @param room The room name.
+   * @returns An idempotent function that drops this interest.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * const unwatch = store.watchRoom("lobby");
+   * unwatch();
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  watchRoom(room: string): () => void {
+    if (this.#closed) return () => {};
+    let w = this.#watches.get(room);
+    if (w === undefined) w = this.#startWatch(room);
+    w.refs++;
+    const watch = w;
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      if (--watch.refs > 0 || this.#watches.get(room) !== watch) return;
+      this.#watches.delete(room);
+      this.#stopWatch(watch);
+    };
+  }
+
+  #startWatch(room: string): RoomWatch {
+    const seqKey = this.#seqKey(room);
+    const w: RoomWatch = {
+      room,
+      seqKey,
+      refs: 0,
+      last: -1,
+      ready: Promise.resolve(),
+      stopped: false,
+      reader: null,
+      loop: null,
+    };
+    // The baseline: events after the room's seq now are delivered.
+    w.ready = this.#kv.get(seqKey).then((e) => {
+      if (w.last < 0) w.last = seqOf(e);
+    }, (error) => this.#report(error));
+    this.#watches.set(room, w);
+    if (this.#useWatch) this.#runWatch(w);
+    this.#schedulePoll();
+    return w;
+  }
+
+  #runWatch(w: RoomWatch): void {
+    const reader = this.#kv.watch!([w.seqKey]).getReader();
+    w.reader = reader;
+    w.loop = (async () => {
+      try {
+        await w.ready;
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done || w.stopped) return;
+          const seq = seqOf(value[0]);
+          if (w.last >= 0 && seq > w.last) await this.#catchUp(w, seq);
+        }
+      } catch (error) {
+        if (w.stopped || this.#closed) return;
+        this.#report(error);
+        // Polling keeps delivering meanwhile; try the watch again later.
+        reader.cancel().catch(() => {});
+        await sleep(WATCH_RESTART_MS);
+        if (!w.stopped && !this.#closed) this.#runWatch(w);
+      }
+    })();
+  }
+
+  #stopWatch(w: RoomWatch): void {
+    w.stopped = true;
+    w.reader?.cancel().catch(() => {});
+  }
+
+  #schedulePoll(): void {
+    if (
+      this.#pollTimer !== null || this.#polling !== null || this.#closed ||
+      this.#pollMs <= 0 || this.#watches.size === 0
+    ) return;
+    this.#pollTimer = setTimeout(() => {
+      this.#pollTimer = null;
+      this.#polling = this.#poll().finally(() => {
+        this.#polling = null;
+        this.#schedulePoll();
+      });
+    }, this.#pollMs);
+  }
+
+  async #poll(): Promise<void> {
+    const watches = [...this.#watches.values()].filter((w) => w.last >= 0);
+    const chunks: RoomWatch[][] = [];
+    for (let i = 0; i < watches.length; i += 10) {
+      chunks.push(watches.slice(i, i + 10));
+    }
+    await pool(chunks, PARALLEL, async (chunk) => {
+      if (this.#closed) return;
+      try {
+        const entries = await this.#kv.getMany(chunk.map((w) => w.seqKey));
+        await Promise.all(chunk.map((w, i) => {
+          const seq = seqOf(entries[i]);
+          return seq > w.last && !w.stopped ? this.#catchUp(w, seq) : undefined;
+        }));
+      } catch (error) {
+        if (!this.#closed) this.#report(error);
+      }
+    });
+  }
+
+  /** Deliver the logged events after `w.last` up to `target`. */
+  async #catchUp(w: RoomWatch, target: number): Promise<void> {
+    const from = w.last + 1;
+    if (target < from) return;
+    const events: PresenceEvent[] = [];
+    for await (
+      const e of this.#kv.list({
+        start: this.#logKey(w.room, from),
+        end: this.#logKey(w.room, target + 1),
+      })
+    ) {
+      events.push(JSON.parse(e.value as string) as PresenceEvent);
+    }
+    // Entries past the log's TTL are gone: the gap tells the server to reload.
+    this.#deliver(w, events);
+  }
+
+  /** Deliver this handle's own events before its mutation resolves. */
+  async #publish(room: string, events: PresenceEvent[]): Promise<void> {
+    const w = this.#watches.get(room);
+    if (w === undefined) {
+      for (const event of events) this.#emit(event);
+      return;
+    }
+    await w.ready;
+    const first = events[0]!.seq;
+    if (w.last >= 0 && first > w.last + 1) {
+      try {
+        await this.#catchUp(w, first - 1);
+      } catch (error) {
+        this.#report(error);
+      }
+    }
+    this.#deliver(w, events);
+  }
+
+  #deliver(w: RoomWatch, events: readonly PresenceEvent[]): void {
+    for (const event of events) {
+      if (event.seq <= w.last) continue;
+      w.last = event.seq;
+      this.#emit(event);
+    }
+  }
+
+  #emit(event: PresenceEvent): void {
+    const listeners = this.#listeners;
+    for (let i = 0; i < listeners.length; i++) {
+      try {
+        listeners[i]!(event);
+      } catch (error) {
+        this.#report(error, event);
+      }
+    }
+  }
+
+  // -- sweeping ----------------------------------------------------------------
+
+  /**
+   * Reap instances whose lease lapsed (`now >= expiry`; leaves with reason
+   * `"instance"`), then clear states whose `expiresAt <= now` (state events
+   * with `state: null, expired: true`). Each happens exactly once across all
+   * handles: a reaper claims the lease with a versionstamp check, and every
+   * removal is its own checked commit.
+   *
+   * @param now The current time in ms since the epoch.
+   * @returns A promise that resolves after the events were delivered.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * const now = Date.now();
+   * await store.join("doc", "c1", "server-1", {}, now);
+   * await store.setState("doc", "c1", { kind: "set", state: 1 }, now + 100, now);
+   * await store.sweep(now + 100); // emits the expired state event
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async sweep(now: number): Promise<void> {
+    this.#assertOpen();
+    const leases: KvLikeEntry[] = [];
+    for await (const e of this.#kv.list({ prefix: [...this.#p, "lease"] })) {
+      leases.push(e);
+    }
+    for (const entry of leases) {
+      const lease = entry.value as LeaseValue;
+      if (now < lease.expiresAt) continue;
+      if (lease.reaper !== undefined && now < (lease.reapUntil ?? 0)) continue;
+      const claim: LeaseValue = {
+        expiresAt: lease.expiresAt,
+        reaper: this.#id,
+        reapUntil: now + REAP_CLAIM_MS,
+      };
+      const res = await this.#commit(
+        this.#kv.atomic().check(entry).set(entry.key, claim),
+      );
+      if (!res.ok || res.versionstamp === undefined) continue;
+      const claimed: Check = { key: entry.key, versionstamp: res.versionstamp };
+      const instance = entry.key[entry.key.length - 1] as string;
+      if (await this.#reap(instance, "instance", now, claimed)) {
+        await this.#commit(this.#kv.atomic().check(claimed).delete(entry.key));
+      }
+    }
+    await this.#expireStates(now);
+  }
+
+  async #expireStates(now: number): Promise<void> {
+    const prefix = [...this.#p, "exp"];
+    for (;;) {
+      const due: KvLikeEntry[] = [];
+      // `true` sorts after every string, so `end` keeps expiresAt === now.
+      for await (
+        const e of this.#kv.list({ prefix, end: [...prefix, now, true] }, {
+          limit: 256,
+        })
+      ) due.push(e);
+      for (const entry of due) {
+        const n = entry.key.length;
+        await this.#expireOne(
+          entry.key[n - 2] as string,
+          entry.key[n - 1] as string,
+          entry.key[n - 3] as number,
+          now,
+        );
+      }
+      if (due.length < 256) return;
+    }
+  }
+
+  async #expireOne(
+    room: string,
+    cid: string,
+    at: number,
+    now: number,
+  ): Promise<void> {
+    const seqKey = this.#seqKey(room);
+    const stateKey = this.#stateKey(room, cid);
+    const expKey = this.#expKey(at, room, cid);
+    await this.#retry("sweep", async () => {
+      const [seqE, stateE] = await this.#kv.getMany([seqKey, stateKey]);
+      const state = stateE!.value as StateValue | null;
+      if (state === null || state.expiresAt !== at) {
+        // A stale index entry: the state was rewritten, cleared or dropped.
+        const op = this.#kv.atomic().check(stateE!).delete(expKey);
+        return (await this.#commit(op)).ok ? undefined : RETRY;
+      }
+      const event: PresenceEvent = {
+        type: "state",
+        room,
+        connectionId: cid,
+        seq: seqOf(seqE) + 1,
+        state: null,
+        expired: true,
+        timestamp: now,
+      };
+      const op = this.#kv.atomic().check(seqE!, stateE!)
+        .set(seqKey, event.seq)
+        .delete(stateKey)
+        .delete(expKey);
+      this.#log(op, event);
+      if (!(await this.#commit(op)).ok) return RETRY;
+      await this.#publish(room, [event]);
+      return undefined;
+    });
+  }
+
+  /**
+   * Remove everything `instance` owns. With a lease claim, stops (returning
+   * `false`) as soon as the instance renews its lease.
+   */
+  async #reap(
+    instance: string,
+    reason: LeaveReason,
+    now: number,
+    lease: Check | null,
+  ): Promise<boolean> {
+    const byRoom = new Map<string, string[]>();
+    for await (
+      const e of this.#kv.list({ prefix: [...this.#p, "own", instance] })
+    ) {
+      const n = e.key.length;
+      const room = e.key[n - 2] as string;
+      const list = byRoom.get(room);
+      if (list) list.push(e.key[n - 1] as string);
+      else byRoom.set(room, [e.key[n - 1] as string]);
+    }
+    let lost = false;
+    // Rooms in parallel; one room's leaves in order, as they share its seq.
+    await pool([...byRoom], PARALLEL, async ([room, cids]) => {
+      for (const cid of cids) {
+        if (lost) return;
+        const guard = { instance, lease };
+        if ((await this.#remove(room, cid, reason, now, guard)) === LOST) {
+          lost = true;
+        }
+      }
+    });
+    if (lost) return false;
+
+    const metas: string[] = [];
+    for await (
+      const e of this.#kv.list({ prefix: [...this.#p, "ownmeta", instance] })
+    ) metas.push(e.key[e.key.length - 1] as string);
+    for (const cid of metas) {
+      const key = this.#metaKey(cid);
+      const result = await this.#retry("reap metadata", async () => {
+        const entry = await this.#kv.get(key);
+        const op = this.#kv.atomic().check(entry)
+          .delete(this.#ownMetaKey(instance, cid));
+        if ((entry.value as MetaValue | null)?.instance === instance) {
+          op.delete(key);
+        }
+        if (lease) op.check(lease);
+        return (await this.#commit(op)).ok
+          ? undefined
+          : await this.#conflict(lease);
+      });
+      if (result === LOST) return false;
+    }
+    return true;
+  }
+
+  // -- lifecycle ---------------------------------------------------------------
+
+  /**
+   * Stop polling and every `kv.watch` stream, and drop all listeners. Every
+   * method except `subscribe` and `watchRoom` rejects with code `"closed"`
+   * after. The KV handle stays open: close it yourself.
+   *
+   * @returns A promise that resolves once background work has stopped.
+   *
+   * @example
+   * ```ts ignore
+   * import { KvPresenceStore } from "@presently/presently/kv";
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new KvPresenceStore(kv);
+   * await store.close();
+   * kv.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#pollTimer !== null) clearTimeout(this.#pollTimer);
+    this.#pollTimer = null;
+    const pending: Promise<unknown>[] = [];
+    if (this.#polling) pending.push(this.#polling);
+    for (const w of this.#watches.values()) {
+      this.#stopWatch(w);
+      pending.push(w.ready);
+      if (w.loop) pending.push(w.loop);
+    }
+    await Promise.allSettled(pending);
+    this.#watches.clear();
+    this.#listeners = [];
+    this.#resetListeners.clear();
+  }
+
+  // -- helpers -----------------------------------------------------------------
+
+  #assertOpen(): void {
+    if (this.#closed) {
+      throw new PresenceError("closed", "The presence store is closed");
+    }
+  }
+
+  #log(op: KvLikeAtomic, event: PresenceEvent): void {
+    op.set(this.#logKey(event.room, event.seq), JSON.stringify(event), {
+      expireIn: this.#logTtlMs,
+    });
+  }
+
+  /** `expireIn` for an expiring state: its lifetime plus the log's TTL. */
+  #backstop(expiresAt: number, now: number): number {
+    const left = expiresAt - now;
+    return Math.max(0, Number.isFinite(left) ? left : 0) + this.#logTtlMs;
+  }
+
+  /** Commit, treating SQLite's "database is locked" as a conflict. */
+  async #commit(
+    op: KvLikeAtomic,
+  ): Promise<{ ok: boolean; versionstamp?: string }> {
+    try {
+      return await op.commit();
+    } catch (error) {
+      if (isBusy(error)) return { ok: false };
+      throw error;
+    }
+  }
+
+  async #retry<T>(
+    what: string,
+    attempt: () => Promise<T | typeof RETRY>,
+  ): Promise<T> {
+    for (let i = 0;; i++) {
+      this.#assertOpen();
+      let result: T | typeof RETRY;
+      try {
+        result = await attempt();
+      } catch (error) {
+        // Processes sharing one local file contend for SQLite's write lock.
+        if (!isBusy(error)) throw error;
+        result = RETRY;
+      }
+      if (result !== RETRY) return result;
+      if (i + 1 >= MAX_ATTEMPTS) {
+        throw new PresenceError(
+          "store_error",
+          `KV write kept conflicting: "${what}" gave up after ${MAX_ATTEMPTS} attempts`,
+        );
+      }
+      // Jittered backoff so contending instances spread out.
+      await sleep(Math.random() * Math.min(2 ** i, 50));
+    }
+  }
+
+  #report(error: unknown, event?: PresenceEvent): void {
+    try {
+      if (event === undefined) this.#onError(error);
+      else this.#onError(error, event);
+    } catch {
+      // The error hook itself failed: nothing sensible left to do.
+    }
+  }
+}

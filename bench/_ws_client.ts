@@ -63,6 +63,7 @@ export class WsClient {
   #upgraded = false;
   #out: Uint8Array[] = [];
   #frag: string | null = null;
+  #gone = false;
 
   constructor(
     readonly host: string,
@@ -152,13 +153,11 @@ export class WsClient {
   }
 
   onGone(): void {
-    const was = this.closed;
+    if (this.#gone) return;
+    this.#gone = true;
     this.closed = true;
     this.socket = null;
-    if (!was || this.#upgraded) {
-      this.#upgraded = false;
-      this.events.close(this);
-    }
+    this.events.close(this);
   }
 
   onBytes(chunk: Uint8Array): void {

@@ -782,14 +782,27 @@ describe("createPresence()", () => {
       await sleep();
       assert.equal(calls.length, 1);
       assert.deepEqual(presence.users, [
-        { id: "me", state: null, connections: ["c1"], tabCount: 1 },
+        {
+          id: "me",
+          meta: { userId: "me" },
+          state: null,
+          connections: ["c1"],
+          tabCount: 1,
+        },
         {
           id: "ada",
+          meta: { userId: "ada" },
           state: { name: "Ada", n: 1 },
           connections: ["x1", "x2"],
           tabCount: 2,
         },
-        { id: "anon", state: null, connections: ["anon"], tabCount: 1 },
+        {
+          id: "anon",
+          meta: {},
+          state: null,
+          connections: ["anon"],
+          tabCount: 1,
+        },
       ]);
       ws.emit({
         t: "ev",
@@ -804,15 +817,34 @@ describe("createPresence()", () => {
       await sleep();
       assert.equal(calls.length, 2);
       assert.deepEqual(calls[1], [
-        { id: "me", state: null, connections: ["c1"], tabCount: 1 },
+        {
+          id: "me",
+          meta: { userId: "me" },
+          state: null,
+          connections: ["c1"],
+          tabCount: 1,
+        },
         {
           id: "ada",
+          meta: { userId: "ada" },
           state: { name: "Ada", n: 2 },
           connections: ["x2"],
           tabCount: 1,
         },
-        { id: "anon", state: null, connections: ["anon"], tabCount: 1 },
-        { id: "bob", state: null, connections: ["b1"], tabCount: 1 },
+        {
+          id: "anon",
+          meta: {},
+          state: null,
+          connections: ["anon"],
+          tabCount: 1,
+        },
+        {
+          id: "bob",
+          meta: { userId: "bob" },
+          state: null,
+          connections: ["b1"],
+          tabCount: 1,
+        },
       ]);
       // The most recently updated connection with a state wins.
       ws.emit({
@@ -826,6 +858,7 @@ describe("createPresence()", () => {
       await sleep();
       assert.deepEqual(presence.users[1], {
         id: "ada",
+        meta: { userId: "ada" },
         state: { name: "Ada", n: 2 },
         connections: ["x2", "x3"],
         tabCount: 2,

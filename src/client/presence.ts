@@ -14,9 +14,14 @@ import type { PresenceUpdate } from "./sync.ts";
  *   `${u.state?.name ?? u.id}${u.tabCount > 1 ? ` (${u.tabCount} tabs)` : ""}`;
  * ```
  */
-export interface PresenceUser<State = unknown> {
+export interface PresenceUser<
+  State = unknown,
+  Meta extends Metadata = Metadata,
+> {
   /** The identity: from metadata, else from state, else the connection id. */
   id: string;
+  /** Public metadata of the user's first connection (e.g. a display name). */
+  meta: Meta;
   /** State of the user's most recently updated connection with a state, else `null`. */
   state: State | null;
   /** The user's connection ids, in the order they were seen. */
@@ -55,7 +60,7 @@ export interface CreatePresenceOptions<
   /** `localStorage` key that keeps the last published state across reloads. */
   storageKey?: string;
   /** Called with the user list whenever it changes (bursts are coalesced). */
-  onUpdate?: (users: PresenceUser<State>[]) => void;
+  onUpdate?: (users: PresenceUser<State, Meta>[]) => void;
 }
 
 /**
@@ -71,9 +76,9 @@ export interface CreatePresenceOptions<
  * await presence.destroy();
  * ```
  */
-export interface Presence<State = unknown> {
+export interface Presence<State = unknown, Meta extends Metadata = Metadata> {
   /** The users, in the order they were first seen. */
-  readonly users: PresenceUser<State>[];
+  readonly users: PresenceUser<State, Meta>[];
   /** Resolves once joined and subscribed; rejects with a `PresenceError`. */
   readonly ready: Promise<void>;
   /**
@@ -130,7 +135,7 @@ export function createPresence<
   Meta extends Metadata = Metadata,
 >(
   options: CreatePresenceOptions<State, Meta>,
-): Presence<State> {
+): Presence<State, Meta> {
   const {
     client,
     room,
@@ -141,14 +146,14 @@ export function createPresence<
   } = options;
   // Per connection: metadata, state, and when the state last changed.
   const conns = new Map<string, { m: Meta; s: State | null; t: number }>();
-  let users: PresenceUser<State>[] = [];
+  let users: PresenceUser<State, Meta>[] = [];
   let dirty = false, queued = false, dead = false, clock = 0;
 
-  const list = (): PresenceUser<State>[] => {
+  const list = (): PresenceUser<State, Meta>[] => {
     if (dirty) {
       dirty = false;
       // Seed with the previous order so users keep their place.
-      const byId = new Map<string, PresenceUser<State> | undefined>(
+      const byId = new Map<string, PresenceUser<State, Meta> | undefined>(
         users.map((u) => [u.id, undefined]),
       );
       const at = new Map<string, number>();
@@ -157,7 +162,10 @@ export function createPresence<
           (c.s === null ? null : stateIdentifier?.(c.s)) ?? cid;
         let u = byId.get(id);
         if (!u) {
-          byId.set(id, u = { id, state: null, connections: [], tabCount: 0 });
+          byId.set(
+            id,
+            u = { id, meta: c.m, state: null, connections: [], tabCount: 0 },
+          );
         }
         u.tabCount = u.connections.push(cid);
         if (c.s !== null && c.t >= (at.get(id) ?? 0)) {

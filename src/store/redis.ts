@@ -1,0 +1,1015 @@
+// RedisPresenceStore: presence shared by many instances through one Redis,
+// with Lua scripts for atomic writes and pub/sub (plus a short log) for events.
+
+import type { Metadata, PresentEntry } from "../protocol.ts";
+import { PresenceError } from "../errors.ts";
+import { applyMergePatch } from "../merge_patch.ts";
+import type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  RoomSnapshot,
+  StateWrite,
+  StoreListener,
+} from "./types.ts";
+import { openDriver, type RedisDriver } from "./_redis_driver.ts";
+import { type ScriptName, SCRIPTS } from "./_redis_lua.ts";
+
+export type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  RoomSnapshot,
+  StateWrite,
+  StoreListener,
+} from "./types.ts";
+export type { Metadata, PresentEntry } from "../protocol.ts";
+
+/** Options for {@linkcode RedisPresenceStore}. */
+export interface RedisPresenceStoreOptions {
+  /**
+   * The Redis server, as a `redis://` or `rediss://` URL (user, password and
+   * database number included). Defaults to `"redis://127.0.0.1:6379"`.
+   */
+  url?: string;
+  /**
+   * Prefix of every key and channel, so several apps (or tests) can share
+   * one Redis. Every instance of one app must use the same prefix.
+   * Defaults to `"presently:"`.
+   */
+  prefix?: string;
+  /**
+   * Backstop TTL of the stored keys, in ms: each write sets it, and a live
+   * instance refreshes its keys every quarter of it, so only keys nobody
+   * maintains any more (every instance gone for good) ever expire by it.
+   * Correctness never depends on it. Defaults to 24 hours; at least 1 minute.
+   */
+  keyTtlMs?: number;
+  /**
+   * How many recent events each room keeps for catching up after a missed
+   * pub/sub message (reconnect, or a subscription still being set up).
+   * Defaults to 64.
+   */
+  logLength?: number;
+  /** How long an idle room keeps that log, in ms. Defaults to 60 000. */
+  logTtlMs?: number;
+  /**
+   * Longest pause between reconnection attempts, in ms (npm `redis` client;
+   * Bun's client uses its own backoff). Defaults to 2000.
+   */
+  maxReconnectDelayMs?: number;
+  /** How long to wait for a connection to open, in ms. Defaults to 5000. */
+  connectTimeoutMs?: number;
+  /**
+   * Called when a `subscribe` listener throws (with its event), or when the
+   * connection to Redis fails (with `null`, once per outage). Defaults to
+   * `console.error`.
+   */
+  onError?: (error: unknown, event: PresenceEvent | null) => void;
+}
+
+interface Watch {
+  refs: number;
+  /** Last seq delivered for the room, -1 when unknown. */
+  lastSeq: number;
+  subscribed: boolean;
+  busy: boolean;
+}
+
+interface ScriptResult {
+  status: string;
+  /** The events the script produced or caught up, in seq order per room. */
+  events: PresenceEvent[];
+}
+
+const DEFAULT_URL = "redis://127.0.0.1:6379";
+const DEFAULT_PREFIX = "presently:";
+const SWEEP_INSTANCES = 8;
+const SWEEP_STATES = 512;
+const PATCH_ATTEMPTS = 16;
+
+let shaCache: Promise<Map<ScriptName, string>> | null = null;
+
+function scriptShas(): Promise<Map<ScriptName, string>> {
+  shaCache ??= (async () => {
+    const out = new Map<ScriptName, string>();
+    const encoder = new TextEncoder();
+    for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
+      const digest = await crypto.subtle.digest(
+        "SHA-1",
+        encoder.encode(SCRIPTS[name]),
+      );
+      out.set(
+        name,
+        [...new Uint8Array(digest)]
+          .map((b) => b.toString(16).padStart(2, "0"))
+          .join(""),
+      );
+    }
+    return out;
+  })();
+  return shaCache;
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("NOSCRIPT");
+}
+
+function asStrings(reply: unknown): string[] {
+  if (!Array.isArray(reply)) {
+    throw new PresenceError(
+      "store_error",
+      `Unexpected Redis reply: ${JSON.stringify(reply)}`,
+    );
+  }
+  return reply.map((x) => String(x));
+}
+
+function time(value: number, what: string): string {
+  if (!Number.isFinite(value)) {
+    throw new PresenceError(
+      "bad_request",
+      `Expected a finite ${what}: got ${value}`,
+    );
+  }
+  return String(value);
+}
+
+/**
+ * A {@linkcode PresenceStore} in Redis, for many server instances (on any mix
+ * of Deno and Bun) sharing presence. Under Bun it uses Bun's built-in
+ * `RedisClient`; elsewhere the npm `redis` package, loaded only by this
+ * module. It holds two connections: one for commands, one for pub/sub.
+ *
+ * - Every write is one Lua script: it checks membership, writes, bumps the
+ *   room's sequence number, appends the event to a short per-room log and
+ *   publishes it on the room's channel, so sequence order is publish order.
+ * - Events made through this handle reach its `subscribe` listeners before
+ *   the write resolves; their pub/sub echo is dropped by `(room, seq)`.
+ *   Other instances' events arrive over pub/sub for rooms passed to
+ *   `watchRoom`. A missed message (reconnect, or a subscription still being
+ *   set up) is caught up from the room's log; one older than the log shows as
+ *   a sequence gap, which makes the server reload the room.
+ * - Leases: `renewLease` records the instance's expiry in a sorted set (and a
+ *   key with a real TTL). `sweep` on any instance reaps each lapsed instance
+ *   in one script, so its leaves are emitted exactly once. State expiry works
+ *   the same way through a sorted set of expiry times; reads hide expired
+ *   states before any sweep. Keyspace notifications are not used.
+ * - Restarts: both connections reconnect by themselves and channels are
+ *   resubscribed. When Redis comes back without this instance's data (an
+ *   epoch key is gone or changed, or the instance's lease is missing), or a
+ *   watched room moved on further than its log reaches, the `onReset`
+ *   listeners run so the server re-registers its live presence and reloads
+ *   its room views.
+ *
+ * Needs a single Redis (or a primary with replicas) from 6.2 on; Redis Cluster
+ * is not supported, since scripts touch keys of several rooms.
+ *
+ * @example
+ * ```ts ignore
+ * import { PresenceServer } from "@presently/presently";
+ * import { RedisPresenceStore } from "@presently/presently/redis";
+ *
+ * const store = new RedisPresenceStore({ url: "redis://127.0.0.1:6379" });
+ * const server = new PresenceServer({ store, leaseTtlMs: 10_000 });
+ * server.trackPresence(/^room:/);
+ * // ... serve it with @presently/presently/deno or /bun, then:
+ * await server.close();
+ * await store.close();
+ * ```
+ */
+export class RedisPresenceStore implements PresenceStore {
+  readonly #url: string;
+  readonly #prefix: string;
+  readonly #keyTtlMs: number;
+  readonly #base: string[];
+  readonly #maxReconnectDelayMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #onError: (error: unknown, event: PresenceEvent | null) => void;
+  #driver: Promise<RedisDriver> | null = null;
+  #listeners: StoreListener[] = [];
+  #resetListeners: Array<() => void> = [];
+  #watches = new Map<string, Watch>();
+  /** Instances this handle holds a lease for. */
+  #leases = new Set<string>();
+  #touchedAt = new Map<string, number>();
+  #epoch: string | null = null;
+  #recovering = false;
+  #recoverAgain = false;
+  #resetQueued = false;
+  #closed = false;
+
+  /**
+   * Create a store and start connecting. Calls made before the connection is
+   * up wait for it.
+   *
+   * @param options Server URL, key prefix, backstop TTLs, error hook.
+   * @throws {PresenceError} `bad_request` when an option is out of range.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore({
+   *   url: "redis://:secret@redis.internal:6379/0",
+   *   prefix: "myapp:presence:",
+   * });
+   * await store.close();
+   * ```
+   */
+  constructor(options: RedisPresenceStoreOptions = {}) {
+    this.#url = options.url ?? DEFAULT_URL;
+    this.#prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.#keyTtlMs = Math.max(60_000, options.keyTtlMs ?? 86_400_000);
+    const logLength = options.logLength ?? 64;
+    const logTtlMs = options.logTtlMs ?? 60_000;
+    if (!(Number.isInteger(logLength) && logLength >= 1)) {
+      throw new PresenceError(
+        "bad_request",
+        `Option logLength must be a positive integer: got ${logLength}`,
+      );
+    }
+    if (!(logTtlMs >= 1)) {
+      throw new PresenceError(
+        "bad_request",
+        `Option logTtlMs must be at least 1: got ${logTtlMs}`,
+      );
+    }
+    this.#base = [
+      this.#prefix,
+      String(Math.ceil(this.#keyTtlMs)),
+      String(logLength),
+      String(Math.ceil(logTtlMs)),
+    ];
+    this.#maxReconnectDelayMs = options.maxReconnectDelayMs ?? 2000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    this.#onError = options.onError ??
+      ((error, event) =>
+        console.error(
+          event === null
+            ? "Presence store: Redis connection error:"
+            : "A presence store listener threw:",
+          error,
+        ));
+    this.#connect().catch(() => {});
+  }
+
+  /**
+   * Register or renew an instance lease that lapses at `now + ttlMs`. Once it
+   * lapses, `sweep` on any instance removes the instance's entries. A renewal
+   * that finds the lease gone (reaped after a long stall, or lost by Redis)
+   * runs the `onReset` listeners.
+   *
+   * @param instanceId The server instance.
+   * @param ttlMs How long the lease lasts, in milliseconds.
+   * @param now The current time in ms since the epoch.
+   * @returns A promise that resolves once the lease is recorded.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * await store.renewLease("server-1", 30_000, Date.now());
+   * await store.close();
+   * ```
+   */
+  async renewLease(
+    instanceId: string,
+    ttlMs: number,
+    now: number,
+  ): Promise<void> {
+    const reply = await this.#run("renew", [
+      instanceId,
+      time(now + ttlMs, "lease expiry"),
+      String(Math.max(1, Math.ceil(ttlMs))),
+    ]);
+    const held = this.#leases.has(instanceId);
+    this.#leases.add(instanceId);
+    if (held && reply === "0") this.#queueReset();
+    const touched = this.#touchedAt.get(instanceId);
+    const wall = Date.now();
+    if (touched === undefined) this.#touchedAt.set(instanceId, wall);
+    else if (wall - touched >= this.#keyTtlMs / 4) {
+      this.#touchedAt.set(instanceId, wall);
+      await this.#touch(instanceId);
+    }
+  }
+
+  /**
+   * Release an instance now: leave every room it owns a connection in (reason
+   * `"close"`), forget its connections' metadata, and drop its lease.
+   *
+   * @param instanceId The server instance.
+   * @returns A promise that resolves after the leave events were delivered.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * await store.releaseLease("server-1");
+   * await store.close();
+   * ```
+   */
+  async releaseLease(instanceId: string): Promise<void> {
+    this.#leases.delete(instanceId);
+    this.#touchedAt.delete(instanceId);
+    await this.#mutate("release", [instanceId, String(Date.now())]);
+  }
+
+  /**
+   * Add a connection to a room and emit a `join` event with the room's next
+   * sequence number.
+   *
+   * @param room The room name.
+   * @param connectionId The connection joining.
+   * @param instanceId The instance that owns the connection.
+   * @param meta The connection's public metadata, carried by the event.
+   * @param now The current time in ms since the epoch.
+   * @returns The join event, or `null` when the connection was already present.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * const event = await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * console.log(event?.seq);
+   * await store.close();
+   * ```
+   */
+  async join(
+    room: string,
+    connectionId: string,
+    instanceId: string,
+    meta: Metadata,
+    now: number,
+  ): Promise<PresenceEvent | null> {
+    const result = await this.#mutate("join", [
+      room,
+      connectionId,
+      instanceId,
+      JSON.stringify(meta),
+      time(now, "time"),
+      this.#since(room),
+    ]);
+    return result.status === "ok" ? result.events.at(-1)! : null;
+  }
+
+  /**
+   * Remove a connection from a room, dropping its state, and emit a `leave`
+   * event (the only event: no separate state event for the dropped state).
+   *
+   * @param room The room name.
+   * @param connectionId The connection leaving.
+   * @param reason Why it leaves.
+   * @param now The current time in ms since the epoch.
+   * @returns The leave event, or `null` when the connection was not present.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * await store.join("lobby", "c1", "server-1", {}, Date.now());
+   * const event = await store.leave("lobby", "c1", "leave", Date.now());
+   * console.log(event?.type); // "leave"
+   * await store.close();
+   * ```
+   */
+  async leave(
+    room: string,
+    connectionId: string,
+    reason: LeaveReason,
+    now: number,
+  ): Promise<PresenceEvent | null> {
+    const result = await this.#mutate("leave", [
+      room,
+      connectionId,
+      reason,
+      time(now, "time"),
+      this.#since(room),
+    ]);
+    return result.status === "ok" ? result.events.at(-1)! : null;
+  }
+
+  /**
+   * Write a member's state: replace it (`set`), RFC 7386 merge-patch it
+   * (`patch`), or `clear` it. A `set` or `patch` replaces any earlier expiry
+   * with `expiresAt` (`null`: never expires); a `null` state or patch clears.
+   * A state that expired but was not swept yet counts as absent: its expiry
+   * is announced first, then the write applies. A patch is merged here and
+   * written only if the state did not change meanwhile (else it retries), so
+   * concurrent patches from several instances never lose an update.
+   *
+   * @param room The room name.
+   * @param connectionId The member whose state to write.
+   * @param write What to write.
+   * @param expiresAt When the state expires (ms since epoch), or `null`.
+   * @param now The current time in ms since the epoch.
+   * @returns The state event; `null` when clearing no state; `"not_member"`
+   * when the connection is not in the room.
+   * @throws {PresenceError} `store_error` when concurrent patches keep
+   * conflicting.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * const now = Date.now();
+   * await store.join("doc", "c1", "server-1", {}, now);
+   * await store.setState("doc", "c1", { kind: "set", state: { x: 1 } }, null, now);
+   * await store.setState("doc", "c1", { kind: "patch", patch: { y: 2 } }, now + 5_000, now);
+   * await store.close();
+   * ```
+   */
+  async setState(
+    room: string,
+    connectionId: string,
+    write: StateWrite,
+    expiresAt: number | null,
+    now: number,
+  ): Promise<PresenceEvent | null | "not_member"> {
+    const at = expiresAt === null ? "" : time(expiresAt, "expiry");
+    const stamp = time(now, "time");
+    const clear = write.kind === "clear" ||
+      (write.kind === "set" && (write.state === null || write.state === undefined)) ||
+      (write.kind === "patch" && (write.patch === null || write.patch === undefined));
+    if (clear || write.kind === "set") {
+      const state = clear ? "" : JSON.stringify((write as { state: unknown }).state);
+      const result = await this.#mutate("setState", [
+        room,
+        connectionId,
+        clear ? "clear" : "set",
+        state,
+        "",
+        at,
+        stamp,
+        "",
+        this.#since(room),
+      ]);
+      return this.#stateOutcome(result);
+    }
+    const patch = (write as { patch: unknown }).patch;
+    const patchJson = JSON.stringify(patch);
+    for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
+      const read = asStrings(
+        await this.#run("readState", [room, connectionId, stamp]),
+      );
+      if (read[0] !== "1") return "not_member";
+      const base = read[2] === undefined ? undefined : JSON.parse(read[2]);
+      const value = applyMergePatch(base, patch);
+      const result = await this.#mutate("setState", [
+        room,
+        connectionId,
+        "patch",
+        JSON.stringify(value),
+        patchJson,
+        at,
+        stamp,
+        read[1]!,
+        this.#since(room),
+      ]);
+      if (result.status !== "conflict") return this.#stateOutcome(result);
+    }
+    throw new PresenceError(
+      "store_error",
+      `State patch kept conflicting: room "${room}", connection "${connectionId}"`,
+    );
+  }
+
+  /**
+   * A consistent view of a room, read in one script: its seq, members in join
+   * order with their metadata, and states that have not expired as of `now`
+   * (swept or not).
+   *
+   * @param room The room name.
+   * @param now The current time in ms since the epoch.
+   * @returns The snapshot; an unknown room has seq 0 and nobody present.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * const snap = await store.snapshot("doc", Date.now());
+   * console.log(snap.seq, snap.present, snap.states);
+   * await store.close();
+   * ```
+   */
+  async snapshot(room: string, now: number): Promise<RoomSnapshot> {
+    const r = asStrings(await this.#run("snapshot", [room]));
+    let i = 1;
+    const pairs = (): string[] => {
+      const n = Number(r[i++]);
+      const out = r.slice(i, i + n);
+      i += n;
+      return out;
+    };
+    const owners = pairs();
+    const metas = pairs();
+    const states = pairs();
+    const metaOf = new Map<string, string>();
+    for (let j = 0; j < metas.length; j += 2) {
+      metaOf.set(metas[j]!, metas[j + 1]!);
+    }
+    const order: Array<[number, string]> = [];
+    for (let j = 0; j < owners.length; j += 2) {
+      const v = owners[j + 1]!;
+      order.push([Number(v.slice(0, v.indexOf(":"))), owners[j]!]);
+    }
+    order.sort((x, y) => x[0] - y[0]);
+    const present: PresentEntry[] = order.map(([, id]) => {
+      const meta = metaOf.get(id);
+      return { id, meta: meta === undefined ? {} : JSON.parse(meta) };
+    });
+    const live = new Map<string, unknown>();
+    for (let j = 0; j < states.length; j += 2) {
+      const v = states[j + 1]!;
+      const a = v.indexOf(":");
+      const b = v.indexOf(":", a + 1);
+      const at = v.slice(0, a);
+      if (at === "" || Number(at) > now) {
+        live.set(states[j]!, JSON.parse(v.slice(b + 1)));
+      }
+    }
+    return { seq: Number(r[0]), present, states: live };
+  }
+
+  /**
+   * Store a connection's public metadata, tagged with the instance owning the
+   * connection so it is forgotten when that instance is reaped or released.
+   *
+   * @param connectionId The connection.
+   * @param instanceId The instance that owns the connection.
+   * @param meta The metadata.
+   * @returns A promise that resolves once stored.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * await store.setMetadata("c1", "server-1", { userId: "u1" });
+   * console.log(await store.getMetadata("c1")); // { userId: "u1" }
+   * await store.close();
+   * ```
+   */
+  async setMetadata(
+    connectionId: string,
+    instanceId: string,
+    meta: Metadata,
+  ): Promise<void> {
+    await this.#run("setMeta", [
+      connectionId,
+      instanceId,
+      JSON.stringify(meta),
+    ]);
+  }
+
+  /**
+   * Read a connection's metadata, whichever instance set it.
+   *
+   * @param connectionId The connection.
+   * @returns The metadata, or `null` when unknown.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * console.log(await store.getMetadata("nobody")); // null
+   * await store.close();
+   * ```
+   */
+  async getMetadata(connectionId: string): Promise<Metadata | null> {
+    const driver = await this.#connect();
+    const reply = await this.#call(
+      driver.command(["HGET", `${this.#prefix}d:${connectionId}`, "m"]),
+    );
+    return reply === null || reply === undefined
+      ? null
+      : JSON.parse(String(reply));
+  }
+
+  /**
+   * Forget a connection's metadata. Unknown connections are ignored.
+   *
+   * @param connectionId The connection.
+   * @returns A promise that resolves once forgotten.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * await store.deleteMetadata("c1");
+   * await store.close();
+   * ```
+   */
+  async deleteMetadata(connectionId: string): Promise<void> {
+    await this.#run("deleteMeta", [connectionId]);
+  }
+
+  /**
+   * Listen to events: those made through this handle (every room), and those
+   * of other instances in rooms passed to `watchRoom`, in seq order per room.
+   * A throwing listener is reported to `onError` and does not affect others.
+   *
+   * @param listener Called with each event.
+   * @returns An idempotent unsubscribe function.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * const stop = store.subscribe((event) => console.log(event.type, event.seq));
+   * const unwatch = store.watchRoom("lobby");
+   * // ...
+   * unwatch();
+   * stop();
+   * await store.close();
+   * ```
+   */
+  subscribe(listener: StoreListener): () => void {
+    // Wrap so the same function subscribed twice is two subscriptions.
+    const slot: StoreListener = (event) => listener(event);
+    this.#listeners = [...this.#listeners, slot];
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      this.#listeners = this.#listeners.filter((l) => l !== slot);
+    };
+  }
+
+  /**
+   * Receive other instances' events in `room`: subscribes the room's channel
+   * (reference counted) and, once subscribed, catches up on recent events
+   * from the room's log.
+   *
+   * @param room The room name.
+   * @returns An idempotent function that drops the interest.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * const unwatch = store.watchRoom("lobby");
+   * unwatch();
+   * await store.close();
+   * ```
+   */
+  watchRoom(room: string): () => void {
+    let watch = this.#watches.get(room);
+    if (watch === undefined) {
+      watch = { refs: 0, lastSeq: -1, subscribed: false, busy: false };
+      this.#watches.set(room, watch);
+    }
+    const w = watch;
+    if (++w.refs === 1) this.#reconcile(room, w);
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      if (--w.refs === 0) {
+        w.lastSeq = -1;
+        this.#reconcile(room, w);
+      }
+    };
+  }
+
+  /**
+   * Reap instances whose lease lapsed (`now >= expiry`; leaves with reason
+   * `"instance"`), then clear states whose `expiresAt <= now` (state events
+   * with `state: null, expired: true`). Each is one atomic script, so when
+   * several instances sweep at once every event is still emitted once.
+   *
+   * @param now The current time in ms since the epoch.
+   * @returns A promise that resolves after the events were delivered.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * await store.sweep(Date.now());
+   * await store.close();
+   * ```
+   */
+  async sweep(now: number): Promise<void> {
+    const stamp = time(now, "time");
+    for (let round = 0; round < 64; round++) {
+      const result = await this.#mutate("sweep", [
+        stamp,
+        String(SWEEP_INSTANCES),
+        String(SWEEP_STATES),
+      ]);
+      if (result.status !== "more") return;
+    }
+  }
+
+  /**
+   * Register a listener run when this handle's data may be gone from Redis:
+   * Redis came back empty (restart without persistence, failover to an empty
+   * replica), a lease this handle renews was reaped meanwhile, or a watched
+   * room moved on further than its catch-up log reaches. `PresenceServer`
+   * registers here to re-register its presence and reload its rooms.
+   *
+   * @param listener Called once per detected reset.
+   * @returns An idempotent unsubscribe function.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * const stop = store.onReset(() => console.warn("Redis lost our presence"));
+   * stop();
+   * await store.close();
+   * ```
+   */
+  onReset(listener: () => void): () => void {
+    const slot = () => listener();
+    this.#resetListeners = [...this.#resetListeners, slot];
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      this.#resetListeners = this.#resetListeners.filter((l) => l !== slot);
+    };
+  }
+
+  /**
+   * Quit both connections and drop every listener. Every method except
+   * `subscribe`, `watchRoom` and `onReset` rejects with code `"closed"` after.
+   *
+   * @returns A promise that resolves once both connections are closed.
+   *
+   * @example
+   * ```ts ignore
+   * import { RedisPresenceStore } from "@presently/presently/redis";
+   * const store = new RedisPresenceStore();
+   * await store.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listeners = [];
+    this.#resetListeners = [];
+    this.#watches.clear();
+    const driver = this.#driver;
+    this.#driver = null;
+    if (driver !== null) {
+      try {
+        await (await driver).close();
+      } catch {
+        // It never connected: nothing to close.
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Connection
+
+  #connect(): Promise<RedisDriver> {
+    if (this.#closed) {
+      return Promise.reject(
+        new PresenceError("closed", "The presence store is closed"),
+      );
+    }
+    if (this.#driver !== null) return this.#driver;
+    const driver = (async () => {
+      const d = await openDriver({
+        url: this.#url,
+        maxReconnectDelayMs: this.#maxReconnectDelayMs,
+        connectTimeoutMs: this.#connectTimeoutMs,
+      }, {
+        message: (channel, message) => this.#onMessage(channel, message),
+        reconnected: () => this.#recover(),
+        error: (error) => this.#report(error, null),
+      });
+      try {
+        const epoch = asStrings(
+          await this.#runOn(d, "epoch", [crypto.randomUUID()]),
+        );
+        this.#epoch = epoch[0]!;
+      } catch (error) {
+        await d.close();
+        throw error;
+      }
+      return d;
+    })();
+    this.#driver = driver;
+    // A failed connect is retried by the next call.
+    driver.catch((error) => {
+      if (this.#driver === driver) this.#driver = null;
+      this.#report(error, null);
+    });
+    return driver;
+  }
+
+  async #call<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (error) {
+      if (error instanceof PresenceError) throw error;
+      throw new PresenceError("store_error", "Redis command failed", {
+        cause: error,
+      });
+    }
+  }
+
+  async #runOn(
+    driver: RedisDriver,
+    name: ScriptName,
+    args: string[],
+  ): Promise<unknown> {
+    const sha = (await scriptShas()).get(name)!;
+    const argv = [...this.#base, ...args];
+    try {
+      return await driver.command(["EVALSHA", sha, "0", ...argv]);
+    } catch (error) {
+      if (!isNoScript(error)) throw error;
+      return await driver.command(["EVAL", SCRIPTS[name], "0", ...argv]);
+    }
+  }
+
+  async #run(name: ScriptName, args: string[]): Promise<unknown> {
+    const driver = await this.#connect();
+    return await this.#call(this.#runOn(driver, name, args));
+  }
+
+  /** Run a script that answers `[status, ...events]` and deliver its events. */
+  async #mutate(name: ScriptName, args: string[]): Promise<ScriptResult> {
+    const reply = asStrings(await this.#run(name, args));
+    const events: PresenceEvent[] = [];
+    for (let i = 1; i < reply.length; i++) {
+      const event = JSON.parse(reply[i]!) as PresenceEvent;
+      events.push(event);
+      this.#offer(event, true);
+    }
+    return { status: reply[0]!, events };
+  }
+
+  #stateOutcome(result: ScriptResult): PresenceEvent | null | "not_member" {
+    if (result.status === "not_member") return "not_member";
+    return result.status === "ok" ? result.events.at(-1)! : null;
+  }
+
+  /** The seq up to which a watched room was delivered, so a write can fill the gap. */
+  #since(room: string): string {
+    const w = this.#watches.get(room);
+    return w !== undefined && w.refs > 0 ? String(w.lastSeq) : "-1";
+  }
+
+  // -------------------------------------------------------------------------
+  // Events
+
+  #onMessage(channel: string, message: string): void {
+    if (this.#closed) return;
+    let events: PresenceEvent[];
+    try {
+      events = JSON.parse(message);
+    } catch (error) {
+      this.#report(error, null);
+      return;
+    }
+    for (const event of events) this.#offer(event, false);
+  }
+
+  /** Deliver in seq order per watched room, dropping what was delivered already. */
+  #offer(event: PresenceEvent, own: boolean): void {
+    const w = this.#watches.get(event.room);
+    if (w !== undefined && w.refs > 0) {
+      if (event.seq <= w.lastSeq) return;
+      w.lastSeq = event.seq;
+    } else if (!own) return;
+    const listeners = this.#listeners;
+    for (let i = 0; i < listeners.length; i++) {
+      try {
+        listeners[i]!(event);
+      } catch (error) {
+        this.#report(error, event);
+      }
+    }
+  }
+
+  #reconcile(room: string, w: Watch): void {
+    if (w.busy || this.#closed) return;
+    w.busy = true;
+    const channel = `${this.#prefix}c:${room}`;
+    (async () => {
+      const driver = await this.#connect();
+      while (!this.#closed && w.subscribed !== w.refs > 0) {
+        if (w.refs > 0) {
+          await driver.subscribe(channel);
+          w.subscribed = true;
+          await this.#catchUp(room, w);
+        } else {
+          await driver.unsubscribe(channel);
+          w.subscribed = false;
+        }
+      }
+    })().catch((error) => {
+      if (this.#closed) return;
+      this.#report(error, null);
+      setTimeout(() => {
+        if (!this.#closed) this.#reconcile(room, w);
+      }, 500);
+    }).finally(() => {
+      w.busy = false;
+      if (w.refs === 0 && !w.subscribed && this.#watches.get(room) === w) {
+        this.#watches.delete(room);
+      }
+    });
+  }
+
+  /**
+   * Deliver the logged events after the last one seen. Reports whether the
+   * room is now behind (the log no longer reaches back) or went backwards.
+   */
+  async #catchUp(
+    room: string,
+    w: Watch,
+  ): Promise<"ok" | "behind" | "regressed"> {
+    const since = w.lastSeq;
+    const r = asStrings(await this.#run("catchUp", [room, String(since)]));
+    const current = Number(r[0]);
+    if (since >= 0 && current < since) {
+      w.lastSeq = -1;
+      return "regressed";
+    }
+    for (let i = 1; i < r.length; i++) {
+      this.#offer(JSON.parse(r[i]!) as PresenceEvent, false);
+    }
+    return since >= 0 && w.refs > 0 && w.lastSeq < current ? "behind" : "ok";
+  }
+
+  // -------------------------------------------------------------------------
+  // Reconnects and resets
+
+  /** After a reconnect: detect data loss, catch up every watched room. */
+  #recover(): void {
+    if (this.#closed) return;
+    if (this.#recovering) {
+      this.#recoverAgain = true;
+      return;
+    }
+    this.#recovering = true;
+    (async () => {
+      do {
+        this.#recoverAgain = false;
+        const driver = await this.#connect();
+        const epoch = asStrings(
+          await this.#runOn(driver, "epoch", [crypto.randomUUID()]),
+        )[0]!;
+        let lost = epoch !== this.#epoch;
+        this.#epoch = epoch;
+        for (const instance of this.#leases) {
+          const score = await driver.command([
+            "ZSCORE",
+            `${this.#prefix}leases`,
+            instance,
+          ]);
+          if (score === null || score === undefined) lost = true;
+        }
+        if (lost) for (const w of this.#watches.values()) w.lastSeq = -1;
+        const outcomes = await Promise.all(
+          [...this.#watches].filter(([, w]) => w.subscribed && w.refs > 0)
+            .map(([room, w]) => this.#catchUp(room, w)),
+        );
+        if (lost || outcomes.some((o) => o !== "ok")) this.#queueReset();
+      } while (this.#recoverAgain && !this.#closed);
+    })().catch((error) => {
+      if (!this.#closed) this.#report(error, null);
+    }).finally(() => {
+      this.#recovering = false;
+    });
+  }
+
+  #queueReset(): void {
+    if (this.#resetQueued || this.#closed) return;
+    this.#resetQueued = true;
+    queueMicrotask(() => {
+      this.#resetQueued = false;
+      for (const listener of this.#resetListeners) {
+        try {
+          listener();
+        } catch (error) {
+          this.#report(error, null);
+        }
+      }
+    });
+  }
+
+  async #touch(instanceId: string): Promise<void> {
+    const rooms = [...this.#watches.keys()];
+    for (let i = 0; i === 0 || i < rooms.length; i += 256) {
+      await this.#run("touch", [
+        i === 0 ? instanceId : "",
+        ...rooms.slice(i, i + 256),
+      ]);
+    }
+  }
+
+  #report(error: unknown, event: PresenceEvent | null): void {
+    try {
+      this.#onError(error, event);
+    } catch {
+      // The error hook itself failed: nothing sensible left to do.
+    }
+  }
+}

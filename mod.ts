@@ -23,6 +23,7 @@ export { PresenceServer, type PresenceStats } from "./src/server/server.ts";
 export {
   DEFAULT_LIMITS,
   type HeartbeatOptions,
+  type InferState,
   type PresenceConnection,
   type PresenceLimits,
   type PresenceServerOptions,

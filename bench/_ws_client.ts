@@ -8,6 +8,7 @@ interface BunSocket {
   write(data: Uint8Array): number;
   end(): void;
   terminate(): void;
+  setNoDelay?(on: boolean): boolean;
 }
 
 interface BunLike {
@@ -131,6 +132,7 @@ export class WsClient {
 
   onSocketOpen(s: BunSocket): void {
     this.socket = s;
+    s.setNoDelay?.(true); // small frames: no Nagle delay
     s.write(encoder.encode(
       `GET ${this.path} HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n` +
         "Upgrade: websocket\r\nConnection: Upgrade\r\n" +

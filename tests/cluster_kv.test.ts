@@ -5,6 +5,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { RawClient } from "./_harness.ts";
+import { type KvNode, spawnKvNode, stopKvNode } from "./_kv_cluster.ts";
 
 const D = (globalThis as unknown as { Deno?: typeof Deno }).Deno;
 const IS_DENO = D !== undefined && !("Bun" in globalThis);
@@ -16,61 +17,6 @@ const CROSS_MS = 5_000;
 const ROOM = "doc";
 
 type Tuple = [number, string, string, unknown];
-
-interface Node {
-  child: Deno.ChildProcess;
-  url: string;
-}
-
-async function spawnNode(kvPath: string): Promise<Node> {
-  const fixture = new URL("./fixtures/kv_node.ts", import.meta.url).pathname;
-  const root = new URL("..", import.meta.url).pathname;
-  const child = new D!.Command(D!.execPath(), {
-    args: ["run", "-A", fixture],
-    cwd: root,
-    env: {
-      KV_PATH: kvPath,
-      LEASE_TTL_MS: String(LEASE_TTL_MS),
-      POLL_MS: String(POLL_MS),
-    },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const match = out.match(/LISTENING (\d+)/);
-    if (match) {
-      // Keep draining stdout so the child never blocks on a full pipe.
-      (async () => {
-        try {
-          while (!(await reader.read()).done) { /* discard */ }
-        } catch { /* the child died */ }
-      })();
-      return { child, url: `ws://127.0.0.1:${match[1]}/` };
-    }
-    if (Date.now() > deadline) throw new Error("kv_node did not start");
-    const { done, value } = await reader.read();
-    if (done) throw new Error(`kv_node exited before listening: ${out}`);
-    out += value;
-  }
-}
-
-async function stop(node: Node | undefined, signal: Deno.Signal): Promise<void> {
-  if (!node) return;
-  try {
-    node.child.kill(signal);
-  } catch { /* already gone */ }
-  const timer = setTimeout(() => {
-    try {
-      node.child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }, 3_000);
-  await node.child.status;
-  clearTimeout(timer);
-}
 
 function tuples(client: RawClient, from = 0): Tuple[] {
   const out: Tuple[] = [];
@@ -112,10 +58,10 @@ if (!IS_DENO) {
 } else {
   describe("Deno KV cluster: two processes on one KV file", () => {
     let dir = "";
-    let a: Node | undefined;
-    let b: Node | undefined;
+    let a: KvNode | undefined;
+    let b: KvNode | undefined;
     const clients: RawClient[] = [];
-    const client = async (node: Node, name: string) => {
+    const client = async (node: KvNode, name: string) => {
       const c = await open(node.url, name);
       clients.push(c);
       return c;
@@ -124,7 +70,11 @@ if (!IS_DENO) {
     before(async () => {
       dir = await D!.makeTempDir({ prefix: "presently-cluster-kv-" });
       const path = `${dir}/presence.sqlite3`;
-      [a, b] = await Promise.all([spawnNode(path), spawnNode(path)]);
+      const env = { LEASE_TTL_MS: LEASE_TTL_MS, POLL_MS: POLL_MS };
+      [a, b] = await Promise.all([
+        spawnKvNode(path, env),
+        spawnKvNode(path, env),
+      ]);
     });
 
     after(async () => {
@@ -136,7 +86,7 @@ if (!IS_DENO) {
           ]);
         } catch { /* already closed */ }
       }
-      await Promise.all([stop(a, "SIGTERM"), stop(b, "SIGKILL")]);
+      await Promise.all([stopKvNode(a), stopKvNode(b, "SIGKILL")]);
       if (dir) D!.removeSync(dir, { recursive: true });
     });
 
@@ -190,10 +140,12 @@ if (!IS_DENO) {
       let onB = "";
       const deadline = Date.now() + CROSS_MS;
       do {
-        [onA, onB] = (await Promise.all([
+        const [sa, sb] = await Promise.all([
           carol.request("sub", { room: ROOM }),
           dave.request("sub", { room: ROOM }),
-        ])).map(view);
+        ]);
+        onA = view(sa);
+        onB = view(sb);
         if (onA === onB) break;
         await new Promise((r) => setTimeout(r, 50));
       } while (Date.now() < deadline);

@@ -108,6 +108,26 @@ export type StateValidator =
   | ((state: unknown, room: string) => boolean | string)
   | StandardSchemaLike;
 
+/**
+ * The state type a validator accepts: a Standard Schema's output type, or
+ * the narrowed type of a type-guard function; `unknown` otherwise. Use it for
+ * the client's generics so both sides share one definition.
+ *
+ * @example
+ * ```ts ignore
+ * import type { InferState } from "@presently/presently";
+ * import { PresenceClient } from "@presently/presently/client";
+ * const cursor = z.object({ x: z.number(), y: z.number() });
+ * server.trackPresence(/^doc:/, { validateState: cursor });
+ * const client = new PresenceClient<InferState<typeof cursor>>(url);
+ * ```
+ */
+export type InferState<V> = V extends
+  { readonly "~standard": { validate(value: unknown): infer R } }
+  ? Extract<Awaited<R>, { value: unknown }>["value"]
+  : V extends (state: unknown, ...rest: never[]) => state is infer T ? T
+  : unknown;
+
 /** Options of `server.trackPresence(pattern, options)`. */
 export interface TrackPresenceOptions {
   /** Decides who may join, subscribe to and publish in the room. */

@@ -14,6 +14,7 @@ import {
   parseClientFrame,
   PING_FRAME,
   PROTOCOL_VERSION,
+  utf8Length,
 } from "../protocol.ts";
 import { MemoryPresenceStore } from "../store/memory.ts";
 import type {
@@ -69,6 +70,8 @@ export interface PresenceStats {
   slowClosed: number;
   /** Mean store call latency in ms over the last 256 calls. */
   storeLatencyMs: number;
+  /** Outbound bytes queued in open sockets, summed (`bufferedAmount`). */
+  bufferedBytes: number;
 }
 
 const NOOP_HANDLERS: SocketHandlers = {
@@ -378,7 +381,11 @@ export class PresenceServer {
    */
   stats(): PresenceStats {
     let subscribers = 0;
-    for (const c of this.#conns.values()) subscribers += c.subs.size;
+    let bufferedBytes = 0;
+    for (const c of this.#conns.values()) {
+      subscribers += c.subs.size;
+      bufferedBytes += c.socket?.bufferedAmount ?? 0;
+    }
     const lat = this.#storeLatency;
     return {
       connections: this.#conns.size - this.#detached.size,
@@ -387,6 +394,7 @@ export class PresenceServer {
       subscribers,
       ...this.#stats,
       storeLatencyMs: lat.length ? lat.reduce((a, b) => a + b, 0) / lat.length : 0,
+      bufferedBytes,
     };
   }
 
@@ -533,13 +541,26 @@ export class PresenceServer {
       return NOOP_HANDLERS;
     }
     const now = this.#clock.now();
-    const conn = (ticket.resume && this.#resume(ticket.resume, socket, now)) ||
-      this.#create(ticket, socket, now);
+    const resumed = ticket.resume ? this.#resume(ticket.resume, socket, now, ticket.meta) : null;
+    // admit() checked the limits, but upgrades in flight all passed it at once.
+    if (!resumed && this.#overLimit(ticket)) {
+      socket.close(CloseCode.tooManyConnections, "Too many connections");
+      return NOOP_HANDLERS;
+    }
+    const conn = resumed ?? this.#create(ticket, socket, now);
     return {
       message: (data) => this.#onMessage(conn, socket, data),
       close: (code) => this.#onClose(conn, socket, code),
       drain: () => this.#checkStale(conn),
     };
+  }
+
+  #overLimit(ticket: Ticket): boolean {
+    const user = this.#userOf?.(ticket.meta) ?? null;
+    return this.#conns.size >= this.#limits.maxConnections ||
+      (ticket.remoteAddr !== null &&
+        (this.#perIp.get(ticket.remoteAddr) ?? 0) >= this.#limits.maxConnectionsPerIp) ||
+      (user !== null && (this.#perUser.get(user) ?? 0) >= this.#limits.maxConnectionsPerUser);
   }
 
   #create(ticket: Ticket, socket: SocketLike, now: number): Connection {
@@ -570,10 +591,14 @@ export class PresenceServer {
     return conn;
   }
 
-  #resume(token: string, socket: SocketLike, now: number): Connection | null {
+  #resume(token: string, socket: SocketLike, now: number, meta: Metadata): Connection | null {
     if (this.#graceMs <= 0) return null;
     const conn = this.#byToken.get(token.slice(0, TOKEN_SELECTOR));
     if (!conn || conn.finished || !timingSafeEqual(conn.token, token)) return null;
+    // A token is bound to its user: another authenticated user cannot take it over.
+    const was = this.#userOf?.(conn.metadata) ?? null;
+    const is = this.#userOf?.(meta) ?? null;
+    if (was !== null && is !== null && was !== is) return null;
     const old = conn.socket;
     if (old) {
       // The client saw its socket die before we did: retire the old one.
@@ -627,6 +652,11 @@ export class PresenceServer {
   #onMessage(conn: Connection, socket: SocketLike, data: unknown): void {
     if (conn.socket !== socket || conn.finished) return;
     try {
+      // Answers pile up too when a client asks but never reads: bound them.
+      if (socket.bufferedAmount > this.#limits.maxPendingBytes) {
+        this.#slowConsumer(conn);
+        return;
+      }
       const now = this.#clock.now();
       conn.lastSeen = now;
       const parsed = parseClientFrame(data, this.#parseLimits);
@@ -638,14 +668,17 @@ export class PresenceServer {
         return;
       }
       const frame = parsed.frame;
-      if (frame.op === "pong") return;
+      // Pongs take a token too (unanswered), so they cannot be flooded for free.
       if (!conn.take(now, this.#limits.requestsPerSecond, this.#limits.requestBurst)) {
-        conn.send(encodeError(frame.id, "rate_limited", "Request rate limit exceeded"));
+        if (frame.op !== "pong") {
+          conn.send(encodeError(frame.id, "rate_limited", "Request rate limit exceeded"));
+        }
         if (conn.refused(now, this.#limits.floodCloseAfter)) {
           this.#kill(conn, CloseCode.flood, "Flooding");
         }
         return;
       }
+      if (frame.op === "pong") return;
       conn.inbox.push(frame);
       if (!conn.busy) this.#drain(conn);
     } catch (e) {
@@ -759,11 +792,19 @@ export class PresenceServer {
             ? { kind: "patch", patch: f.patch }
             : { kind: "set", state: f.state };
           const validator = track.options.validateState;
-          if (validator) {
+          if (validator || write.kind === "patch") {
             const next = write.kind === "patch"
               ? applyMergePatch(this.#rooms.get(f.room)?.states.get(conn.id), f.patch)
               : f.state;
-            await validate(validator, next, f.room);
+            // Each patch is size-checked by the parser; the merged state must be too.
+            const bytes = write.kind === "patch" ? utf8Length(JSON.stringify(next) ?? "") : 0;
+            if (bytes > this.#limits.maxStateBytes) {
+              throw new PresenceError(
+                "too_large",
+                `The patched state has ${bytes} bytes: limit is ${this.#limits.maxStateBytes}`,
+              );
+            }
+            if (validator) await validate(validator, next, f.room);
           }
           if (f.expireAfter !== undefined) {
             expiresAt = this.#clock.now() + f.expireAfter;
@@ -1196,6 +1237,10 @@ export class PresenceServer {
   #checkLiveness(now: number): void {
     for (const conn of this.#conns.values()) {
       if (!conn.socket || conn.finished) continue;
+      if (conn.socket.bufferedAmount > this.#limits.maxPendingBytes) {
+        this.#slowConsumer(conn);
+        continue;
+      }
       const silent = now - conn.lastSeen;
       if (silent > this.#timeoutMs) {
         this.#kill(conn, CloseCode.heartbeatTimeout, "Heartbeat timeout");

@@ -72,6 +72,8 @@ interface Watch {
   refs: number;
   /** Last seq delivered for the room, -1 when unknown. */
   lastSeq: number;
+  /** The room's seq when the watch began: the catch-up starts after it. */
+  start: Promise<number> | null;
   subscribed: boolean;
   busy: boolean;
 }
@@ -187,6 +189,8 @@ export class RedisPresenceStore implements PresenceStore {
   readonly #connectTimeoutMs: number;
   readonly #onError: (error: unknown, event: PresenceEvent | null) => void;
   #driver: Promise<RedisDriver> | null = null;
+  /** The driver once connected, so a watch can queue its first read at once. */
+  #ready: RedisDriver | null = null;
   #listeners: StoreListener[] = [];
   #resetListeners: Array<() => void> = [];
   #watches = new Map<string, Watch>();
@@ -656,11 +660,23 @@ export class RedisPresenceStore implements PresenceStore {
   watchRoom(room: string): () => void {
     let watch = this.#watches.get(room);
     if (watch === undefined) {
-      watch = { refs: 0, lastSeq: -1, subscribed: false, busy: false };
+      watch = {
+        refs: 0,
+        lastSeq: -1,
+        start: null,
+        subscribed: false,
+        busy: false,
+      };
       this.#watches.set(room, watch);
     }
     const w = watch;
-    if (++w.refs === 1) this.#reconcile(room, w);
+    if (++w.refs === 1) {
+      // Read the seq now, ahead of the caller's snapshot on the same
+      // connection: events after it are caught up once subscribed.
+      w.start = this.#currentSeq(room);
+      w.start.catch(() => {});
+      this.#reconcile(room, w);
+    }
     let active = true;
     return () => {
       if (!active) return;
@@ -752,6 +768,7 @@ export class RedisPresenceStore implements PresenceStore {
     this.#watches.clear();
     const driver = this.#driver;
     this.#driver = null;
+    this.#ready = null;
     if (driver !== null) {
       try {
         await (await driver).close();
@@ -786,6 +803,7 @@ export class RedisPresenceStore implements PresenceStore {
           await this.#runOn(d, "epoch", [crypto.randomUUID()]),
         );
         this.#epoch = epoch[0]!;
+        if (!this.#closed) this.#ready = d;
       } catch (error) {
         await d.close();
         throw error;
@@ -895,6 +913,9 @@ export class RedisPresenceStore implements PresenceStore {
       const driver = await this.#connect();
       while (!this.#closed && w.subscribed !== w.refs > 0) {
         if (w.refs > 0) {
+          const start = await (w.start ?? this.#currentSeq(room));
+          w.start = null;
+          if (start > w.lastSeq) w.lastSeq = start;
           await driver.subscribe(channel);
           w.subscribed = true;
           await this.#catchUp(room, w);
@@ -925,17 +946,21 @@ export class RedisPresenceStore implements PresenceStore {
     room: string,
     w: Watch,
   ): Promise<"ok" | "behind" | "regressed"> {
-    const since = w.lastSeq;
-    const r = asStrings(await this.#run("catchUp", [room, String(since)]));
-    const current = Number(r[0]);
-    if (since >= 0 && current < since) {
-      w.lastSeq = -1;
-      return "regressed";
+    let since = w.lastSeq;
+    let r = asStrings(await this.#run("catchUp", [room, String(since)]));
+    const regressed = since >= 0 && Number(r[0]) < since;
+    if (regressed) {
+      // The room started over (data loss): everything in it is new.
+      w.lastSeq = since = 0;
+      r = asStrings(await this.#run("catchUp", [room, "0"]));
     }
     for (let i = 1; i < r.length; i++) {
       this.#offer(JSON.parse(r[i]!) as PresenceEvent, false);
     }
-    return since >= 0 && w.refs > 0 && w.lastSeq < current ? "behind" : "ok";
+    if (regressed) return "regressed";
+    return since >= 0 && w.refs > 0 && w.lastSeq < Number(r[0])
+      ? "behind"
+      : "ok";
   }
 
   // -------------------------------------------------------------------------
@@ -966,7 +991,11 @@ export class RedisPresenceStore implements PresenceStore {
           ]);
           if (score === null || score === undefined) lost = true;
         }
-        if (lost) for (const w of this.#watches.values()) w.lastSeq = -1;
+        if (lost) {
+          // Until the server renews them, these leases are not ours to check.
+          this.#leases.clear();
+          for (const w of this.#watches.values()) w.lastSeq = 0;
+        }
         const outcomes = await Promise.all(
           [...this.#watches].filter(([, w]) => w.subscribed && w.refs > 0)
             .map(([room, w]) => this.#catchUp(room, w)),
@@ -1003,6 +1032,14 @@ export class RedisPresenceStore implements PresenceStore {
         ...rooms.slice(i, i + 256),
       ]);
     }
+  }
+
+  #currentSeq(room: string): Promise<number> {
+    const key = `${this.#prefix}q:${room}`;
+    const reply = this.#ready !== null
+      ? this.#ready.command(["GET", key])
+      : this.#connect().then((d) => d.command(["GET", key]));
+    return this.#call(reply).then((r) => r === null ? 0 : Number(r));
   }
 
   #report(error: unknown, event: PresenceEvent | null): void {

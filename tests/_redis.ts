@@ -1,0 +1,153 @@
+// Test helper: start a real redis-server on a free port (Deno and Bun alike,
+// through node:child_process), wait until it answers PING, stop or restart it.
+
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { createServer, Socket } from "node:net";
+import process from "node:process";
+
+/** A running redis-server owned by the test. */
+export interface RedisServer {
+  /** `redis://127.0.0.1:<port>` */
+  url: string;
+  port: number;
+  /** The server's pid (changes on restart). */
+  pid(): number;
+  /** Stop it (SIGTERM, then SIGKILL after 2 s) and wait for the exit. */
+  stop(): Promise<void>;
+  /** Stop it and start a fresh, empty one on the same port. */
+  restart(): Promise<void>;
+}
+
+/** The redis-server binary the tests use. */
+export const REDIS_SERVER_BIN: string = process.env.PRESENTLY_REDIS_SERVER ??
+  "redis-server";
+
+let checked: string | null | undefined;
+
+/**
+ * `null` when redis-server can run, else a line naming what is missing. With
+ * `PRESENTLY_REQUIRE_ALL=1` a missing redis-server throws instead, so CI fails
+ * loudly; otherwise the caller skips its suites and prints the line.
+ */
+export function redisMissing(): string | null {
+  if (checked !== undefined) return checked;
+  const r = spawnSync(REDIS_SERVER_BIN, ["--version"], { encoding: "utf8" });
+  checked = r.error !== undefined || r.status !== 0
+    ? `redis-server not found ("${REDIS_SERVER_BIN}"): Redis suites skipped; install redis-server or set PRESENTLY_REDIS_SERVER`
+    : null;
+  if (checked !== null) {
+    if (process.env.PRESENTLY_REQUIRE_ALL === "1") {
+      throw new Error(`PRESENTLY_REQUIRE_ALL=1 but ${checked}`);
+    }
+    console.log(`\n!!!!! [redis] MISSING: ${checked} !!!!!\n`);
+  }
+  return checked;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolve true once `PING` answers `+PONG` on the port. */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    let data = "";
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once("error", () => done(false));
+    socket.on("data", (chunk) => {
+      data += chunk.toString();
+      if (data.includes("\r\n")) done(data.startsWith("+PONG"));
+    });
+    socket.connect(port, "127.0.0.1", () => socket.write("PING\r\n"));
+  });
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+async function launch(port: number): Promise<ChildProcess | null> {
+  const child = spawn(REDIS_SERVER_BIN, [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--loglevel",
+    "warning",
+  ], { stdio: "ignore" });
+  let failed = false;
+  child.once("error", () => (failed = true));
+  child.once("exit", () => (failed = true));
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    if (failed) return null;
+    if (await ping(port)) return child;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill("SIGKILL");
+  await exited(child);
+  return null;
+}
+
+/**
+ * Start redis-server on a free port (retrying when the port was taken
+ * meanwhile) and wait until it answers PING.
+ *
+ * @returns The running server.
+ */
+export async function startRedis(): Promise<RedisServer> {
+  const missing = redisMissing();
+  if (missing !== null) throw new Error(missing);
+  let child: ChildProcess | null = null;
+  let port = 0;
+  for (let attempt = 0; attempt < 5 && child === null; attempt++) {
+    port = await freePort();
+    child = await launch(port);
+  }
+  if (child === null) throw new Error("redis-server did not start");
+  let current: ChildProcess | null = child;
+  const stop = async () => {
+    const c = current;
+    current = null;
+    if (c === null) return;
+    c.kill("SIGTERM");
+    const timer = setTimeout(() => c.kill("SIGKILL"), 2_000);
+    await exited(c);
+    clearTimeout(timer);
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pid: () => current?.pid ?? -1,
+    stop,
+    async restart() {
+      await stop();
+      for (let attempt = 0; attempt < 50; attempt++) {
+        current = await launch(port);
+        if (current !== null) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`redis-server did not restart on port ${port}`);
+    },
+  };
+}

@@ -1,0 +1,217 @@
+// RedisPresenceStore: the shared conformance suite on a real redis-server, plus
+// Redis-only behaviour (concurrent reaping, restarts). Runs under Deno (npm
+// redis) and Bun (built-in RedisClient).
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { runStoreConformance, waitFor } from "./store_conformance.ts";
+import { RedisPresenceStore } from "../src/store/redis.ts";
+import { PresenceError } from "../src/errors.ts";
+import type { PresenceEvent } from "../src/store/types.ts";
+import { type RedisServer, redisMissing, startRedis } from "./_redis.ts";
+
+const missing = redisMissing();
+
+function prefix(): string {
+  return `t${crypto.randomUUID().slice(0, 8)}:`;
+}
+
+if (missing === null) {
+  runStoreConformance("redis", async () => {
+    const server = await startRedis();
+    const p = prefix();
+    const a = new RedisPresenceStore({ url: server.url, prefix: p });
+    const b = new RedisPresenceStore({ url: server.url, prefix: p });
+    return {
+      stores: [a, b],
+      settleMs: 30,
+      async close() {
+        await a.close();
+        await b.close();
+        await server.stop();
+      },
+    };
+  });
+
+  describe("RedisPresenceStore", () => {
+    let server: RedisServer;
+    const open: RedisPresenceStore[] = [];
+
+    function store(p: string, errors?: unknown[]): RedisPresenceStore {
+      const s = new RedisPresenceStore({
+        url: server.url,
+        prefix: p,
+        onError: (error) => errors?.push(error),
+      });
+      open.push(s);
+      return s;
+    }
+
+    before(async () => {
+      server = await startRedis();
+    });
+    after(async () => {
+      for (const s of open) await s.close();
+      await server.stop();
+    });
+
+    it("concurrent sweeps on many handles reap a lapsed instance exactly once", async () => {
+      const p = prefix();
+      const handles = Array.from({ length: 4 }, () => store(p));
+      const [owner, ...survivors] = handles as [
+        RedisPresenceStore,
+        ...RedisPresenceStore[],
+      ];
+      const rooms = Array.from({ length: 5 }, (_, i) => `room${i}`);
+      const seen = survivors.map((s) => {
+        const events: PresenceEvent[] = [];
+        s.subscribe((e) => events.push(e));
+        for (const room of rooms) s.watchRoom(room);
+        return events;
+      });
+      const now = Date.now();
+      await owner.renewLease("dead", 1_000, now);
+      for (const room of rooms) {
+        for (let c = 0; c < 20; c++) {
+          await owner.join(room, `c${c}`, "dead", { c }, now);
+        }
+      }
+      await waitFor(
+        () => seen.every((events) => events.length === 100),
+        3_000,
+        "the joins",
+      );
+      await Promise.all(
+        survivors.flatMap((s) => [s.sweep(now + 1_000), s.sweep(now + 1_001)]),
+      );
+      await waitFor(
+        () => seen.every((events) => events.length === 200),
+        3_000,
+        "the leaves",
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      for (const events of seen) {
+        assert.equal(events.length, 200);
+        const leaves = events.filter((e) => e.type === "leave");
+        assert.equal(leaves.length, 100);
+        assert.equal(
+          new Set(leaves.map((e) => `${e.room}/${e.connectionId}`)).size,
+          100,
+        );
+        for (const room of rooms) {
+          const seqs = events.filter((e) => e.room === room).map((e) => e.seq);
+          assert.deepEqual(seqs, Array.from({ length: 40 }, (_, i) => i + 1));
+        }
+      }
+      for (const room of rooms) {
+        assert.deepEqual((await survivors[0]!.snapshot(room, now)).present, []);
+      }
+    });
+
+    it("a patch racing another patch on another handle loses no update", async () => {
+      const p = prefix();
+      const a = store(p);
+      const b = store(p);
+      const now = Date.now();
+      await a.join("r", "c1", "i1", {}, now);
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          (i % 2 ? a : b).setState(
+            "r",
+            "c1",
+            { kind: "patch", patch: { [`k${i}`]: i } },
+            null,
+            now,
+          )),
+      );
+      const state = (await a.snapshot("r", now)).states.get("c1") as Record<
+        string,
+        number
+      >;
+      assert.equal(Object.keys(state).length, 20);
+    });
+
+    it("a write on one handle fills in a remote event it has not received yet", async () => {
+      const p = prefix();
+      const a = store(p);
+      const b = store(p);
+      const seen: number[] = [];
+      a.subscribe((e) => seen.push(e.seq));
+      a.watchRoom("r");
+      await waitFor(async () => {
+        // The watch is live once a remote event arrives.
+        await b.join("r", `probe${seen.length}`, "i1", {}, Date.now());
+        return seen.length > 0;
+      });
+      const base = seen.at(-1)!;
+      // Two writes back to back: b's event may still be in flight to a.
+      await b.join("r", "x", "i1", {}, Date.now());
+      await a.join("r", "y", "i1", {}, Date.now());
+      assert.deepEqual(seen.slice(seen.indexOf(base)), [
+        base,
+        base + 1,
+        base + 2,
+      ]);
+    });
+
+    it("a restart of Redis triggers onReset and watched rooms work again", async () => {
+      const p = prefix();
+      const a = store(p);
+      const b = store(p);
+      let resets = 0;
+      a.onReset(() => resets++);
+      const seen: PresenceEvent[] = [];
+      a.subscribe((e) => seen.push(e));
+      a.watchRoom("lobby");
+      await a.renewLease("inst-a", 60_000, Date.now());
+      await b.join("lobby", "c1", "inst-b", { n: 1 }, Date.now());
+      await waitFor(() => seen.length === 1, 3_000, "the first join");
+
+      await server.restart();
+      await waitFor(() => resets > 0, 10_000, "onReset");
+      // After the reset the room starts over: new events arrive again.
+      await waitFor(async () => {
+        try {
+          await b.join("lobby", "c2", "inst-b", { n: 2 }, Date.now());
+        } catch {
+          return false;
+        }
+        return seen.some((e) => e.type === "join" && e.connectionId === "c2");
+      }, 10_000, "a join after the restart");
+      const snap = await a.snapshot("lobby", Date.now());
+      assert.deepEqual(snap.present.map((x) => x.id), ["c2"]);
+      assert.equal(resets, 1);
+    });
+
+    it("a renewal that finds its lease reaped triggers onReset", async () => {
+      const p = prefix();
+      const a = store(p);
+      const b = store(p);
+      let resets = 0;
+      a.onReset(() => resets++);
+      const now = Date.now();
+      await a.renewLease("i1", 1_000, now);
+      await a.renewLease("i1", 1_000, now + 100);
+      assert.equal(resets, 0);
+      await b.sweep(now + 2_000);
+      await a.renewLease("i1", 1_000, now + 2_100);
+      await waitFor(() => resets === 1, 1_000, "onReset");
+    });
+
+    it("close() rejects later calls with code closed", async () => {
+      const s = store(prefix());
+      await s.join("r", "c1", "i1", {}, Date.now());
+      await s.close();
+      const isClosed = (error: unknown) =>
+        error instanceof PresenceError && error.code === "closed";
+      await assert.rejects(s.join("r", "c2", "i1", {}, 0), isClosed);
+      await assert.rejects(s.snapshot("r", 0), isClosed);
+      await assert.rejects(s.getMetadata("c1"), isClosed);
+      await s.close();
+    });
+  });
+} else {
+  describe("RedisPresenceStore", () => {
+    it.skip(`skipped: ${missing}`, () => {});
+  });
+}

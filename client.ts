@@ -57,10 +57,4 @@ export {
 } from "./src/client/sync.ts";
 export { applyMergePatch } from "./src/merge_patch.ts";
 export { PresenceError, type PresenceErrorCode } from "./src/errors.ts";
-export type {
-  Json,
-  Metadata,
-  PresentEntry,
-  WireEvent,
-  WireSnapshot,
-} from "./src/protocol.ts";
+export type { Json, Metadata, PresentEntry, WireEvent, WireSnapshot } from "./src/protocol.ts";

@@ -31,16 +31,8 @@ export {
   type StateValidator,
   type TrackPresenceOptions,
 } from "./src/server/options.ts";
-export type {
-  Admission,
-  SocketHandlers,
-  SocketLike,
-  TopicPublisher,
-} from "./src/server/socket.ts";
-export {
-  MemoryPresenceStore,
-  type MemoryPresenceStoreOptions,
-} from "./src/store/memory.ts";
+export type { Admission, SocketHandlers, SocketLike, TopicPublisher } from "./src/server/socket.ts";
+export { MemoryPresenceStore, type MemoryPresenceStoreOptions } from "./src/store/memory.ts";
 export type {
   LeaveReason,
   PresenceEvent,
@@ -55,8 +47,8 @@ export {
   CloseCode,
   type Json,
   type Metadata,
-  PROTOCOL_VERSION,
   type PresentEntry,
+  PROTOCOL_VERSION,
   type WireEvent,
   type WireSnapshot,
 } from "./src/protocol.ts";

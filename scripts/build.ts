@@ -11,7 +11,8 @@ try {
   Deno.statSync(esbuild);
 } catch {
   console.log("[build] installing npm dev dependencies (esbuild)");
-  const r = await new Deno.Command("npm", { args: ["ci", "--no-audit", "--no-fund"], cwd: root }).output();
+  const r = await new Deno.Command("npm", { args: ["ci", "--no-audit", "--no-fund"], cwd: root })
+    .output();
   if (!r.success) throw new Error("npm ci failed");
 }
 
@@ -35,7 +36,8 @@ if (!r.success) {
 
 const bytes = Deno.readFileSync(out);
 const gz = new Uint8Array(
-  await new Response(new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer(),
+  await new Response(new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip")))
+    .arrayBuffer(),
 );
 const meta = JSON.parse(Deno.readTextFileSync(`${root}dist/meta.json`));
 const inputs = Object.keys(meta.inputs as Record<string, unknown>);

@@ -122,7 +122,9 @@ if (only !== "bun") {
   const m = r.out.match(/(\d+) passed \((\d+) steps?\) \| (\d+) failed/) ??
     r.out.match(/(\d+) passed \| (\d+) failed/);
   // deno reports "N passed (M steps)": node:test `it`s are steps.
-  const steps = r.out.match(/\| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/);
+  const steps = r.out.match(
+    /\| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/,
+  );
   const passed = steps ? Number(steps[2] ?? steps[1]) : 0;
   const failed = steps ? Number(steps[4] ?? steps[3]) : (r.code === 0 ? 0 : 1);
   void m;

@@ -236,18 +236,18 @@ export function parseClientFrame(
     ? rawId as number
     : null;
   if (typeof op !== "string") {
-    return fail(id, "bad_request", "Frame has no \"op\" string");
+    return fail(id, "bad_request", 'Frame has no "op" string');
   }
   if (!CLIENT_OPS.has(op)) {
     return fail(id, "unknown_op", `Unknown op "${op.slice(0, 32)}"`);
   }
   if (id === null) {
-    return fail(null, "bad_request", "Frame needs an integer \"id\" >= 1");
+    return fail(null, "bad_request", 'Frame needs an integer "id" >= 1');
   }
   if (op === "meta") {
     const cid = f.cid;
     if (typeof cid !== "string" || cid.length === 0 || cid.length > 128) {
-      return fail(id, "bad_request", "Field \"cid\" must be a connection id");
+      return fail(id, "bad_request", 'Field "cid" must be a connection id');
     }
     return { ok: true, frame: { op, id, cid } };
   }
@@ -264,13 +264,13 @@ export function parseClientFrame(
       const frame: ClientFrame = { op, id, room };
       if (f.sub !== undefined) {
         if (typeof f.sub !== "boolean") {
-          return fail(id, "bad_request", "Field \"sub\" must be a boolean");
+          return fail(id, "bad_request", 'Field "sub" must be a boolean');
         }
         frame.sub = f.sub;
       }
       if (f.users !== undefined) {
         if (typeof f.users !== "boolean") {
-          return fail(id, "bad_request", "Field \"users\" must be a boolean");
+          return fail(id, "bad_request", 'Field "users" must be a boolean');
         }
         frame.users = f.users;
       }
@@ -284,10 +284,10 @@ export function parseClientFrame(
       const users = f.users;
       const mode = f.mode;
       if (users !== undefined && typeof users !== "boolean") {
-        return fail(id, "bad_request", "Field \"users\" must be a boolean");
+        return fail(id, "bad_request", 'Field "users" must be a boolean');
       }
       if (mode !== undefined && mode !== "full" && mode !== "count") {
-        return fail(id, "bad_request", "Field \"mode\" must be \"full\" or \"count\"");
+        return fail(id, "bad_request", 'Field "mode" must be "full" or "count"');
       }
       const frame: ClientFrame = { op, id, room };
       if (users !== undefined) frame.users = users;
@@ -301,7 +301,7 @@ export function parseClientFrame(
         return fail(
           id,
           "bad_request",
-          "Exactly one of \"state\" or \"patch\" is required",
+          'Exactly one of "state" or "patch" is required',
         );
       }
       const value = hasState ? f.state : f.patch;
@@ -319,7 +319,7 @@ export function parseClientFrame(
         return fail(
           id,
           "bad_request",
-          "Field \"expireAfter\" must be a positive number of milliseconds",
+          'Field "expireAfter" must be a positive number of milliseconds',
         );
       }
       const frame: ClientFrame = { op, id, room };

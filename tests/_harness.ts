@@ -111,7 +111,10 @@ export class RawClient {
   }
 
   /** Send a request and await its answer. */
-  async request(op: string, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  async request(
+    op: string,
+    fields: Record<string, unknown> = {},
+  ): Promise<Record<string, unknown>> {
     const id = this.#nextId++;
     this.ws.send(JSON.stringify({ op, id, ...fields }));
     return await this.waitFor((f) => f.id === id && (f.t === "ok" || f.t === "err"));

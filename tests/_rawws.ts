@@ -65,10 +65,14 @@ export class RawWs {
           `Host: 127.0.0.1:${port}`,
           "Upgrade: websocket",
           "Connection: Upgrade",
-          `Sec-WebSocket-Key: ${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64")}`,
+          `Sec-WebSocket-Key: ${
+            Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64")
+          }`,
           "Sec-WebSocket-Version: 13",
         ];
-        if (options.protocols) lines.push(`Sec-WebSocket-Protocol: ${options.protocols.join(", ")}`);
+        if (options.protocols) {
+          lines.push(`Sec-WebSocket-Protocol: ${options.protocols.join(", ")}`);
+        }
         for (const [k, v] of Object.entries(options.headers ?? {})) lines.push(`${k}: ${v}`);
         socket.write(lines.join("\r\n") + "\r\n\r\n");
       });
@@ -81,7 +85,9 @@ export class RawWs {
         ws.status = Number(statusLine!.split(" ")[1]);
         for (const line of rest) {
           const i = line.indexOf(":");
-          if (i > 0) ws.headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+          if (i > 0) {
+            ws.headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+          }
         }
         upgraded = true;
         clearTimeout(timer);

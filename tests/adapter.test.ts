@@ -164,10 +164,14 @@ describe(`adapter conformance (${RUNTIME})`, () => {
   it("metadata set by authenticate and by the server is readable by any client", async () => {
     const a = await open("&name=tagged");
     const b = await open();
-    await waitUntil(async () => {
-      const r = await b.request("meta", { cid: a.cid });
-      return (r.meta as Record<string, unknown> | null)?.tag === "from-onConnection";
-    }, 3000, "metadata from onConnection");
+    await waitUntil(
+      async () => {
+        const r = await b.request("meta", { cid: a.cid });
+        return (r.meta as Record<string, unknown> | null)?.tag === "from-onConnection";
+      },
+      3000,
+      "metadata from onConnection",
+    );
     assert.deepEqual((await b.request("meta", { cid: a.cid })).meta, {
       name: "tagged",
       tag: "from-onConnection",
@@ -216,7 +220,10 @@ describe(`adapter conformance (${RUNTIME})`, () => {
       );
       const took = Date.now() - t1;
       assert.ok(took >= 280, `abrupt leave waited for the grace window (${took} ms)`);
-      assert.ok(took < 300 + 250 + 200, `abrupt leave within grace + 250 ms (+ sweep) (${took} ms)`);
+      assert.ok(
+        took < 300 + 250 + 200,
+        `abrupt leave within grace + 250 ms (+ sweep) (${took} ms)`,
+      );
     } finally {
       await proxy.close();
     }
@@ -256,12 +263,19 @@ describe(`adapter conformance (${RUNTIME})`, () => {
     a.sendRaw("not json");
     a.sendRaw(JSON.stringify({ op: "dance", id: 5 }));
     a.sendRaw(JSON.stringify({ op: "join", id: 6 }));
-    a.sendRaw(JSON.stringify({ op: "join", id: 7, room: "room:big" }).replace("}", `,"pad":"${"x".repeat(70_000)}"}`));
+    a.sendRaw(
+      JSON.stringify({ op: "join", id: 7, room: "room:big" }).replace(
+        "}",
+        `,"pad":"${"x".repeat(70_000)}"}`,
+      ),
+    );
     a.sendRaw(new Uint8Array([1, 2, 3]));
-    a.sendRaw(JSON.stringify({ op: "state", id: 8, room: "room:x", state: { a: "x".repeat(20_000) } }));
-    const errs = async () => a.frames.filter((f) => f.t === "err").map((f) => [f.id, f.code]);
-    await waitUntil(async () => (await errs()).length === 6, 3000, "six errors");
-    assert.deepEqual(await errs(), [
+    a.sendRaw(
+      JSON.stringify({ op: "state", id: 8, room: "room:x", state: { a: "x".repeat(20_000) } }),
+    );
+    const errs = () => a.frames.filter((f) => f.t === "err").map((f) => [f.id, f.code]);
+    await waitUntil(() => errs().length === 6, 3000, "six errors");
+    assert.deepEqual(errs(), [
       [null, "bad_request"],
       [5, "unknown_op"],
       [6, "bad_request"],
@@ -281,7 +295,9 @@ describe(`adapter conformance (${RUNTIME})`, () => {
     assert.deepEqual(await srv.server.getPresentConnections("room:server"), [a.cid]);
     assert.equal(await srv.server.removeFromRoom(a.cid, "room:server"), true);
     await w.waitFor(() => w.events("room:server").length === 2);
-    const mine = seen.filter((e) => e.room === "room:server").map((e) => [e.type, e.connectionId, e.seq]);
+    const mine = seen.filter((e) => e.room === "room:server").map((
+      e,
+    ) => [e.type, e.connectionId, e.seq]);
     assert.deepEqual(mine, [["join", a.cid, 1], ["leave", a.cid, 2]]);
     await assert.rejects(srv.server.addToRoom(a.cid, "not-tracked"), { code: "not_tracked" });
   });
@@ -311,7 +327,10 @@ describe(`adapter conformance (${RUNTIME})`, () => {
     await Promise.all(clients.slice(0, 100).map((c) => c.close()));
     const remaining = new Set(clients.slice(100).map((c) => c.cid));
     await waitUntil(
-      () => clients.slice(100).every((c, i) => roster(answers[i + 100]!, c.events("room:storm")).size === 200),
+      () =>
+        clients.slice(100).every((c, i) =>
+          roster(answers[i + 100]!, c.events("room:storm")).size === 200
+        ),
       10_000,
       "rosters to drop to 200",
     );

@@ -1,13 +1,14 @@
 // Real Chromium (Debian's, driven by playwright-core) against the demo server
 // (`examples/demo/server.ts`, the same file `deno task demo` runs). Runs under
 // Deno; browser-specific, so under Bun it only reports a skip.
+// Page callbacks run in the browser, where the demo's globals are untyped.
+// deno-lint-ignore-file no-explicit-any
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
 import { type CuttableProxy, startProxy } from "./_proxy.ts";
 
-// deno-lint-ignore no-explicit-any
 const D = (globalThis as any).Deno as typeof Deno | undefined;
 const CHROMIUM = D?.env.get("PRESENTLY_CHROMIUM") ?? "/usr/bin/chromium";
 const REQUIRE_ALL = D?.env.get("PRESENTLY_REQUIRE_ALL") === "1";
@@ -22,7 +23,6 @@ const FLAGS = [
 ];
 const OUT = "test-output/browser";
 
-// deno-lint-ignore no-explicit-any
 type Page = any;
 
 /** Start the demo server as its own process; resolves its port. */
@@ -66,8 +66,7 @@ if (!D) {
   describe("demo in real Chromium", () => {
     let demo: { port: number; stop(): Promise<void> };
     let proxy: CuttableProxy;
-    // deno-lint-ignore no-explicit-any
-    let browser: any;
+        let browser: any;
     let ada: Page;
     let bob: Page;
     let adaTab2: Page;
@@ -79,7 +78,8 @@ if (!D) {
       await page.waitForSelector("body[data-ready=true]", { timeout: 15_000 });
       return page;
     };
-    const cid = (p: Page): Promise<string> => p.evaluate(() => (globalThis as any).presently.client.connectionId);
+    const cid = (p: Page): Promise<string> =>
+      p.evaluate(() => (globalThis as any).presently.client.connectionId);
 
     before(async () => {
       mkdirSync(OUT, { recursive: true });
@@ -110,9 +110,13 @@ if (!D) {
       await bob.fill("#message", "");
       await bob.type("#message", "hello", { delay: 20 });
       const t0 = Date.now();
-      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="true"]', { timeout: 3000 });
+      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="true"]', {
+        timeout: 3000,
+      });
       assert.match(await ada.textContent("#typing-line"), /Bob is typing/);
-      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="false"]', { timeout: 6000 });
+      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="false"]', {
+        timeout: 6000,
+      });
       const gone = Date.now() - t0;
       assert.ok(gone >= 2500 && gone < 5000, `typing expired after ${gone} ms (expireAfter 3000)`);
     });
@@ -131,7 +135,10 @@ if (!D) {
       await bob.waitForSelector('#roster li[data-user="ada"][data-tabs="1"]', { timeout: 3000 });
       const took = Date.now() - t0;
       const leaves = await bob.evaluate(
-        (id: string) => (globalThis as any).presently.log.events.filter((e: any) => e.type === "leave" && e.cid === id).length,
+        (id: string) =>
+          (globalThis as any).presently.log.events.filter((e: any) =>
+            e.type === "leave" && e.cid === id
+          ).length,
         gone,
       );
       assert.equal(leaves, 1);
@@ -169,12 +176,24 @@ if (!D) {
         events: (globalThis as any).presently.log.events.slice(m.events),
         rosters: (globalThis as any).presently.log.rosters.slice(m.rosters),
       }), mark);
-      assert.deepEqual(after.events.filter((e: any) => e.cid === bobCid), [], "no leave, join or clear for Bob");
-      for (const r of after.rosters) assert.ok(r.includes("bob:1"), `Bob never left the roster: ${r}`);
-      assert.equal(await ada.locator(`[data-cursor="${bobCid}"]`).count(), 1, "Bob's cursor state survived");
+      assert.deepEqual(
+        after.events.filter((e: any) => e.cid === bobCid),
+        [],
+        "no leave, join or clear for Bob",
+      );
+      for (const r of after.rosters) {
+        assert.ok(r.includes("bob:1"), `Bob never left the roster: ${r}`);
+      }
+      assert.equal(
+        await ada.locator(`[data-cursor="${bobCid}"]`).count(),
+        1,
+        "Bob's cursor state survived",
+      );
       // And Bob still works after the resume.
       await bob.type("#message", "x");
-      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="true"]', { timeout: 3000 });
+      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="true"]', {
+        timeout: 3000,
+      });
       await ada.screenshot({ path: `${OUT}/after-resume.png` });
     });
   });

@@ -324,9 +324,7 @@ describe("PresenceClient: requests", () => {
 
   it("joinRoom(room, cb) undoes the join when the subscription is refused", async () => {
     const net = fakeNet((f) =>
-      f.op === "sub"
-        ? new Error("too_many_subscriptions")
-        : { present: [], left: true }
+      f.op === "sub" ? new Error("too_many_subscriptions") : { present: [], left: true }
     );
     const { client, ws } = await open(net);
     const r = await client.joinRoom("a", () => {});
@@ -463,9 +461,7 @@ describe("PresenceClient: reconnect", () => {
     });
     let drops = 4;
     net.onSocket = (s) =>
-      realSetTimeout(() =>
-        drops-- > 0 ? s.drop() : s.hello("c1", { resumed: true })
-      );
+      realSetTimeout(() => drops-- > 0 ? s.drop() : s.hello("c1", { resumed: true }));
     const delays: number[] = [];
     globalThis.setTimeout = ((fn: () => void, ms?: number) => {
       if ((ms ?? 0) < 1_000) delays.push(ms ?? 0);
@@ -473,16 +469,13 @@ describe("PresenceClient: reconnect", () => {
     }) as typeof setTimeout;
     ws.drop();
     await until(() => client.status === "open");
-    net.onSocket = (s) =>
-      realSetTimeout(() => s.hello("c1", { resumed: true }));
+    net.onSocket = (s) => realSetTimeout(() => s.hello("c1", { resumed: true }));
     net.last().drop();
     await until(() => client.status === "open" && net.sockets.length === 7);
     globalThis.setTimeout = realSetTimeout;
     const caps = [3, 6, 12, 12, 12, 3];
     assert.equal(delays.length, caps.length);
-    delays.forEach((d, i) =>
-      assert.ok(d >= 0 && d <= caps[i]!, `delay ${d} over ${caps[i]}`)
-    );
+    delays.forEach((d, i) => assert.ok(d >= 0 && d <= caps[i]!, `delay ${d} over ${caps[i]}`));
   });
 
   it("after a non-resumed reconnect it rejoins, resubscribes and republishes", async () => {

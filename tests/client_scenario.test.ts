@@ -161,7 +161,11 @@ describe(`client scenario (${RUNTIME})`, () => {
     const tab2 = client(`${srv.url}?user=linus`);
     const other = client(`${srv.url}?user=ken`);
     await Promise.all([tab1.connect(), tab2.connect(), other.connect()]);
-    const p = createPresence({ client: other, room: "doc:unified", metadataIdentifier: (m) => m.userId as string });
+    const p = createPresence({
+      client: other,
+      room: "doc:unified",
+      metadataIdentifier: (m) => m.userId as string,
+    });
     await p.ready;
     await tab1.joinRoom("doc:unified");
     await tab2.joinRoom("doc:unified");
@@ -235,7 +239,11 @@ describe(`client scenario (${RUNTIME})`, () => {
       assert.deepEqual(snap.present, [a.connectionId]);
       assert.deepEqual(snap.states.get(a.connectionId!), { keep: true });
       // Its own subscription was restored too.
-      await waitUntil(() => mine.some((u) => u.type === "join" && u.connectionId === a.connectionId), 3000, "own resubscribe");
+      await waitUntil(
+        () => mine.some((u) => u.type === "join" && u.connectionId === a.connectionId),
+        3000,
+        "own resubscribe",
+      );
     } finally {
       await proxy.close();
     }

@@ -34,15 +34,23 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     await step();
     assert.equal(b.answer(id)?.t, "ok");
     await step(7900);
-    assert.deepEqual(a.events("r").filter((e) => e[1] === "s").map((e) => e[3]), [{ typing: true }]);
+    assert.deepEqual(a.events("r").filter((e) => e[1] === "s").map((e) => e[3]), [{
+      typing: true,
+    }]);
     await step(200);
-    assert.deepEqual(a.events("r").filter((e) => e[1] === "s").map((e) => e[3]), [{ typing: true }, null]);
+    assert.deepEqual(a.events("r").filter((e) => e[1] === "s").map((e) => e[3]), [
+      { typing: true },
+      null,
+    ]);
     assert.equal((await server.getPresenceStates("r")).size, 0);
     await server.close();
   });
 
   it("a connection silent past the heartbeat timeout is closed with 4408 and leaves after the grace", async () => {
-    const { server, step } = make({ heartbeat: { intervalMs: 1000, timeoutMs: 3000 }, leaveGraceMs: 2000 });
+    const { server, step } = make({
+      heartbeat: { intervalMs: 1000, timeoutMs: 3000 },
+      leaveGraceMs: 2000,
+    });
     const a = await connect(server);
     const b = await connect(server);
     a.send("join", { room: "r", sub: true });
@@ -55,7 +63,11 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     }
     assert.equal(b.socket.closeCode, CloseCode.heartbeatTimeout);
     assert.ok(b.socket.sent.some((f) => f.t === "ping"), "server pinged");
-    assert.equal(a.events("r").filter((e) => e[1] === "l").length, 0, "no leave inside the grace window");
+    assert.equal(
+      a.events("r").filter((e) => e[1] === "l").length,
+      0,
+      "no leave inside the grace window",
+    );
     for (let t = 0; t < 2500; t += 500) {
       a.handlers.message('{"op":"pong"}');
       await step(500);
@@ -182,7 +194,10 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     await step();
     const snapSeq = late.answer(id)!.seq as number;
     const lateSeqs = late.events("r").map((e) => e[0] as number);
-    assert.ok(lateSeqs.every((s) => s > snapSeq), `no event at or before seq ${snapSeq}: ${lateSeqs}`);
+    assert.ok(
+      lateSeqs.every((s) => s > snapSeq),
+      `no event at or before seq ${snapSeq}: ${lateSeqs}`,
+    );
     assert.deepEqual(late.events("r").map((e) => e[2]), [b.cid]);
     assert.deepEqual(w.events("r").map((e) => e[2]), [a.cid, b.cid]);
     await server.close();
@@ -215,7 +230,9 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
   });
 
   it("a subscriber that never drains is closed with 4409 after slowConsumerTimeoutMs", async () => {
-    const { server, step } = make({ limits: { outboundHighWaterBytes: 500, slowConsumerTimeoutMs: 3000 } });
+    const { server, step } = make({
+      limits: { outboundHighWaterBytes: 500, slowConsumerTimeoutMs: 3000 },
+    });
     const slow = await connect(server);
     const pub = await connect(server);
     slow.send("sub", { room: "r" });
@@ -234,7 +251,9 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
   });
 
   it("requests over the rate limit are refused with rate_limited and a flood closes with 4429", async () => {
-    const { server, step } = make({ limits: { requestsPerSecond: 10, requestBurst: 5, floodCloseAfter: 20 } });
+    const { server, step } = make({
+      limits: { requestsPerSecond: 10, requestBurst: 5, floodCloseAfter: 20 },
+    });
     const a = await connect(server);
     const ids = [];
     for (let i = 0; i < 10; i++) ids.push(a.send("meta", { cid: "x" }));
@@ -293,7 +312,9 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
   it("validateState accepts a function or a Standard Schema object", async () => {
     const clock = new ManualClock();
     const server = new PresenceServer({ clock });
-    server.trackPresence("fn", { validateState: (s) => typeof s === "object" || "must be an object" });
+    server.trackPresence("fn", {
+      validateState: (s) => typeof s === "object" || "must be an object",
+    });
     server.trackPresence("schema", {
       validateState: {
         "~standard": {

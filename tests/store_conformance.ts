@@ -34,9 +34,7 @@ export async function waitFor(
 }
 
 function sleep(ms: number): Promise<void> {
-  return ms > 0
-    ? new Promise((resolve) => setTimeout(resolve, ms))
-    : Promise.resolve();
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
 }
 
 /** A small seeded PRNG (mulberry32) so random tests replay the same way. */
@@ -1036,9 +1034,7 @@ export function runStoreConformance(
         const m = model.get(room)!;
         const op = rand();
         // Expiries fall after the last step, so the model needs no sweeps.
-        const expiresAt = rand() < 0.5
-          ? base + steps + Math.floor(rand() * 400)
-          : null;
+        const expiresAt = rand() < 0.5 ? base + steps + Math.floor(rand() * 400) : null;
         if (op < 0.35) {
           const meta = { n: step };
           const result = await store.join(room, cid, "i1", meta, now);

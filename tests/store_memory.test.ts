@@ -250,8 +250,7 @@ describe("MemoryPresenceStore", () => {
     store.subscribe((event) => seen.push(event));
     await store.join("r", "c1", "i1", {}, 0);
     await store.close();
-    const isClosed = (error: unknown) =>
-      error instanceof PresenceError && error.code === "closed";
+    const isClosed = (error: unknown) => error instanceof PresenceError && error.code === "closed";
     await assert.rejects(store.join("r", "c2", "i1", {}, 0), isClosed);
     await assert.rejects(store.snapshot("r", 0), isClosed);
     await assert.rejects(store.sweep(0), isClosed);

@@ -4,7 +4,18 @@
 import { createPresence, PresenceClient } from "/client.js";
 
 const ROOMS = ["lobby", "design", "random"];
-const NAMES = ["Ada", "Grace", "Linus", "Barbara", "Alan", "Margaret", "Dennis", "Frances", "Ken", "Radia"];
+const NAMES = [
+  "Ada",
+  "Grace",
+  "Linus",
+  "Barbara",
+  "Alan",
+  "Margaret",
+  "Dennis",
+  "Frances",
+  "Ken",
+  "Radia",
+];
 const $ = (id) => document.getElementById(id);
 const q = new URLSearchParams(location.search);
 const saved = (key, fallback) => {
@@ -29,7 +40,13 @@ const proto = location.protocol === "https:" ? "wss" : "ws";
 const client = new PresenceClient(`${proto}://${location.host}/ws`, { params: { name, user } });
 // A log for tests and the curious: membership events and roster renders.
 const log = { events: [], rosters: [] };
-globalThis.presently = { client, log, get presence() { return presence; } };
+globalThis.presently = {
+  client,
+  log,
+  get presence() {
+    return presence;
+  },
+};
 $("me").textContent = `you are ${name}`;
 
 client.onStatus((status) => {
@@ -78,7 +95,8 @@ function drawCursor(cid, state) {
     el.className = "cursor";
     el.dataset.cursor = cid;
     const c = color(meta.userId ?? cid);
-    el.innerHTML = `<svg width="18" height="18" viewBox="0 0 18 18"><path d="M1 1l6 16 2-7 7-2z" fill="${c}"/></svg>
+    el.innerHTML =
+      `<svg width="18" height="18" viewBox="0 0 18 18"><path d="M1 1l6 16 2-7 7-2z" fill="${c}"/></svg>
       <span style="background:${c}">${esc(meta.name ?? "someone")}</span>`;
     $("stage").append(el);
     cursors.set(cid, el);
@@ -89,7 +107,12 @@ function drawCursor(cid, state) {
 
 function onCursor(u) {
   if (u.type !== "state" || u.state === null) {
-    log.events.push({ type: u.type, cid: u.connectionId, cleared: u.type === "state", at: Date.now() });
+    log.events.push({
+      type: u.type,
+      cid: u.connectionId,
+      cleared: u.type === "state",
+      at: Date.now(),
+    });
   }
   if (u.type === "join") names.set(u.connectionId, u.meta);
   else if (u.type === "leave") {
@@ -106,7 +129,9 @@ async function enter(next) {
   names.clear();
   room = next;
   history.replaceState(null, "", `${location.search}#${room}`);
-  for (const b of $("rooms").children) b.setAttribute("aria-current", String(b.dataset.room === room));
+  for (const b of $("rooms").children) {
+    b.setAttribute("aria-current", String(b.dataset.room === room));
+  }
   presence = createPresence({
     client,
     room: `demo:${room}`,

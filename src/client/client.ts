@@ -3,12 +3,7 @@
 
 import { PresenceError, type PresenceErrorCode } from "../errors.ts";
 import { applyMergePatch } from "../merge_patch.ts";
-import type {
-  Metadata,
-  PresentEntry,
-  ServerFrame,
-  WireSnapshot,
-} from "../protocol.ts";
+import type { Metadata, PresentEntry, ServerFrame, WireSnapshot } from "../protocol.ts";
 import {
   applyEvent,
   applySnapshot,
@@ -171,8 +166,7 @@ export interface PresenceView<State = unknown> {
  * console.log(success ? present : error?.code);
  * ```
  */
-export interface SubscribeResult<State = unknown>
-  extends PresenceResult, PresenceView<State> {}
+export interface SubscribeResult<State = unknown> extends PresenceResult, PresenceView<State> {}
 
 /**
  * The first chunk of a {@link PresenceClient.presence} stream.
@@ -263,8 +257,7 @@ const err = (code: PresenceErrorCode, message: string): Answer => ({
   code,
   message,
 });
-const fail = (a: Answer): PresenceError =>
-  new PresenceError(a.code!, a.message!);
+const fail = (a: Answer): PresenceError => new PresenceError(a.code!, a.message!);
 const res = (a: Answer): PresenceResult =>
   a.t === "ok" ? { success: true } : { success: false, error: fail(a) };
 const call = <T>(fn: (arg: T) => void, arg: T): void => {

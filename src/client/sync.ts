@@ -264,11 +264,9 @@ export function applyEvent<State, Meta extends Metadata>(
       states.delete(id);
       updates.push({ type: "leave", room, connectionId: id, seq });
     } else {
-      const state = (kind === "p"
-        ? applyMergePatch(states.get(id) ?? null, value)
-        : value) as
-          | State
-          | null;
+      const state = (kind === "p" ? applyMergePatch(states.get(id) ?? null, value) : value) as
+        | State
+        | null;
       if (state === null) {
         states.delete(id);
       } else states.set(id, state);

@@ -10,19 +10,14 @@ import {
   encodeError,
   encodeOk,
   type Metadata,
-  type ParseLimits,
   parseClientFrame,
+  type ParseLimits,
   PING_FRAME,
   PROTOCOL_VERSION,
   utf8Length,
 } from "../protocol.ts";
 import { MemoryPresenceStore } from "../store/memory.ts";
-import type {
-  LeaveReason,
-  PresenceEvent,
-  PresenceStore,
-  StateWrite,
-} from "../store/types.ts";
+import type { LeaveReason, PresenceEvent, PresenceStore, StateWrite } from "../store/types.ts";
 import { Connection } from "./connection.ts";
 import {
   DEFAULT_LIMITS,
@@ -192,7 +187,9 @@ export class PresenceServer {
     this.#sweepMs = options.sweepIntervalMs ?? 100;
     this.#countMs = options.countIntervalMs ?? 1000;
     const key = options.userKey;
-    this.#userOf = key === undefined ? null : typeof key === "function"
+    this.#userOf = key === undefined
+      ? null
+      : typeof key === "function"
       ? (meta) => key(meta) ?? null
       : (meta) => {
         const v = meta[key];
@@ -212,7 +209,11 @@ export class PresenceServer {
       unreset?.();
     };
     const now = this.#clock.now();
-    this.#lastPing = this.#lastLiveness = this.#lastLease = this.#lastCount = now;
+    this.#lastPing =
+      this.#lastLiveness =
+      this.#lastLease =
+      this.#lastCount =
+        now;
     this.#ready = this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now)
       .catch((e) => this.#report("store_error", "Lease registration failed", e));
     this.#sweepTimer = this.#clock.setTimeout(() => this.#sweep(), this.#sweepMs);
@@ -716,9 +717,7 @@ export class PresenceServer {
         try {
           await this.#handle(conn, task);
         } catch (e) {
-          const code: PresenceErrorCode = e instanceof PresenceError
-            ? e.code
-            : "internal";
+          const code: PresenceErrorCode = e instanceof PresenceError ? e.code : "internal";
           if (code === "internal" || code === "store_error") {
             this.#report(code, `Request "${task.op}" failed`, e);
           }
@@ -1210,17 +1209,19 @@ export class PresenceServer {
         const state = this.#rooms.get(name)?.states.get(conn.id);
         if (state !== undefined) states.set(name, state);
       }
-      restores.push(this.#enqueueTask(conn, async () => {
-        const t = this.#clock.now();
-        await this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta);
-        for (const name of conn.rooms) {
-          await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
-          const state = states.get(name);
-          if (state !== undefined) {
-            await this.#store.setState(name, conn.id, { kind: "set", state }, null, t);
+      restores.push(
+        this.#enqueueTask(conn, async () => {
+          const t = this.#clock.now();
+          await this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta);
+          for (const name of conn.rooms) {
+            await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
+            const state = states.get(name);
+            if (state !== undefined) {
+              await this.#store.setState(name, conn.id, { kind: "set", state }, null, t);
+            }
           }
-        }
-      }).catch((e) => this.#report("store_error", "Presence re-registration failed", e)));
+        }).catch((e) => this.#report("store_error", "Presence re-registration failed", e)),
+      );
     }
     await Promise.all(restores);
     for (const room of [...this.#rooms.values()]) {
@@ -1258,7 +1259,9 @@ export class PresenceServer {
 
   #checkNative(room: Room): void {
     for (const sub of room.subs) {
-      if (sub.native && (sub.conn.socket?.bufferedAmount ?? 0) > this.#limits.outboundHighWaterBytes) {
+      if (
+        sub.native && (sub.conn.socket?.bufferedAmount ?? 0) > this.#limits.outboundHighWaterBytes
+      ) {
         this.#markStale(sub);
       }
     }
@@ -1320,7 +1323,12 @@ export class PresenceServer {
     const out: Metadata = {};
     for (const [k, v] of Object.entries(meta)) {
       if (!rule.includes(k)) {
-        Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(out, k, {
+          value: v,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
     }
     return out;
@@ -1331,7 +1339,9 @@ export class PresenceServer {
     try {
       return await p;
     } catch (e) {
-      throw e instanceof PresenceError ? e : new PresenceError("store_error", "Store call failed", { cause: e });
+      throw e instanceof PresenceError
+        ? e
+        : new PresenceError("store_error", "Store call failed", { cause: e });
     } finally {
       const lat = this.#storeLatency;
       if (lat.length >= 256) lat.shift();
@@ -1382,7 +1392,10 @@ async function validate(
   if (typeof validator === "function") {
     const r = validator(state, room);
     if (r === true) return;
-    throw new PresenceError("invalid_state", typeof r === "string" ? r : "State refused by validateState");
+    throw new PresenceError(
+      "invalid_state",
+      typeof r === "string" ? r : "State refused by validateState",
+    );
   }
   const result = await validator["~standard"].validate(state);
   if (result.issues) {

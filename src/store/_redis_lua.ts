@@ -14,7 +14,7 @@
 //   P o:<room>         hash     cid -> "<join seq>:<owner instance>"
 //   P m:<room>         hash     cid -> metadata JSON at join
 //   P s:<room>         hash     cid -> "<expiresAt|empty>:<version>:<state JSON>"
-//   P l:<room>         list     the last events (JSON) for catch-up
+//   P l:<room>         list     the last events for catch-up: "<ms> <JSON>"
 //   P c:<room>         channel  event batches: a JSON array of events
 // An entry is "<byte length of room>:<room><cid>".
 
@@ -46,9 +46,14 @@ local function nextseq(room)
   redis.call('PEXPIRE', k, KEYTTL)
   return tostring(s)
 end
+local clock = false
 local function emit(room, ev)
+  if not clock then
+    local t = redis.call('TIME')
+    clock = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  end
   local lk = P .. 'l:' .. room
-  redis.call('RPUSH', lk, ev)
+  redis.call('RPUSH', lk, clock .. ' ' .. ev)
   redis.call('LTRIM', lk, -LOGLEN, -1)
   redis.call('PEXPIRE', lk, LOGTTL)
   out[#out + 1] = ev
@@ -78,7 +83,7 @@ local function missed(room, since)
   if n <= 0 then return end
   if n > LOGLEN then n = LOGLEN end
   for _, e in ipairs(redis.call('LRANGE', P .. 'l:' .. room, -n, -1)) do
-    out[#out + 1] = e
+    out[#out + 1] = string.sub(e, string.find(e, ' ', 1, true) + 1)
   end
 end
 local function head(kind, room, cid, seq)
@@ -289,15 +294,30 @@ redis.call('DEL', dk)
 return 'ok'
 `;
 
-/** ARGV[5..]: room, since (-1: unknown). Answers {seq, events after since...}. */
+/**
+ * ARGV[5..]: room, since, age ms. With since >= 0: the logged events after
+ * seq `since`. Else (a new watch): those appended in the last `age` ms.
+ * Answers {seq, events...}.
+ */
 const CATCH_UP = `
-local room, since = ARGV[5], tonumber(ARGV[6])
+local room, since, age = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local cur = redis.call('GET', P .. 'q:' .. room) or '0'
-local n = LOGLEN
-if since >= 0 then n = math.min(tonumber(cur) - since, LOGLEN) end
 local r = { cur }
-if n > 0 then
-  for _, e in ipairs(redis.call('LRANGE', P .. 'l:' .. room, -n, -1)) do r[#r + 1] = e end
+local lk = P .. 'l:' .. room
+if since >= 0 then
+  local n = math.min(tonumber(cur) - since, LOGLEN)
+  if n > 0 then
+    for _, e in ipairs(redis.call('LRANGE', lk, -n, -1)) do
+      r[#r + 1] = string.sub(e, string.find(e, ' ', 1, true) + 1)
+    end
+  end
+  return r
+end
+local t = redis.call('TIME')
+local from = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - age
+for _, e in ipairs(redis.call('LRANGE', lk, 0, -1)) do
+  local i = string.find(e, ' ', 1, true)
+  if tonumber(string.sub(e, 1, i - 1)) >= from then r[#r + 1] = string.sub(e, i + 1) end
 end
 return r
 `;

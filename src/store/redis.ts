@@ -72,8 +72,8 @@ interface Watch {
   refs: number;
   /** Last seq delivered for the room, -1 when unknown. */
   lastSeq: number;
-  /** The room's seq when the watch began: the catch-up starts after it. */
-  start: Promise<number> | null;
+  /** When the watch began (wall ms), until its first catch-up is done. */
+  startedAt: number | null;
   subscribed: boolean;
   busy: boolean;
 }
@@ -89,6 +89,10 @@ const DEFAULT_PREFIX = "presently:";
 const SWEEP_INSTANCES = 8;
 const SWEEP_STATES = 512;
 const PATCH_ATTEMPTS = 16;
+/** A new watch also catches up on events this much older than itself. */
+const WATCH_SLACK_MS = 50;
+/** How many rooms `#known` remembers. */
+const KNOWN_ROOMS = 4096;
 
 let shaCache: Promise<Map<ScriptName, string>> | null = null;
 
@@ -189,8 +193,8 @@ export class RedisPresenceStore implements PresenceStore {
   readonly #connectTimeoutMs: number;
   readonly #onError: (error: unknown, event: PresenceEvent | null) => void;
   #driver: Promise<RedisDriver> | null = null;
-  /** The driver once connected, so a watch can queue its first read at once. */
-  #ready: RedisDriver | null = null;
+  /** Last seq of events this handle made, per room (bounded, oldest out). */
+  #known = new Map<string, number>();
   #listeners: StoreListener[] = [];
   #resetListeners: Array<() => void> = [];
   #watches = new Map<string, Watch>();
@@ -663,7 +667,7 @@ export class RedisPresenceStore implements PresenceStore {
       watch = {
         refs: 0,
         lastSeq: -1,
-        start: null,
+        startedAt: null,
         subscribed: false,
         busy: false,
       };
@@ -671,10 +675,9 @@ export class RedisPresenceStore implements PresenceStore {
     }
     const w = watch;
     if (++w.refs === 1) {
-      // Read the seq now, ahead of the caller's snapshot on the same
-      // connection: events after it are caught up once subscribed.
-      w.start = this.#currentSeq(room);
-      w.start.catch(() => {});
+      // Nothing this handle made itself is news to it.
+      w.lastSeq = this.#known.get(room) ?? -1;
+      w.startedAt = Date.now();
       this.#reconcile(room, w);
     }
     let active = true;
@@ -768,7 +771,6 @@ export class RedisPresenceStore implements PresenceStore {
     this.#watches.clear();
     const driver = this.#driver;
     this.#driver = null;
-    this.#ready = null;
     if (driver !== null) {
       try {
         await (await driver).close();
@@ -803,7 +805,6 @@ export class RedisPresenceStore implements PresenceStore {
           await this.#runOn(d, "epoch", [crypto.randomUUID()]),
         );
         this.#epoch = epoch[0]!;
-        if (!this.#closed) this.#ready = d;
       } catch (error) {
         await d.close();
         throw error;
@@ -890,6 +891,7 @@ export class RedisPresenceStore implements PresenceStore {
 
   /** Deliver in seq order per watched room, dropping what was delivered already. */
   #offer(event: PresenceEvent, own: boolean): void {
+    if (own) this.#remember(event);
     const w = this.#watches.get(event.room);
     if (w !== undefined && w.refs > 0) {
       if (event.seq <= w.lastSeq) return;
@@ -905,6 +907,17 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
+  #remember(event: PresenceEvent): void {
+    const known = this.#known;
+    const last = known.get(event.room);
+    if (last !== undefined && last >= event.seq) return;
+    known.delete(event.room);
+    known.set(event.room, event.seq);
+    if (known.size > KNOWN_ROOMS) {
+      known.delete(known.keys().next().value!);
+    }
+  }
+
   #reconcile(room: string, w: Watch): void {
     if (w.busy || this.#closed) return;
     w.busy = true;
@@ -913,9 +926,6 @@ export class RedisPresenceStore implements PresenceStore {
       const driver = await this.#connect();
       while (!this.#closed && w.subscribed !== w.refs > 0) {
         if (w.refs > 0) {
-          const start = await (w.start ?? this.#currentSeq(room));
-          w.start = null;
-          if (start > w.lastSeq) w.lastSeq = start;
           await driver.subscribe(channel);
           w.subscribed = true;
           await this.#catchUp(room, w);
@@ -939,20 +949,34 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   /**
-   * Deliver the logged events after the last one seen. Reports whether the
-   * room is now behind (the log no longer reaches back) or went backwards.
+   * Deliver logged events this watch missed: for a new watch, those appended
+   * since it began (with some slack for the trip to Redis); after a
+   * reconnect, those after the last one delivered. Reports whether the room
+   * is behind (the log no longer reaches back) or went backwards.
    */
   async #catchUp(
     room: string,
     w: Watch,
   ): Promise<"ok" | "behind" | "regressed"> {
+    if (w.startedAt !== null) {
+      const age = Date.now() - w.startedAt + WATCH_SLACK_MS;
+      const r = asStrings(
+        await this.#run("catchUp", [room, "-1", String(age)]),
+      );
+      w.startedAt = null;
+      for (let i = 1; i < r.length; i++) {
+        this.#offer(JSON.parse(r[i]!) as PresenceEvent, false);
+      }
+      if (w.lastSeq < 0 && w.refs > 0) w.lastSeq = Number(r[0]);
+      return "ok";
+    }
     let since = w.lastSeq;
-    let r = asStrings(await this.#run("catchUp", [room, String(since)]));
+    let r = asStrings(await this.#run("catchUp", [room, String(since), "0"]));
     const regressed = since >= 0 && Number(r[0]) < since;
     if (regressed) {
       // The room started over (data loss): everything in it is new.
       w.lastSeq = since = 0;
-      r = asStrings(await this.#run("catchUp", [room, "0"]));
+      r = asStrings(await this.#run("catchUp", [room, "0", "0"]));
     }
     for (let i = 1; i < r.length; i++) {
       this.#offer(JSON.parse(r[i]!) as PresenceEvent, false);
@@ -1032,14 +1056,6 @@ export class RedisPresenceStore implements PresenceStore {
         ...rooms.slice(i, i + 256),
       ]);
     }
-  }
-
-  #currentSeq(room: string): Promise<number> {
-    const key = `${this.#prefix}q:${room}`;
-    const reply = this.#ready !== null
-      ? this.#ready.command(["GET", key])
-      : this.#connect().then((d) => d.command(["GET", key]));
-    return this.#call(reply).then((r) => r === null ? 0 : Number(r));
   }
 
   #report(error: unknown, event: PresenceEvent | null): void {

@@ -26,9 +26,14 @@ const OUT = "test-output/browser";
 type Page = any;
 
 /** Start the demo server as its own process; resolves its port. */
-async function startDemo(): Promise<{ port: number; stop(): Promise<void> }> {
-  const child = new D!.Command(D!.execPath(), {
-    args: ["run", "-A", "examples/demo/server.ts"],
+async function startDemo(
+  runtime: "deno" | "bun" = "deno",
+): Promise<{ port: number; stop(): Promise<void> }> {
+  const [cmd, args] = runtime === "deno"
+    ? [D!.execPath(), ["run", "-A", "examples/demo/server.ts"]]
+    : [D!.env.get("PRESENTLY_BUN") ?? "node_modules/.bin/bun", ["examples/demo/bun.ts"]];
+  const child = new D!.Command(cmd, {
+    args,
     env: { PORT: "0", HOST: "127.0.0.1", DEMO_GRACE_MS: "5000" },
     stdout: "piped",
     stderr: "inherit",
@@ -195,6 +200,51 @@ if (!D) {
         timeout: 3000,
       });
       await ada.screenshot({ path: `${OUT}/after-resume.png` });
+    });
+  });
+
+  describe("the same demo on Bun, in real Chromium", () => {
+    let demo: { port: number; stop(): Promise<void> };
+    let browser: any;
+    before(async () => {
+      demo = await startDemo("bun");
+      const { chromium } = await import("playwright-core");
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
+    });
+    after(async () => {
+      await browser?.close();
+      await demo?.stop();
+    });
+
+    it("shows both users, typing, and live cursors that follow the mouse", async () => {
+      const open = async (q: string): Promise<Page> => {
+        const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+        await page.goto(`http://127.0.0.1:${demo.port}/?${q}#design`);
+        await page.waitForSelector("body[data-ready=true]", { timeout: 15_000 });
+        return page;
+      };
+      const ada = await open("name=Ada&user=ada");
+      const bob = await open("name=Bob&user=bob");
+      await ada.waitForSelector('#roster li[data-user="bob"]', { timeout: 5000 });
+      await bob.waitForSelector('#roster li[data-user="ada"]', { timeout: 5000 });
+      await bob.type("#message", "hi", { delay: 20 });
+      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="true"]', { timeout: 3000 });
+      const bobCid = await bob.evaluate(() => (globalThis as any).presently.client.connectionId);
+      const box = await bob.locator("#stage").boundingBox();
+      await bob.mouse.move(box.x + 100, box.y + 100);
+      await ada.waitForSelector(`[data-cursor="${bobCid}"]`, { timeout: 3000 });
+      // Sweep the mouse; the cursor in Ada's page must end where Bob's mouse is.
+      await bob.mouse.move(box.x + 500, box.y + 300, { steps: 30 });
+      await ada.waitForFunction((id: string) => {
+        const el = document.querySelector(`[data-cursor="${id}"]`) as HTMLElement | null;
+        const m = el?.style.transform.match(/translate\(([\d.]+)px, ([\d.]+)px\)/);
+        return m !== null && m !== undefined && Math.abs(Number(m[1]) - 500) < 3 &&
+          Math.abs(Number(m[2]) - 300) < 3;
+      }, bobCid, { timeout: 3000 });
+      await ada.screenshot({ path: `${OUT}/bun-demo.png` });
+      await bob.close();
+      await ada.waitForSelector('#roster li[data-user="bob"]', { state: "detached", timeout: 3000 });
+      await ada.waitForSelector(`[data-cursor="${bobCid}"]`, { state: "detached", timeout: 3000 });
     });
   });
 }

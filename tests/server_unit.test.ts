@@ -347,4 +347,33 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     assert.equal(a.answer(ids[2]!)?.message, "State refused: n must be a number");
     await server.close();
   });
+
+  it("stats() counts connections, rooms, subscribers, events and store latency", async () => {
+    const { server, step } = make();
+    const a = await connect(server);
+    const b = await connect(server);
+    a.send("join", { room: "r1", sub: true });
+    b.send("join", { room: "r2" });
+    b.send("state", { room: "r2", state: 1 });
+    await step();
+    const s = server.stats();
+    assert.equal(s.connections, 2);
+    assert.equal(s.detached, 0);
+    assert.equal(s.rooms, 2);
+    assert.equal(s.subscribers, 1);
+    assert.equal(s.requests, 3);
+    assert.equal(s.eventsIn, 3);
+    assert.ok(s.framesOut >= 1);
+    assert.ok(s.storeLatencyMs >= 0);
+    await step(1000);
+    assert.ok(server.stats().eventsInPerSecond > 2, "three events in the first second");
+    await step(1000);
+    await step(1000);
+    assert.equal(server.stats().eventsInPerSecond, 0, "no events in the last second");
+    b.handlers.close(1006, "");
+    await step();
+    assert.equal(server.stats().connections, 1);
+    assert.equal(server.stats().detached, 1);
+    await server.close();
+  });
 });

@@ -59,6 +59,10 @@ export interface PresenceStats {
   eventsIn: number;
   /** Event frames written to sockets or topics since start. */
   framesOut: number;
+  /** Store events applied per second, over the last second or so. */
+  eventsInPerSecond: number;
+  /** Event frames written per second, over the last second or so. */
+  framesOutPerSecond: number;
   /** Times a backed-up subscriber was switched to latest-wins resync. */
   coalesced: number;
   /** Sockets closed as slow consumers. */
@@ -153,6 +157,7 @@ export class PresenceServer {
     slowClosed: 0,
   };
   #storeLatency: number[] = [];
+  #rates = { at: 0, eventsIn: 0, framesOut: 0, eventsInPerSecond: 0, framesOutPerSecond: 0 };
 
   /**
    * Create a server. It starts its housekeeping loop at once; call `close()`
@@ -209,6 +214,7 @@ export class PresenceServer {
       unreset?.();
     };
     const now = this.#clock.now();
+    this.#rates.at = now;
     this.#lastPing =
       this.#lastLiveness =
       this.#lastLease =
@@ -394,6 +400,8 @@ export class PresenceServer {
       rooms: this.#rooms.size,
       subscribers,
       ...this.#stats,
+      eventsInPerSecond: this.#rates.eventsInPerSecond,
+      framesOutPerSecond: this.#rates.framesOutPerSecond,
       storeLatencyMs: lat.length ? lat.reduce((a, b) => a + b, 0) / lat.length : 0,
       bufferedBytes,
     };
@@ -1169,6 +1177,15 @@ export class PresenceServer {
       if (now - this.#lastLiveness >= Math.min(1000, this.#intervalMs)) {
         this.#lastLiveness = now;
         this.#checkLiveness(now);
+        const r = this.#rates;
+        const secs = (now - r.at) / 1000;
+        if (secs > 0) {
+          r.eventsInPerSecond = (this.#stats.eventsIn - r.eventsIn) / secs;
+          r.framesOutPerSecond = (this.#stats.framesOut - r.framesOut) / secs;
+        }
+        r.at = now;
+        r.eventsIn = this.#stats.eventsIn;
+        r.framesOut = this.#stats.framesOut;
       }
       for (const conn of this.#detached) {
         if (now - conn.detachedAt >= this.#graceMs) this.#finish(conn, "close");

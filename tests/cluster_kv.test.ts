@@ -134,8 +134,7 @@ if (!IS_DENO) {
       // Snapshots from each instance agree.
       const carol = await client(nodeA, "carol");
       const dave = await client(nodeB, "dave");
-      const view = (s: Record<string, unknown>) =>
-        JSON.stringify([s.seq, s.present, s.states]);
+      const view = (s: Record<string, unknown>) => JSON.stringify([s.seq, s.present, s.states]);
       let onA = "";
       let onB = "";
       const deadline = Date.now() + CROSS_MS;

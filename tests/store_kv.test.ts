@@ -5,11 +5,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { runStoreConformance, waitFor } from "./store_conformance.ts";
-import {
-  type KvLike,
-  KvPresenceStore,
-  type KvPresenceStoreOptions,
-} from "../src/store/deno_kv.ts";
+import { type KvLike, KvPresenceStore, type KvPresenceStoreOptions } from "../src/store/deno_kv.ts";
 import { PresenceError } from "../src/errors.ts";
 import type { PresenceEvent } from "../src/store/types.ts";
 
@@ -101,8 +97,7 @@ if (!IS_DENO) {
 
     it("the constructor refuses bad options", async () => {
       const kv = await D!.openKv(":memory:");
-      const isBad = (e: unknown) =>
-        e instanceof PresenceError && e.code === "bad_request";
+      const isBad = (e: unknown) => e instanceof PresenceError && e.code === "bad_request";
       assert.throws(
         () => new KvPresenceStore(kv, { pollIntervalMs: -1 }),
         isBad,
@@ -204,15 +199,88 @@ if (!IS_DENO) {
       kv.close();
     });
 
+    it("a reap stops when the lapsed instance renews its lease meanwhile", async () => {
+      const kv = await D!.openKv(":memory:");
+      let commits = -1; // counting starts when armed
+      let onSecondCommit: (() => Promise<void>) | null = null;
+      // Commits through this handle can run a hook: here, the stalled instance
+      // renewing right after the reaper's first leave.
+      const hooked: KvLike = {
+        get: (k) => kv.get(k),
+        getMany: (k) => kv.getMany(k),
+        list: (s, o) => kv.list(s, o),
+        atomic: () => {
+          const op = kv.atomic();
+          const wrapped = {
+            check: (...c: Parameters<typeof op.check>) => (op.check(...c), wrapped),
+            set: (...a: Parameters<typeof op.set>) => (op.set(...a), wrapped),
+            delete: (k: Parameters<typeof op.delete>[0]) => (op.delete(k), wrapped),
+            commit: async () => {
+              const res = await op.commit();
+              if (commits >= 0 && ++commits === 2 && onSecondCommit) {
+                await onSecondCommit();
+              }
+              return res;
+            },
+          };
+          return wrapped;
+        },
+      };
+      const slow = new KvPresenceStore(kv, { prefix: ["p"] });
+      const survivor = new KvPresenceStore(hooked, { prefix: ["p"] });
+      let resets = 0;
+      slow.onReset(() => resets++);
+      const seen: PresenceEvent[] = [];
+      survivor.subscribe((e) => seen.push(e));
+      const now = Date.now();
+      await slow.renewLease("i1", 1_000, now);
+      for (const cid of ["c1", "c2", "c3"]) {
+        await slow.join("r", cid, "i1", {}, now);
+      }
+      onSecondCommit = () => slow.renewLease("i1", 1_000, now + 1_500);
+      commits = 0; // 1: the claim, 2: the first leave
+      await survivor.sweep(now + 1_200);
+      assert.deepEqual(seen.map((e) => e.type), ["leave"]);
+      const left = (await survivor.snapshot("r", now)).present.map((p) => p.id);
+      assert.equal(left.length, 2);
+      const lease = await kv.get(["p", "lease", "i1"]);
+      assert.deepEqual(lease.value, { expiresAt: now + 2_500 });
+      await waitFor(() => resets === 1);
+      await slow.close();
+      await survivor.close();
+      kv.close();
+    });
+
+    it("a handle never reaps an instance whose lease it renews itself", async () => {
+      const kv = await D!.openKv(":memory:");
+      const own = new KvPresenceStore(kv, { prefix: ["p"] });
+      const other = new KvPresenceStore(kv, { prefix: ["p"] });
+      const now = Date.now();
+      await own.renewLease("i1", 100, now);
+      await own.join("r", "c1", "i1", {}, now);
+      await own.sweep(now + 1_000);
+      assert.equal((await own.snapshot("r", now)).present.length, 1);
+      await other.sweep(now + 1_000);
+      assert.equal((await own.snapshot("r", now)).present.length, 0);
+      await own.close();
+      await other.close();
+      kv.close();
+    });
+
     it("a reaper that died mid-reap is taken over once its claim lapses", async () => {
       const kv = await D!.openKv(":memory:");
+      const gone = new KvPresenceStore(kv, { prefix: ["p"] });
       const store = new KvPresenceStore(kv, { prefix: ["p"] });
       const seen: PresenceEvent[] = [];
       store.subscribe((event) => seen.push(event));
+      store.watchRoom("r");
+      await store.snapshot("r", 0); // let the watch's baseline read land
       const now = Date.now();
-      await store.renewLease("dead", 1_000, now);
-      await store.join("r", "c1", "dead", {}, now);
-      await store.join("r", "c2", "dead", {}, now);
+      await gone.renewLease("dead", 1_000, now);
+      await gone.join("r", "c1", "dead", {}, now);
+      await gone.join("r", "c2", "dead", {}, now);
+      await gone.close();
+      await waitFor(() => seen.length === 2);
       // Another handle claimed the lease, reaped c1 and crashed.
       await kv.set(["p", "lease", "dead"], {
         expiresAt: now + 1_000,

@@ -452,12 +452,11 @@ export class KvPresenceStore implements PresenceStore {
     this.#assertOpen();
     this.#held.delete(instanceId);
     await this.#reap(instanceId, "close", Date.now(), null);
-    await this.#retry("releaseLease", async () =>
-      (await this.#commit(
-          this.#kv.atomic().delete(this.#leaseKey(instanceId)),
-        )).ok
-        ? undefined
-        : RETRY);
+    const key = this.#leaseKey(instanceId);
+    await this.#retry("releaseLease", async () => {
+      const res = await this.#commit(this.#kv.atomic().delete(key));
+      return res.ok ? undefined : RETRY;
+    });
   }
 
   /**
@@ -1048,18 +1047,20 @@ export class KvPresenceStore implements PresenceStore {
         await w.ready;
         for (;;) {
           const { done, value } = await reader.read();
-          if (done || w.stopped) return;
+          if (w.stopped) return;
+          if (done) break;
           const seq = seqOf(value[0]);
           if (w.last >= 0 && seq > w.last) await this.#catchUp(w, seq);
         }
       } catch (error) {
         if (w.stopped || this.#closed) return;
         this.#report(error);
-        // Polling keeps delivering meanwhile; try the watch again later.
         reader.cancel().catch(() => {});
-        await sleep(WATCH_RESTART_MS);
-        if (!w.stopped && !this.#closed) this.#runWatch(w);
       }
+      // The stream failed or ended (e.g. a dropped KV Connect link): polling
+      // keeps delivering meanwhile; watch again later.
+      await sleep(WATCH_RESTART_MS);
+      if (!w.stopped && !this.#closed) this.#runWatch(w);
     })();
   }
 
@@ -1164,7 +1165,8 @@ export class KvPresenceStore implements PresenceStore {
    * `"instance"`), then clear states whose `expiresAt <= now` (state events
    * with `state: null, expired: true`). Each happens exactly once across all
    * handles: a reaper claims the lease with a versionstamp check, and every
-   * removal is its own checked commit.
+   * removal is its own checked commit. A handle never reaps an instance whose
+   * lease it renews itself (that instance lives in this process).
    *
    * @param now The current time in ms since the epoch.
    * @returns A promise that resolves after the events were delivered.
@@ -1190,7 +1192,11 @@ export class KvPresenceStore implements PresenceStore {
     }
     for (const entry of leases) {
       const lease = entry.value as LeaseValue;
+      const instance = entry.key[entry.key.length - 1] as string;
       if (now < lease.expiresAt) continue;
+      // This handle renews that lease: the instance lives here, merely late
+      // (e.g. after a stall), and renews next; reaping it would only flap.
+      if (this.#held.has(instance)) continue;
       if (lease.reaper !== undefined && now < (lease.reapUntil ?? 0)) continue;
       const claim: LeaseValue = {
         expiresAt: lease.expiresAt,
@@ -1202,7 +1208,6 @@ export class KvPresenceStore implements PresenceStore {
       );
       if (!res.ok || res.versionstamp === undefined) continue;
       const claimed: Check = { key: entry.key, versionstamp: res.versionstamp };
-      const instance = entry.key[entry.key.length - 1] as string;
       if (await this.#reap(instance, "instance", now, claimed)) {
         await this.#commit(this.#kv.atomic().check(claimed).delete(entry.key));
       }
@@ -1317,9 +1322,7 @@ export class KvPresenceStore implements PresenceStore {
           op.delete(key);
         }
         if (lease) op.check(lease);
-        return (await this.#commit(op)).ok
-          ? undefined
-          : await this.#conflict(lease);
+        return (await this.#commit(op)).ok ? undefined : await this.#conflict(lease);
       });
       if (result === LOST) return false;
     }

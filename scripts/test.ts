@@ -60,7 +60,10 @@ const missing: string[] = [];
 const env: Record<string, string> = {};
 
 // 1. npm dev dependencies: bun, playwright-core, esbuild, the redis client.
-if (!exists(`${root}node_modules/.bin/bun`) || !exists(`${root}node_modules/playwright-core`)) {
+const devDeps = Object.keys(
+  JSON.parse(Deno.readTextFileSync(`${root}package.json`)).devDependencies ?? {},
+);
+if (devDeps.some((d) => !exists(`${root}node_modules/${d}/package.json`))) {
   console.log("[test] installing npm dev dependencies (bun, playwright-core, esbuild, redis)");
   const r = await run("npm", ["ci", "--no-audit", "--no-fund"]);
   if (r.code !== 0) await run("npm", ["install", "--no-audit", "--no-fund"]);

@@ -376,4 +376,21 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     assert.equal(server.stats().detached, 1);
     await server.close();
   });
+
+  it("disconnect() closes a connection with 4401 and its leave is immediate, with no resume", async () => {
+    const { server, step } = make({ leaveGraceMs: 5000 });
+    const w = await connect(server);
+    const a = await connect(server);
+    w.send("join", { room: "r", sub: true });
+    a.send("join", { room: "r" });
+    await step();
+    assert.equal(server.disconnect(a.cid), true);
+    await step();
+    assert.equal(a.socket.closeCode, CloseCode.unauthorized);
+    assert.deepEqual(w.events("r").filter((e) => e[1] === "l").map((e) => e[2]), [a.cid]);
+    const again = await connect(server, `ws://test/?v=1&resume=${encodeURIComponent(a.token)}`);
+    assert.equal(again.socket.sent[0]!.resumed, false);
+    assert.equal(server.disconnect("nobody"), false);
+    await server.close();
+  });
 });

@@ -344,6 +344,34 @@ export class PresenceServer {
   }
 
   /**
+   * Close a connection of this server for good (e.g. to revoke a user): its
+   * socket is closed with `code` and it leaves its rooms at once, with no
+   * resume window. Unknown ids are ignored.
+   *
+   * @param connectionId The connection id.
+   * @param code The close code. Default `4401` (unauthorized).
+   * @param reason The close reason.
+   * @returns `true` when the connection was found.
+   */
+  disconnect(
+    connectionId: string,
+    code: number = CloseCode.unauthorized,
+    reason = "Disconnected by the server",
+  ): boolean {
+    const conn = this.#conns.get(connectionId);
+    if (!conn || conn.finished) return false;
+    const socket = conn.socket;
+    if (socket) {
+      this.#detach(conn);
+      try {
+        socket.close(code, reason);
+      } catch { /* already closed */ }
+    }
+    this.#finish(conn, "close");
+    return true;
+  }
+
+  /**
    * Take a connection of this server out of a room.
    *
    * @param connectionId The connection id.

@@ -56,33 +56,34 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Resolve true once `PING` answers `+PONG` on the port. */
-function ping(port: number): Promise<boolean> {
+/** The pid of the redis-server answering on the port, or -1. */
+function serverPid(port: number): Promise<number> {
   return new Promise((resolve) => {
     const socket = new Socket();
     let data = "";
-    const done = (ok: boolean) => {
+    const done = (pid: number) => {
       socket.destroy();
-      resolve(ok);
+      resolve(pid);
     };
-    socket.setTimeout(500, () => done(false));
-    socket.once("error", () => done(false));
+    socket.setTimeout(500, () => done(-1));
+    socket.once("error", () => done(-1));
     socket.on("data", (chunk) => {
       data += chunk.toString();
-      if (data.includes("\r\n")) done(data.startsWith("+PONG"));
+      const m = data.match(/process_id:(\d+)\r\n/);
+      if (m) done(Number(m[1]));
+      else if (data.startsWith("-")) done(-1);
     });
-    socket.connect(port, "127.0.0.1", () => socket.write("PING\r\n"));
+    socket.connect(port, "127.0.0.1", () => socket.write("INFO server\r\n"));
   });
 }
 
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve();
-  }
-  return new Promise((resolve) => child.once("exit", () => resolve()));
+interface Child {
+  process: ChildProcess;
+  /** Settles when the process exited (listened to from the start). */
+  exited: Promise<void>;
 }
 
-async function launch(port: number): Promise<ChildProcess | null> {
+async function launch(port: number): Promise<Child | null> {
   const child = spawn(REDIS_SERVER_BIN, [
     "--port",
     String(port),
@@ -96,16 +97,24 @@ async function launch(port: number): Promise<ChildProcess | null> {
     "warning",
   ], { stdio: "ignore" });
   let failed = false;
-  child.once("error", () => (failed = true));
-  child.once("exit", () => (failed = true));
+  const exited = new Promise<void>((resolve) => {
+    const end = () => {
+      failed = true;
+      resolve();
+    };
+    child.once("exit", end);
+    child.once("error", end);
+  });
   const deadline = Date.now() + 5_000;
-  while (Date.now() < deadline) {
-    if (failed) return null;
-    if (await ping(port)) return child;
+  while (Date.now() < deadline && !failed) {
+    // Only this process counts: an old one may still hold the port.
+    if (await serverPid(port) === child.pid) {
+      return { process: child, exited };
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
   child.kill("SIGKILL");
-  await exited(child);
+  await exited;
   return null;
 }
 
@@ -118,27 +127,27 @@ async function launch(port: number): Promise<ChildProcess | null> {
 export async function startRedis(): Promise<RedisServer> {
   const missing = redisMissing();
   if (missing !== null) throw new Error(missing);
-  let child: ChildProcess | null = null;
+  let child: Child | null = null;
   let port = 0;
   for (let attempt = 0; attempt < 5 && child === null; attempt++) {
     port = await freePort();
     child = await launch(port);
   }
   if (child === null) throw new Error("redis-server did not start");
-  let current: ChildProcess | null = child;
+  let current: Child | null = child;
   const stop = async () => {
     const c = current;
     current = null;
     if (c === null) return;
-    c.kill("SIGTERM");
-    const timer = setTimeout(() => c.kill("SIGKILL"), 2_000);
-    await exited(c);
+    c.process.kill("SIGTERM");
+    const timer = setTimeout(() => c.process.kill("SIGKILL"), 2_000);
+    await c.exited;
     clearTimeout(timer);
   };
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    pid: () => current?.pid ?? -1,
+    pid: () => current?.process.pid ?? -1,
     stop,
     async restart() {
       await stop();

@@ -8,7 +8,8 @@ import { runStoreConformance, waitFor } from "./store_conformance.ts";
 import { RedisPresenceStore } from "../src/store/redis.ts";
 import { PresenceError } from "../src/errors.ts";
 import type { PresenceEvent } from "../src/store/types.ts";
-import { type RedisServer, redisMissing, startRedis } from "./_redis.ts";
+import { redisMissing, type RedisServer, startRedis } from "./_redis.ts";
+import { waitUntil } from "./_harness.ts";
 
 const missing = redisMissing();
 
@@ -143,6 +144,7 @@ if (missing === null) {
         await b.join("r", `probe${seen.length}`, "i1", {}, Date.now());
         return seen.length > 0;
       });
+      await new Promise((r) => setTimeout(r, 50));
       const base = seen.at(-1)!;
       // Two writes back to back: b's event may still be in flight to a.
       await b.join("r", "x", "i1", {}, Date.now());
@@ -152,6 +154,24 @@ if (missing === null) {
         base + 1,
         base + 2,
       ]);
+    });
+
+    it("watching, unwatching and watching again at once still delivers remote events", async () => {
+      const p = prefix();
+      const a = store(p);
+      const b = store(p);
+      const seen: PresenceEvent[] = [];
+      a.subscribe((e) => seen.push(e));
+      a.watchRoom("r")();
+      const unwatch = a.watchRoom("r");
+      await a.join("r", "own", "i1", {}, Date.now());
+      await b.join("r", "remote", "i2", {}, Date.now());
+      await waitFor(() => seen.length === 2, 3_000, "both joins");
+      assert.deepEqual(seen.map((e) => e.seq), [1, 2]);
+      unwatch();
+      await b.leave("r", "remote", "leave", Date.now());
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(seen.length, 2);
     });
 
     it("a restart of Redis triggers onReset and watched rooms work again", async () => {
@@ -168,16 +188,20 @@ if (missing === null) {
       await waitFor(() => seen.length === 1, 3_000, "the first join");
 
       await server.restart();
-      await waitFor(() => resets > 0, 10_000, "onReset");
+      await waitUntil(() => resets > 0, 10_000, "onReset");
       // After the reset the room starts over: new events arrive again.
-      await waitFor(async () => {
-        try {
-          await b.join("lobby", "c2", "inst-b", { n: 2 }, Date.now());
-        } catch {
-          return false;
-        }
-        return seen.some((e) => e.type === "join" && e.connectionId === "c2");
-      }, 10_000, "a join after the restart");
+      await waitUntil(
+        async () => {
+          try {
+            await b.join("lobby", "c2", "inst-b", { n: 2 }, Date.now());
+          } catch {
+            return false;
+          }
+          return seen.some((e) => e.type === "join" && e.connectionId === "c2");
+        },
+        10_000,
+        "a join after the restart",
+      );
       const snap = await a.snapshot("lobby", Date.now());
       assert.deepEqual(snap.present.map((x) => x.id), ["c2"]);
       assert.equal(resets, 1);

@@ -74,8 +74,7 @@ async function bunDriver(
   const cmd = new bun.RedisClient(options.url, settings);
   const sub = new bun.RedisClient(options.url, settings);
   const channels = new Set<string>();
-  const onMessage: BunListener = (message, channel) =>
-    hooks.message(channel, message);
+  const onMessage: BunListener = (message, channel) => hooks.message(channel, message);
   let cmdUp = 0;
   let subUp = 0;
   let closed = false;
@@ -144,8 +143,9 @@ async function nodeRedisDriver(
   options: DriverOptions,
   hooks: DriverHooks,
 ): Promise<RedisDriver> {
-  // Loaded only here, so nothing else in Presently depends on npm packages.
-  const mod = await import("npm:redis@^6.3.1") as unknown as NodeRedisModule;
+  // Loaded only here (deno.json maps "redis" to npm:redis@^6.3.1), so nothing
+  // else in Presently depends on an npm package.
+  const mod = await import("redis") as unknown as NodeRedisModule;
   const cmd = mod.createClient({
     url: options.url,
     socket: {
@@ -174,8 +174,7 @@ async function nodeRedisDriver(
   watch(sub, "pubsub");
   await cmd.connect();
   await sub.connect();
-  const onMessage: BunListener = (message, channel) =>
-    hooks.message(channel, message);
+  const onMessage: BunListener = (message, channel) => hooks.message(channel, message);
   return {
     kind: "node-redis",
     command: (args) => cmd.sendCommand(args),

@@ -244,14 +244,20 @@ return result('ok')
 `;
 
 /**
- * ARGV[5..]: now, max instances, max states. Reaps lapsed instances (each
- * atomically, so exactly one sweeper emits its leaves), then pops due states.
- * Answers "more" when a limit was hit.
+ * ARGV[5..]: now, max instances, max states, then the instances whose lease
+ * the caller renews itself (never reaped by their own process: they only
+ * stalled). Reaps lapsed instances (each atomically, so exactly one sweeper
+ * emits its leaves), then pops due states. Answers "more" when a limit was hit.
  */
 const SWEEP = `
 local now, maxI, maxS = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local own = {}
+for i = 8, #ARGV do own[ARGV[i]] = true end
+maxI = maxI + #ARGV - 7
 local lapsed = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, maxI)
-for _, inst in ipairs(lapsed) do reap(inst, 'instance', now) end
+for _, inst in ipairs(lapsed) do
+  if not own[inst] then reap(inst, 'instance', now) end
+end
 local due = redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', now, 'LIMIT', 0, maxS)
 for _, e in ipairs(due) do
   redis.call('ZREM', P .. 'x', e)

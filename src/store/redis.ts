@@ -74,6 +74,8 @@ interface Watch {
   lastSeq: number;
   /** When the watch began (wall ms), until its first catch-up is done. */
   startedAt: number | null;
+  /** Settles when that first catch-up is done (or failed). */
+  ready: PromiseWithResolvers<void> | null;
   subscribed: boolean;
   busy: boolean;
 }
@@ -195,6 +197,8 @@ export class RedisPresenceStore implements PresenceStore {
   #driver: Promise<RedisDriver> | null = null;
   /** Last seq of events this handle made, per room (bounded, oldest out). */
   #known = new Map<string, number>();
+  /** Tail of the pending state writes per member, see `setState`. */
+  #stateChains = new Map<string, Promise<void>>();
   #listeners: StoreListener[] = [];
   #resetListeners: Array<() => void> = [];
   #watches = new Map<string, Watch>();
@@ -351,6 +355,7 @@ export class RedisPresenceStore implements PresenceStore {
     meta: Metadata,
     now: number,
   ): Promise<PresenceEvent | null> {
+    await this.#settled(room);
     const result = await this.#mutate("join", [
       room,
       connectionId,
@@ -388,6 +393,7 @@ export class RedisPresenceStore implements PresenceStore {
     reason: LeaveReason,
     now: number,
   ): Promise<PresenceEvent | null> {
+    await this.#settled(room);
     const result = await this.#mutate("leave", [
       room,
       connectionId,
@@ -437,9 +443,32 @@ export class RedisPresenceStore implements PresenceStore {
   ): Promise<PresenceEvent | null | "not_member"> {
     const at = expiresAt === null ? "" : time(expiresAt, "expiry");
     const stamp = time(now, "time");
+    // One write at a time per member from this handle: keeps call order, and
+    // its own patches never conflict with each other.
+    const key = `${room.length}:${room}${connectionId}`;
+    const previous = this.#stateChains.get(key) ?? Promise.resolve();
+    const run = previous.then(() => this.#writeState(room, connectionId, write, at, stamp));
+    const tail = run.then(() => {}, () => {});
+    this.#stateChains.set(key, tail);
+    tail.then(() => {
+      if (this.#stateChains.get(key) === tail) this.#stateChains.delete(key);
+    });
+    return await run;
+  }
+
+  async #writeState(
+    room: string,
+    connectionId: string,
+    write: StateWrite,
+    at: string,
+    stamp: string,
+  ): Promise<PresenceEvent | null | "not_member"> {
+    await this.#settled(room);
     const clear = write.kind === "clear" ||
-      (write.kind === "set" && (write.state === null || write.state === undefined)) ||
-      (write.kind === "patch" && (write.patch === null || write.patch === undefined));
+      (write.kind === "set" &&
+        (write.state === null || write.state === undefined)) ||
+      (write.kind === "patch" &&
+        (write.patch === null || write.patch === undefined));
     if (clear || write.kind === "set") {
       const state = clear ? "" : JSON.stringify((write as { state: unknown }).state);
       const result = await this.#mutate("setState", [
@@ -458,6 +487,11 @@ export class RedisPresenceStore implements PresenceStore {
     const patch = (write as { patch: unknown }).patch;
     const patchJson = JSON.stringify(patch);
     for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
+      if (attempt > 0) {
+        // Another instance won the race: back off a little, with jitter.
+        const ms = Math.random() * Math.min(50, 2 ** attempt);
+        await new Promise((resolve) => setTimeout(resolve, ms));
+      }
       const read = asStrings(
         await this.#run("readState", [room, connectionId, stamp]),
       );
@@ -589,9 +623,7 @@ export class RedisPresenceStore implements PresenceStore {
     const reply = await this.#call(
       driver.command(["HGET", `${this.#prefix}d:${connectionId}`, "m"]),
     );
-    return reply === null || reply === undefined
-      ? null
-      : JSON.parse(String(reply));
+    return reply === null || reply === undefined ? null : JSON.parse(String(reply));
   }
 
   /**
@@ -646,8 +678,11 @@ export class RedisPresenceStore implements PresenceStore {
 
   /**
    * Receive other instances' events in `room`: subscribes the room's channel
-   * (reference counted) and, once subscribed, catches up on recent events
-   * from the room's log.
+   * (reference counted) and, once subscribed, catches up from the room's log
+   * on events published since the call, so none falls between the call and
+   * the subscription. Events published up to ~50 ms before the call may be
+   * delivered too (clock slack); the server's room view drops those by seq.
+   * Writes in the room wait for that first catch-up.
    *
    * @param room The room name.
    * @returns An idempotent function that drops the interest.
@@ -668,6 +703,7 @@ export class RedisPresenceStore implements PresenceStore {
         refs: 0,
         lastSeq: -1,
         startedAt: null,
+        ready: null,
         subscribed: false,
         busy: false,
       };
@@ -678,6 +714,7 @@ export class RedisPresenceStore implements PresenceStore {
       // Nothing this handle made itself is news to it.
       w.lastSeq = this.#known.get(room) ?? -1;
       w.startedAt = Date.now();
+      w.ready ??= Promise.withResolvers<void>();
       this.#reconcile(room, w);
     }
     let active = true;
@@ -695,7 +732,9 @@ export class RedisPresenceStore implements PresenceStore {
    * Reap instances whose lease lapsed (`now >= expiry`; leaves with reason
    * `"instance"`), then clear states whose `expiresAt <= now` (state events
    * with `state: null, expired: true`). Each is one atomic script, so when
-   * several instances sweep at once every event is still emitted once.
+   * several instances sweep at once every event is still emitted once. An
+   * instance whose lease this handle renews is left to the other instances:
+   * in its own process it has at most stalled.
    *
    * @param now The current time in ms since the epoch.
    * @returns A promise that resolves after the events were delivered.
@@ -715,6 +754,7 @@ export class RedisPresenceStore implements PresenceStore {
         stamp,
         String(SWEEP_INSTANCES),
         String(SWEEP_STATES),
+        ...this.#leases,
       ]);
       if (result.status !== "more") return;
     }
@@ -768,6 +808,7 @@ export class RedisPresenceStore implements PresenceStore {
     this.#closed = true;
     this.#listeners = [];
     this.#resetListeners = [];
+    for (const w of this.#watches.values()) this.#settle(w);
     this.#watches.clear();
     const driver = this.#driver;
     this.#driver = null;
@@ -796,7 +837,7 @@ export class RedisPresenceStore implements PresenceStore {
         maxReconnectDelayMs: this.#maxReconnectDelayMs,
         connectTimeoutMs: this.#connectTimeoutMs,
       }, {
-        message: (channel, message) => this.#onMessage(channel, message),
+        message: (_channel, message) => this.#onMessage(message),
         reconnected: () => this.#recover(),
         error: (error) => this.#report(error, null),
       });
@@ -871,13 +912,13 @@ export class RedisPresenceStore implements PresenceStore {
   /** The seq up to which a watched room was delivered, so a write can fill the gap. */
   #since(room: string): string {
     const w = this.#watches.get(room);
-    return w !== undefined && w.refs > 0 ? String(w.lastSeq) : "-1";
+    return w !== undefined && w.refs > 0 && w.startedAt === null ? String(w.lastSeq) : "-1";
   }
 
   // -------------------------------------------------------------------------
   // Events
 
-  #onMessage(channel: string, message: string): void {
+  #onMessage(message: string): void {
     if (this.#closed) return;
     let events: PresenceEvent[];
     try {
@@ -907,6 +948,21 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
+  #settle(w: Watch): void {
+    const ready = w.ready;
+    w.ready = null;
+    ready?.resolve();
+  }
+
+  /**
+   * A write in a room whose watch is still being set up waits for it, so its
+   * own event cannot overtake remote ones the watch is about to catch up.
+   */
+  async #settled(room: string): Promise<void> {
+    const ready = this.#watches.get(room)?.ready;
+    if (ready) await ready.promise;
+  }
+
   #remember(event: PresenceEvent): void {
     const known = this.#known;
     const last = known.get(event.room);
@@ -918,31 +974,39 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
+  /** Bring the channel subscription in line with the watch count, then catch up. */
   #reconcile(room: string, w: Watch): void {
     if (w.busy || this.#closed) return;
     w.busy = true;
+    let failed = false;
     const channel = `${this.#prefix}c:${room}`;
     (async () => {
       const driver = await this.#connect();
-      while (!this.#closed && w.subscribed !== w.refs > 0) {
-        if (w.refs > 0) {
+      while (!this.#closed) {
+        if (w.refs > 0 && !w.subscribed) {
           await driver.subscribe(channel);
           w.subscribed = true;
+        } else if (w.refs > 0 && w.startedAt !== null) {
           await this.#catchUp(room, w);
-        } else {
+        } else if (w.refs === 0 && w.subscribed) {
           await driver.unsubscribe(channel);
           w.subscribed = false;
-        }
+        } else break;
       }
     })().catch((error) => {
+      failed = true;
+      this.#settle(w);
       if (this.#closed) return;
       this.#report(error, null);
-      setTimeout(() => {
-        if (!this.#closed) this.#reconcile(room, w);
-      }, 500);
+      setTimeout(() => this.#reconcile(room, w), 500);
     }).finally(() => {
       w.busy = false;
-      if (w.refs === 0 && !w.subscribed && this.#watches.get(room) === w) {
+      if (w.refs === 0) this.#settle(w);
+      const pending = w.refs > 0 ? !w.subscribed || w.startedAt !== null : w.subscribed;
+      if (pending) {
+        // A watch or unwatch landed while the loop was finishing.
+        if (!failed) this.#reconcile(room, w);
+      } else if (w.refs === 0 && this.#watches.get(room) === w) {
         this.#watches.delete(room);
       }
     });
@@ -964,10 +1028,12 @@ export class RedisPresenceStore implements PresenceStore {
         await this.#run("catchUp", [room, "-1", String(age)]),
       );
       w.startedAt = null;
+      this.#settle(w);
       for (let i = 1; i < r.length; i++) {
         this.#offer(JSON.parse(r[i]!) as PresenceEvent, false);
       }
-      if (w.lastSeq < 0 && w.refs > 0) w.lastSeq = Number(r[0]);
+      // Older events are from before the watch began.
+      if (w.refs > 0) w.lastSeq = Math.max(w.lastSeq, Number(r[0]));
       return "ok";
     }
     let since = w.lastSeq;
@@ -975,6 +1041,7 @@ export class RedisPresenceStore implements PresenceStore {
     const regressed = since >= 0 && Number(r[0]) < since;
     if (regressed) {
       // The room started over (data loss): everything in it is new.
+      this.#known.delete(room);
       w.lastSeq = since = 0;
       r = asStrings(await this.#run("catchUp", [room, "0", "0"]));
     }
@@ -982,9 +1049,7 @@ export class RedisPresenceStore implements PresenceStore {
       this.#offer(JSON.parse(r[i]!) as PresenceEvent, false);
     }
     if (regressed) return "regressed";
-    return since >= 0 && w.refs > 0 && w.lastSeq < Number(r[0])
-      ? "behind"
-      : "ok";
+    return since >= 0 && w.refs > 0 && w.lastSeq < Number(r[0]) ? "behind" : "ok";
   }
 
   // -------------------------------------------------------------------------
@@ -1018,6 +1083,7 @@ export class RedisPresenceStore implements PresenceStore {
         if (lost) {
           // Until the server renews them, these leases are not ours to check.
           this.#leases.clear();
+          this.#known.clear();
           for (const w of this.#watches.values()) w.lastSeq = 0;
         }
         const outcomes = await Promise.all(

@@ -19,6 +19,8 @@ export class Connection implements PresenceConnection {
   userId: string | null;
   readonly rooms = new Set<string>();
   readonly subs = new Map<string, Subscription>();
+  /** Expiry (clock ms) of this connection's own state per room, when set. */
+  readonly expiries = new Map<string, number>();
   socket: SocketLike | null;
   readonly remoteAddr: string | null;
   readonly url: string;

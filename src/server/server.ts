@@ -95,6 +95,13 @@ function timingSafeEqual(a: string, b: string): boolean {
 
 const TOKEN_SELECTOR = 16;
 
+interface ImmediateLike {
+  setImmediate?: (fn: () => void) => TimerHandle;
+  clearImmediate?: (handle: TimerHandle) => void;
+}
+/** `setImmediate` (Deno, Bun, Node): runs after this tick's I/O, without a timer's 1 ms floor. */
+const IMMEDIATE = globalThis as ImmediateLike;
+
 /**
  * The presence server: tracks which connections are in which rooms, their
  * ephemeral states and metadata, and streams join/leave/state events to
@@ -115,7 +122,7 @@ export class PresenceServer {
   readonly #store: PresenceStore;
   readonly #ownsStore: boolean;
   readonly #clock: Clock;
-  readonly #limits: PresenceLimits;
+  readonly #limits: Readonly<PresenceLimits>;
   readonly #parseLimits: ParseLimits;
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
@@ -142,6 +149,7 @@ export class PresenceServer {
   readonly #unsubscribeFeed: () => void;
   readonly #ready: Promise<void>;
   #flushTimer: TimerHandle | null = null;
+  readonly #immediateFlush: boolean;
   #sweepTimer: TimerHandle | null = null;
   #sweeping = false;
   #closed = false;
@@ -172,7 +180,9 @@ export class PresenceServer {
     this.#ownsStore = options.store === undefined;
     this.#store = options.store ?? new MemoryPresenceStore();
     this.#clock = options.clock ?? systemClock;
-    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#immediateFlush = this.#clock === systemClock &&
+      typeof IMMEDIATE.setImmediate === "function";
+    this.#limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
     this.#parseLimits = {
       maxFrameBytes: this.#limits.maxFrameBytes,
       maxStateBytes: this.#limits.maxStateBytes,
@@ -410,6 +420,16 @@ export class PresenceServer {
   }
 
   /**
+   * The limits in force: the defaults merged with `options.limits`.
+   * Adapters read them to configure the runtime (e.g. Bun's backpressure).
+   *
+   * @returns The frozen limits.
+   */
+  get limits(): Readonly<PresenceLimits> {
+    return this.#limits;
+  }
+
+  /**
    * Counters for monitoring.
    *
    * @returns A snapshot of the server's counters.
@@ -443,7 +463,10 @@ export class PresenceServer {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#sweepTimer !== null) this.#clock.clearTimeout(this.#sweepTimer);
-    if (this.#flushTimer !== null) this.#clock.clearTimeout(this.#flushTimer);
+    if (this.#flushTimer !== null) {
+      if (this.#immediateFlush) IMMEDIATE.clearImmediate?.(this.#flushTimer);
+      else this.#clock.clearTimeout(this.#flushTimer);
+    }
     this.#sweepTimer = this.#flushTimer = null;
     for (const conn of this.#conns.values()) {
       const socket = conn.socket;
@@ -786,11 +809,18 @@ export class PresenceServer {
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
         await this.#join(conn, f.room);
         const room = this.#rooms.get(f.room)!;
+        const count = f.mode === "count";
         if (f.sub) {
-          const sub = this.#subscribe(conn, room, f.users === true, false);
-          conn.send(encodeOk(f.id, { ...room.snapshot(sub.users) }));
+          const sub = this.#subscribe(conn, room, f.users === true, count);
+          conn.send(
+            count
+              ? encodeOk(f.id, room.counts())
+              : room.snapshotFrame(`{"t":"ok","id":${f.id},`, sub.users),
+          );
+        } else if (count) {
+          conn.send(encodeOk(f.id, room.counts()));
         } else {
-          conn.send(encodeOk(f.id, { present: room.snapshot(false).present }));
+          conn.send(room.presentFrame(`{"t":"ok","id":${f.id},`));
         }
         return;
       }
@@ -806,7 +836,11 @@ export class PresenceServer {
         const room = await this.#ensureRoom(f.room);
         const count = f.mode === "count";
         const sub = this.#subscribe(conn, room, f.users === true, count);
-        conn.send(encodeOk(f.id, count ? room.counts() : { ...room.snapshot(sub.users) }));
+        conn.send(
+          count
+            ? encodeOk(f.id, room.counts())
+            : room.snapshotFrame(`{"t":"ok","id":${f.id},`, sub.users),
+        );
         return;
       }
       case "unsub":
@@ -849,6 +883,9 @@ export class PresenceServer {
           this.#store.setState(f.room, conn.id, write, expiresAt, this.#clock.now()),
         );
         if (ev === "not_member") throw notMember(f.room);
+        // Remembered so a store reset can restore the state with its expiry.
+        if (expiresAt === null) conn.expiries.delete(f.room);
+        else conn.expiries.set(f.room, expiresAt);
         if (ev) this.#applyLocal(ev);
         conn.send(encodeOk(f.id, { seq: ev ? ev.seq : null }));
         return;
@@ -1046,7 +1083,12 @@ export class PresenceServer {
   #schedule(room: Room): void {
     this.#dirty.add(room);
     if (this.#flushTimer === null && !this.#closed) {
-      this.#flushTimer = this.#clock.setTimeout(() => this.#flush(), 0);
+      // The flush tick: every message read in this tick is in the batch. On
+      // the system clock it runs as an immediate (a 0 ms timer waits 1-2 ms);
+      // an injected clock keeps it a timer so tests drive it by hand.
+      this.#flushTimer = this.#immediateFlush
+        ? IMMEDIATE.setImmediate!(() => this.#flush())
+        : this.#clock.setTimeout(() => this.#flush(), 0);
     }
   }
 
@@ -1072,8 +1114,7 @@ export class PresenceServer {
     const room = sub.room;
     if (!room.ready || sub.count) return;
     this.#flushRoom(room);
-    const snap = room.snapshot(sub.users);
-    const frame = JSON.stringify({ t: "snap", r: room.name, ...snap });
+    const frame = room.snapshotFrame(`{"t":"snap","r":${JSON.stringify(room.name)},`, sub.users);
     sub.stale = false;
     this.#stale.delete(sub);
     room.setNative(sub, false);
@@ -1262,7 +1303,10 @@ export class PresenceServer {
             await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
             const state = states.get(name);
             if (state !== undefined) {
-              await this.#store.setState(name, conn.id, { kind: "set", state }, null, t);
+              const expiresAt = conn.expiries.get(name) ?? null;
+              if (expiresAt === null || expiresAt > t) {
+                await this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, t);
+              }
             }
           }
         }).catch((e) => this.#report("store_error", "Presence re-registration failed", e)),

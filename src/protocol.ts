@@ -14,7 +14,7 @@ export const CloseCode = {
   goingAway: 1001,
   /** The client spoke an unsupported protocol version. */
   badVersion: 4400,
-  /** Authentication was revoked or the resume token was refused. */
+  /** Revoked by the server, or replaced by a resume of the same connection. */
   unauthorized: 4401,
   /** No sign of life within the heartbeat deadline. */
   heartbeatTimeout: 4408,
@@ -59,6 +59,7 @@ export type ClientFrame =
     room: string;
     sub?: boolean;
     users?: boolean;
+    mode?: "full" | "count";
   }
   | { op: "leave"; id: number; room: string }
   | {
@@ -154,6 +155,25 @@ export function jsonDepth(value: unknown, limit: number): number {
   return max;
 }
 
+/**
+ * Whether every number in a parsed JSON value is finite. `1e999` parses to
+ * `Infinity`, which JSON cannot carry: it would reach subscribers as `null`.
+ */
+export function allFinite(value: unknown): boolean {
+  if (typeof value === "number") return Number.isFinite(value);
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== "object") continue;
+    for (const item of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof item === "number") {
+        if (!Number.isFinite(item)) return false;
+      } else if (item !== null && typeof item === "object") stack.push(item);
+    }
+  }
+  return true;
+}
+
 function fail(
   id: number | null,
   code: PresenceErrorCode,
@@ -179,6 +199,9 @@ function checkJson(
       "too_large",
       `The ${what} is nested too deeply: limit is ${limits.maxJsonDepth}`,
     );
+  }
+  if (!allFinite(value)) {
+    return fail(id, "bad_request", `The ${what} holds a number JSON cannot carry`);
   }
   const bytes = utf8Length(JSON.stringify(value) ?? "");
   if (bytes > limits.maxStateBytes) {
@@ -273,6 +296,12 @@ export function parseClientFrame(
           return fail(id, "bad_request", 'Field "users" must be a boolean');
         }
         frame.users = f.users;
+      }
+      if (f.mode !== undefined) {
+        if (f.mode !== "full" && f.mode !== "count") {
+          return fail(id, "bad_request", 'Field "mode" must be "full" or "count"');
+        }
+        frame.mode = f.mode;
       }
       return { ok: true, frame };
     }

@@ -38,6 +38,8 @@ export class RawWs {
   onText: ((text: string) => void) | null = null;
   /** Store texts in `texts`. */
   keep = true;
+  /** Called once the TCP connection is gone. */
+  onEnd: (() => void) | null = null;
   #buf: Buffer = Buffer.alloc(0);
   #frag: Buffer[] = [];
   #fragOp = 0;
@@ -101,6 +103,7 @@ export class RawWs {
         clearTimeout(timer);
         if (!upgraded) reject(new Error("connection closed during the handshake"));
         ws.#wake();
+        ws.onEnd?.();
       };
       socket.on("close", gone);
       socket.on("error", () => {});
@@ -165,25 +168,40 @@ export class RawWs {
     this.onText?.(text);
   }
 
-  /** Write one masked frame with any opcode and payload. */
-  sendFrame(op: number, payload: Uint8Array | string, fin = true): void {
+  /**
+   * Write one frame with any opcode and payload: masked, unless `masked` is
+   * false; `rsv` sets the reserved bits (0x70) for protocol-violation tests.
+   */
+  sendFrame(
+    op: number,
+    payload: Uint8Array | string,
+    fin = true,
+    opts: { rsv?: number; masked?: boolean } = {},
+  ): void {
     if (this.socket.destroyed) return;
     const data = typeof payload === "string" ? encoder.encode(payload) : payload;
+    const masked = opts.masked ?? true;
     const len = data.length;
     const headLen = len < 126 ? 2 : len < 65536 ? 4 : 10;
-    const frame = Buffer.allocUnsafe(headLen + 4 + len);
-    frame[0] = (fin ? 0x80 : 0) | op;
-    if (len < 126) frame[1] = 0x80 | len;
+    const body = headLen + (masked ? 4 : 0);
+    const frame = Buffer.allocUnsafe(body + len);
+    frame[0] = (fin ? 0x80 : 0) | ((opts.rsv ?? 0) & 0x70) | op;
+    const bit = masked ? 0x80 : 0;
+    if (len < 126) frame[1] = bit | len;
     else if (len < 65536) {
-      frame[1] = 0x80 | 126;
+      frame[1] = bit | 126;
       frame.writeUInt16BE(len, 2);
     } else {
-      frame[1] = 0x80 | 127;
+      frame[1] = bit | 127;
       frame.writeBigUInt64BE(BigInt(len), 2);
+    }
+    if (!masked) {
+      frame.set(data, body);
+      this.socket.write(frame);
+      return;
     }
     const mask = crypto.getRandomValues(new Uint8Array(4));
     frame.set(mask, headLen);
-    const body = headLen + 4;
     for (let i = 0; i < len; i++) frame[body + i] = data[i]! ^ mask[i & 3]!;
     this.socket.write(frame);
   }
@@ -245,5 +263,48 @@ export class RawWs {
   /** Drop the TCP connection without a close frame. */
   destroy(): void {
     this.socket.destroy();
+  }
+}
+
+/**
+ * A protocol client on RawWs (TCP_NODELAY; Deno's WebSocket client waits for
+ * delayed ACKs, ~40 ms per request) that keeps nothing: answers resolve by
+ * id, events go to `onEvents` with their arrival time.
+ */
+export class LiteClient {
+  ws!: RawWs;
+  cid = "";
+  onEvents: ((events: unknown[][], at: number) => void) | null = null;
+  #id = 0;
+  #waiting = new Map<number, (f: Record<string, unknown>) => void>();
+  static async open(port: number, path = "/?v=1"): Promise<LiteClient> {
+    const c = new LiteClient();
+    c.ws = await RawWs.connect(port, { path });
+    c.ws.keep = false;
+    const onText = (text: string) => {
+      const at = performance.now();
+      const f = JSON.parse(text);
+      if (f.t === "hello") c.cid = f.cid;
+      else if (f.t === "ok" || f.t === "err") {
+        c.#waiting.get(f.id)?.(f);
+        c.#waiting.delete(f.id);
+      } else if (f.t === "ev") c.onEvents?.(f.e, at);
+      else if (f.t === "ping") c.ws.sendText('{"op":"pong"}');
+    };
+    for (const t of c.ws.texts) onText(t);
+    c.ws.onText = onText;
+    c.ws.onEnd = () => {
+      for (const w of c.#waiting.values()) w({ t: "err", code: "closed" });
+      c.#waiting.clear();
+    };
+    await c.ws.waitFor(() => c.cid !== "", 5000, "hello");
+    return c;
+  }
+  request(op: string, fields: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const id = ++this.#id;
+    return new Promise((resolve) => {
+      this.#waiting.set(id, resolve);
+      this.ws.sendText(JSON.stringify({ op, id, ...fields }));
+    });
   }
 }

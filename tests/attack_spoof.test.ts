@@ -33,7 +33,8 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
     state: (await srv.server.getPresenceStates(room)).get(cid),
   });
   /** Events about `cid` a watcher saw in `room`. */
-  const about = (w: RawClient, room: string, cid: string) => w.events(room).filter((e) => e[2] === cid);
+  const about = (w: RawClient, room: string, cid: string) =>
+    w.events(room).filter((e) => e[2] === cid);
 
   before(async () => {
     srv = await startServer({
@@ -46,6 +47,10 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
     }, (server) => {
       server.trackPresence(/^room:/);
       server.trackPresence("staff", { guard: (c) => allowStaff && c.metadata.name === "ada" });
+      // A guard that takes its time, to keep a connection's request queue busy.
+      server.trackPresence("slow", {
+        guard: () => new Promise((r) => setTimeout(() => r(true), 300)),
+      });
     });
   });
 
@@ -64,7 +69,13 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
     await victim.request("state", { room, state: { v: 1 } });
     const eve = await open("&token=t-eve");
     await eve.request("join", { room });
-    const spoofed = { cid: victim.cid, connectionId: victim.cid, c: victim.cid, conn: victim.cid, from: victim.cid };
+    const spoofed = {
+      cid: victim.cid,
+      connectionId: victim.cid,
+      c: victim.cid,
+      conn: victim.cid,
+      from: victim.cid,
+    };
     const answers = [
       await eve.request("state", { room, state: { v: "hacked" }, ...spoofed }),
       await eve.request("state", { room, patch: { v: "patched" }, ...spoofed }),
@@ -74,7 +85,12 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
     assert.deepEqual(answers.map((a) => a.t), ["ok", "ok", "ok", "ok"]);
     await w.waitFor(() => about(w, room, eve.cid).some((e) => e[1] === "l"));
     assert.deepEqual(await victimView(room, victim.cid), { present: true, state: { v: 1 } });
-    assert.deepEqual(about(w, room, victim.cid), [[2, "s", victim.cid, { v: 1 }]]);
+    assert.deepEqual(about(w, room, victim.cid), [[1, "j", victim.cid, { name: "ada" }], [
+      2,
+      "s",
+      victim.cid,
+      { v: 1 },
+    ]]);
     assert.deepEqual(about(w, room, eve.cid).map((e) => e[1]), ["j", "s", "p", "s", "l"]);
     assert.equal(victim.closed, null);
   });
@@ -104,7 +120,10 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
     await ada.request("state", { room: "staff", state: { secret: true } });
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(eve.frames.filter((f) => f.r === "staff").length, 0);
-    assert.deepEqual(await victimView("staff", ada.cid), { present: true, state: { secret: true } });
+    assert.deepEqual(await victimView("staff", ada.cid), {
+      present: true,
+      state: { secret: true },
+    });
   });
 
   it("guards are re-checked after a resume: a revoked member is dropped from the room and its subscription", async () => {
@@ -122,7 +141,11 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
       assert.equal(b.frames[0]!.resumed, true);
       await w.waitFor(() => about(w, "staff", a.cid).some((e) => e[1] === "l"));
       await new Promise((r) => setTimeout(r, 100));
-      assert.equal(b.frames.filter((f) => f.t === "snap").length, 0, "no snapshot of a room it lost");
+      assert.equal(
+        b.frames.filter((f) => f.t === "snap").length,
+        0,
+        "no snapshot of a room it lost",
+      );
       assert.equal((await b.request("state", { room: "staff", state: 1 })).code, "not_member");
     } finally {
       allowStaff = true;
@@ -151,7 +174,25 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
     const again = await open(`&token=t-ada&resume=${encodeURIComponent(v1.token)}`);
     assert.equal(again.frames[0]!.resumed, false);
     assert.deepEqual(await victimView(room, v1.cid), { present: true, state: { n: 1, m: 2 } });
+    await w.waitFor(() => about(w, room, v1.cid).length >= 3);
+    await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(about(w, room, v1.cid).map((e) => e[1]), ["j", "s", "p"], "no leave, no join");
+  });
+
+  it("a connection revoked by server.disconnect() cannot resume, even while its request queue is busy", async () => {
+    const w = await open();
+    await w.request("sub", { room: "slow" });
+    const victim = await open();
+    await victim.request("join", { room: "slow" });
+    victim.sendRaw(JSON.stringify({ op: "join", id: 999, room: "slow" })); // 300 ms in the guard
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(srv.server.disconnect(victim.cid), true);
+    const back = await open(`&token=t-ada&resume=${encodeURIComponent(victim.token)}`);
+    assert.equal(back.frames[0]!.resumed, false, "the revoked token is dead at once");
+    assert.notEqual(back.cid, victim.cid);
+    await w.waitFor(() => about(w, "slow", victim.cid).some((e) => e[1] === "l"));
+    await waitUntil(() => victim.closed !== null, 2000, "the revoked socket closes");
+    assert.equal(victim.closed?.code, 4401);
   });
 
   it("another connection's token is refused like a wrong one: a cid, a forged tail, another user", async () => {
@@ -169,7 +210,10 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
       ["the victim's connection id", `&token=t-eve&resume=${victim.cid}`],
       ["the token's selector with a forged tail", `&token=t-ada&resume=${forged}`],
       ["a random token", `&token=t-eve&resume=${"x".repeat(43)}`],
-      ["the victim's real token, by another user", `&token=t-eve&resume=${encodeURIComponent(victim.token)}`],
+      [
+        "the victim's real token, by another user",
+        `&token=t-eve&resume=${encodeURIComponent(victim.token)}`,
+      ],
     ];
     for (const [what, query] of attempts) {
       const c = await open(query);

@@ -76,7 +76,7 @@ describe(`security features (${RUNTIME})`, () => {
     assert.equal(denied.texts.length, 0, "a refused upgrade never reaches the core");
   });
 
-  it("authenticate() reads a token from a subprotocol, and the server answers \"presently\"", async () => {
+  it('authenticate() reads a token from a subprotocol, and the server answers "presently"', async () => {
     const a = await client("", ["presently", "token.t-eve"]);
     assert.equal(a.ws.protocol, "presently");
     assert.equal((await srv.server.getConnectionMetadata(a.cid))?.via, "subprotocol");
@@ -123,7 +123,10 @@ describe(`security features (${RUNTIME})`, () => {
       const b = new RawClient(`${s.url}?v=1&token=t-bob`);
       await Promise.all([a.opened, b.opened]);
       await b.request("sub", { room: "lobby" });
-      assert.deepEqual((await a.request("join", { room: "lobby" })).present, [{ id: a.cid, meta: { name: "ada" } }]);
+      assert.deepEqual((await a.request("join", { room: "lobby" })).present, [{
+        id: a.cid,
+        meta: { name: "ada" },
+      }]);
       assert.deepEqual((await b.request("meta", { cid: a.cid })).meta, { name: "ada" });
       const ev = await b.waitFor((f) => f.t === "ev");
       assert.deepEqual(ev.e, [[1, "j", a.cid, { name: "ada" }]]);
@@ -144,8 +147,38 @@ describe(`security features (${RUNTIME})`, () => {
       codes.push(r.t === "ok" ? "ok" : r.code);
     }
     assert.deepEqual(codes, ["ok", "ok", "too_large", "too_large"]);
-    const state = (await srv.server.getPresenceStates("room:grow")).get(a.cid) as Record<string, string>;
+    const state = (await srv.server.getPresenceStates("room:grow")).get(a.cid) as Record<
+      string,
+      string
+    >;
     assert.deepEqual(Object.keys(state), ["k0", "k1"]);
+  });
+});
+
+describe(`application code that throws (${RUNTIME})`, () => {
+  it("a throwing publicMetadata closes that socket with 1011, reports to onError, and the server lives on", async () => {
+    const errors: string[] = [];
+    let fail = true;
+    const s = await startServer({
+      onError: (e) => errors.push(`${e.code}: ${e.message}`),
+      publicMetadata: (meta) => {
+        if (fail) throw new Error("boom");
+        return meta;
+      },
+    }, (server) => server.trackPresence("lobby"));
+    try {
+      const a = new RawClient(s.url);
+      await assert.rejects(a.opened);
+      assert.equal(a.closed?.code, 1011);
+      assert.deepEqual(errors, ["internal: Opening a connection failed"]);
+      fail = false;
+      const b = new RawClient(s.url);
+      await b.opened;
+      assert.equal((await b.request("join", { room: "lobby" })).t, "ok");
+      b.ws.close();
+    } finally {
+      await s.close();
+    }
   });
 });
 
@@ -164,7 +197,8 @@ describe(`state validation (${RUNTIME})`, () => {
     },
   };
   const asSchema: StandardSchemaLike<{ x: number; y: number }> = cursor;
-  const isTyping = (s: unknown): s is { typing: boolean } => typeof (s as { typing?: unknown })?.typing === "boolean";
+  const isTyping = (s: unknown): s is { typing: boolean } =>
+    typeof (s as { typing?: unknown })?.typing === "boolean";
 
   it("InferState gives the client the schema's (or type guard's) state type", () => {
     type Cursor = InferState<typeof cursor>;
@@ -189,13 +223,18 @@ describe(`state validation (${RUNTIME})`, () => {
       await c.connect();
       await c.joinRoom("doc");
       assert.equal((await c.publishPresenceState("doc", { state: { x: 1, y: 2 } })).success, true);
-      const bad = await c.publishPresenceState("doc", { state: { x: "no" } as unknown as { x: number; y: number } });
+      const bad = await c.publishPresenceState("doc", {
+        state: { x: "no" } as unknown as { x: number; y: number },
+      });
       assert.equal(bad.error?.code, "invalid_state");
       assert.equal(bad.error?.message, "State refused: x and y must be numbers");
       const t = new RawClient(s.url);
       await t.opened;
       await t.request("join", { room: "chat" });
-      assert.equal((await t.request("state", { room: "chat", state: { typing: 1 } })).code, "invalid_state");
+      assert.equal(
+        (await t.request("state", { room: "chat", state: { typing: 1 } })).code,
+        "invalid_state",
+      );
       assert.equal((await t.request("state", { room: "chat", state: { typing: true } })).t, "ok");
       t.ws.close();
     } finally {
@@ -207,12 +246,19 @@ describe(`state validation (${RUNTIME})`, () => {
 
 describe(`connection limits under concurrent upgrades (${RUNTIME})`, () => {
   it("maxConnections holds even when many upgrades are in flight at once (4503 for the extra)", async () => {
-    const s = await startServer({ limits: { maxConnections: 5 } }, (server) => server.trackPresence("lobby"));
+    const s = await startServer(
+      { limits: { maxConnections: 5 } },
+      (server) => server.trackPresence("lobby"),
+    );
     try {
-      const tries = await Promise.all(Array.from({ length: 40 }, () => RawWs.connect(s.port).catch(() => null)));
+      const tries = await Promise.all(
+        Array.from({ length: 40 }, () => RawWs.connect(s.port).catch(() => null)),
+      );
       await new Promise((r) => setTimeout(r, 300));
       const hellos = tries.filter((c) => c?.texts.some((t) => t.includes('"hello"')));
-      const refused = tries.filter((c) => c === null || c.status === 503 || c.closeFrame?.code === 4503);
+      const refused = tries.filter((c) =>
+        c === null || c.status === 503 || c.closeFrame?.code === 4503
+      );
       assert.equal(hellos.length, 5, `${hellos.length} got in`);
       assert.equal(refused.length, 35);
       assert.equal(s.server.stats().connections, 5);

@@ -68,6 +68,10 @@ export interface BunWebSocketHandler {
   sendPings: boolean;
   /** Disabled: presence frames are small and latency matters. */
   perMessageDeflate: boolean;
+  /** Bytes Bun queues per socket (topic publishes included): `maxPendingBytes`. */
+  backpressureLimit: number;
+  /** Largest frame Bun accepts before closing with 1009. */
+  maxPayloadLength: number;
 }
 
 /** Options of `bunPresence`. */
@@ -173,6 +177,10 @@ export function bunPresence(
       },
       sendPings: false,
       perMessageDeflate: false,
+      // Native publishes bypass the core's per-send check: cap them in Bun.
+      backpressureLimit: server.limits.maxPendingBytes,
+      // Over maxFrameBytes is answered too_large; far over it never gets buffered.
+      maxPayloadLength: Math.max(4 * server.limits.maxFrameBytes, 1 << 20),
     },
   };
 }

@@ -258,4 +258,21 @@ describe("MemoryPresenceStore", () => {
     assert.equal(seen.length, 1);
     await store.close();
   });
+
+  it("forgets an emptied room nobody watches, so distinct room names do not grow memory", async () => {
+    const store = new MemoryPresenceStore();
+    const now = Date.now();
+    for (let i = 0; i < 1000; i++) {
+      await store.join(`churn-${i}`, "c", "i", {}, now);
+      await store.leave(`churn-${i}`, "c", "leave", now);
+    }
+    assert.equal((await store.snapshot("churn-5", now)).seq, 0, "forgotten");
+    const unwatch = store.watchRoom("kept");
+    await store.join("kept", "c", "i", {}, now);
+    await store.leave("kept", "c", "leave", now);
+    assert.equal((await store.snapshot("kept", now)).seq, 2, "kept while watched");
+    unwatch();
+    assert.equal((await store.snapshot("kept", now)).seq, 0, "forgotten once unwatched");
+    await store.close();
+  });
 });

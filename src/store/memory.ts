@@ -80,8 +80,14 @@ interface MetaEntry {
  */
 export class MemoryPresenceStore implements PresenceStore {
   #rooms = new Map<string, Room>();
-  /** Last seq of rooms dropped when they emptied, so seq never goes back. */
+  /**
+   * Last seq of watched rooms that emptied, so a watcher's view never sees
+   * seq go back. Unwatched empty rooms are forgotten: memory stays bounded
+   * however many distinct room names come and go.
+   */
   #idleSeq = new Map<string, number>();
+  /** watchRoom reference counts. */
+  #watched = new Map<string, number>();
   #owners = new Map<string, Owner>();
   #leases = new Map<string, number>();
   #metadata = new Map<string, MetaEntry>();
@@ -507,10 +513,11 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   /**
-   * Declare interest in a room. A no-op here: every event is local, so every
-   * listener already receives it.
+   * Declare interest in a room. Every event is local, so every listener
+   * receives it anyway; the interest only keeps an emptied room's sequence
+   * number, so watchers' views stay valid.
    *
-   * @param _room The room name.
+   * @param room The room name.
    * @returns An idempotent function that drops the interest.
    *
    * @example
@@ -522,8 +529,19 @@ export class MemoryPresenceStore implements PresenceStore {
    * await store.close();
    * ```
    */
-  watchRoom(_room: string): () => void {
-    return () => {};
+  watchRoom(room: string): () => void {
+    this.#watched.set(room, (this.#watched.get(room) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.#watched.get(room) ?? 1) - 1;
+      if (n > 0) this.#watched.set(room, n);
+      else {
+        this.#watched.delete(room);
+        this.#idleSeq.delete(room);
+      }
+    };
   }
 
   /**
@@ -578,6 +596,7 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#closed = true;
     this.#rooms.clear();
     this.#idleSeq.clear();
+    this.#watched.clear();
     this.#owners.clear();
     this.#leases.clear();
     this.#metadata.clear();
@@ -633,7 +652,7 @@ export class MemoryPresenceStore implements PresenceStore {
     if (room.members.size === 0) {
       // Keep only the seq of an empty room, so churny rooms stay cheap.
       this.#rooms.delete(room.name);
-      this.#idleSeq.set(room.name, room.seq);
+      if (this.#watched.has(room.name)) this.#idleSeq.set(room.name, room.seq);
     }
     this.#emit(event);
     return event;

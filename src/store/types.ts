@@ -81,6 +81,8 @@ export type StoreListener = (event: PresenceEvent) => void;
  * - Entries are tagged with the instance that owns the connection. When an
  *   instance's lease lapses, `sweep` on any survivor removes its entries and
  *   emits their leaves exactly once (reason `"instance"`).
+ * - A room's seq never goes back while any handle watches it. A store may
+ *   forget an empty room nobody watches (its seq then starts over at 0).
  * - States with `expiresAt` are cleared by `sweep` once `now >= expiresAt`,
  *   emitting a state event with `state: null` and `expired: true` exactly once.
  *   Reads never return an expired state, swept or not.
@@ -139,8 +141,9 @@ export interface PresenceStore {
   /** Register a listener on the event feed. Returns the unsubscribe. */
   subscribe(listener: StoreListener): () => void;
   /**
-   * Declare interest in a room's events from other instances. Returns a
-   * function that drops the interest. Calls are reference counted.
+   * Declare interest in a room's events from other instances (and keep its
+   * seq while it is empty). Returns a function that drops the interest.
+   * Calls are reference counted.
    */
   watchRoom(room: string): () => void;
 

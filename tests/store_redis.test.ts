@@ -4,6 +4,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import { runStoreConformance, waitFor } from "./store_conformance.ts";
 import { RedisPresenceStore } from "../src/store/redis.ts";
 import { PresenceError } from "../src/errors.ts";
@@ -15,6 +16,81 @@ const missing = redisMissing();
 
 function prefix(): string {
   return `t${crypto.randomUUID().slice(0, 8)}:`;
+}
+
+/** Holds back one direction of a proxied connection while paused. */
+interface Gate {
+  pause(): void;
+  resume(): void;
+}
+
+/** One client connection through a {@linkcode GateProxy}. */
+interface GatedConnection {
+  /** What the client sends to Redis. */
+  send: Gate;
+  /** What Redis sends to the client. */
+  receive: Gate;
+  /** Everything passed on to the client so far (latin1). */
+  received(): string;
+}
+
+/** A loopback proxy to Redis whose connections a test can hold back. */
+interface GateProxy {
+  url: string;
+  /** The connections, in the order the clients opened them. */
+  connections: GatedConnection[];
+  close(): Promise<void>;
+}
+
+async function startGateProxy(redisPort: number): Promise<GateProxy> {
+  const sockets = new Set<net.Socket>();
+  const connections: GatedConnection[] = [];
+  const pipe = (from: net.Socket, to: net.Socket, log?: string[]): Gate => {
+    let queue: Buffer[] | null = null;
+    const write = (chunk: Buffer) => {
+      log?.push(chunk.toString("latin1"));
+      to.write(chunk);
+    };
+    from.on("data", (chunk: Buffer) => queue === null ? write(chunk) : queue.push(chunk));
+    return {
+      pause() {
+        queue ??= [];
+      },
+      resume() {
+        const q = queue ?? [];
+        queue = null;
+        for (const chunk of q) write(chunk);
+      },
+    };
+  };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(redisPort, "127.0.0.1");
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.setNoDelay(true);
+      s.on("error", () => {});
+      s.on("close", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    const log: string[] = [];
+    connections.push({
+      send: pipe(client, upstream),
+      receive: pipe(upstream, client, log),
+      received: () => log.join(""),
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    connections,
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 if (missing === null) {
@@ -154,6 +230,84 @@ if (missing === null) {
         base + 1,
         base + 2,
       ]);
+    });
+
+    it("a remote event that arrives before the first catch-up does not make an earlier one drop", async () => {
+      const proxy = await startGateProxy(server.port);
+      const p = prefix();
+      const a = store(p);
+      const b = new RedisPresenceStore({ url: proxy.url, prefix: p });
+      try {
+        await b.getMetadata("warm-up"); // both connections are open
+        assert.equal(proxy.connections.length, 2);
+        // The command connection opens first, then the pub/sub one.
+        const [cmd, sub] = proxy.connections as [
+          GatedConnection,
+          GatedConnection,
+        ];
+        const seen: number[] = [];
+        b.subscribe((e) => {
+          if (e.room === "r") seen.push(e.seq);
+        });
+        // The SUBSCRIBE waits in the proxy: seq 1 is only in the room's log.
+        sub.send.pause();
+        b.watchRoom("r");
+        await a.join("r", "c1", "i1", {}, Date.now());
+        // Now the catch-up waits, while seq 2 comes over pub/sub first.
+        cmd.send.pause();
+        const mark = sub.received().length;
+        sub.send.resume();
+        await waitFor(
+          () => sub.received().slice(mark).includes("subscribe"),
+          3_000,
+          "the subscription",
+        );
+        await a.join("r", "c2", "i1", {}, Date.now());
+        await waitFor(
+          () => sub.received().slice(mark).includes("c2"),
+          3_000,
+          "the pub/sub message",
+        );
+        // Let b handle the message before its catch-up answers.
+        await new Promise((r) => setTimeout(r, 30));
+        cmd.send.resume();
+        await waitFor(() => seen.length >= 2, 3_000, "both joins");
+        await new Promise((r) => setTimeout(r, 30));
+        assert.deepEqual(seen, [1, 2]);
+      } finally {
+        await b.close();
+        await proxy.close();
+      }
+    });
+
+    it("an own event that overtakes a remote one still in flight waits for it", async () => {
+      const proxy = await startGateProxy(server.port);
+      const p = prefix();
+      const a = store(p);
+      const b = new RedisPresenceStore({ url: proxy.url, prefix: p });
+      try {
+        await b.getMetadata("warm-up");
+        const sub = proxy.connections[1]!;
+        const seen: number[] = [];
+        b.subscribe((e) => {
+          if (e.room === "r") seen.push(e.seq);
+        });
+        b.watchRoom("r");
+        const now = Date.now();
+        await b.join("r", "c1", "i1", {}, now);
+        await b.setState("r", "c1", { kind: "set", state: 1 }, now + 100, now);
+        // seq 3 from a is held on its way to b; b's sweep makes seq 4.
+        sub.receive.pause();
+        await a.join("r", "c2", "i2", {}, now);
+        await b.sweep(now + 1_000);
+        assert.deepEqual(seen, [1, 2, 3, 4]);
+        sub.receive.resume();
+        await new Promise((r) => setTimeout(r, 30));
+        assert.deepEqual(seen, [1, 2, 3, 4]);
+      } finally {
+        await b.close();
+        await proxy.close();
+      }
     });
 
     it("watching, unwatching and watching again at once still delivers remote events", async () => {

@@ -1,6 +1,24 @@
 // RedisPresenceStore: presence shared by many instances through one Redis,
 // with Lua scripts for atomic writes and pub/sub (plus a short log) for events.
 
+/**
+ * A {@linkcode PresenceStore} in Redis, for many Presently servers (on any
+ * mix of Deno and Bun) sharing presence through one Redis 6.2+.
+ *
+ * @example Needs a running Redis, so not run by `deno test --doc`
+ * ```ts ignore
+ * import { PresenceServer } from "@presently/presently";
+ * import { RedisPresenceStore } from "@presently/presently/redis";
+ * const store = new RedisPresenceStore({ url: "redis://127.0.0.1:6379" });
+ * const server = new PresenceServer({ store });
+ * // ... serve it, then on shutdown:
+ * await server.close();
+ * await store.close();
+ * ```
+ *
+ * @module
+ */
+
 import type { Metadata, PresentEntry } from "../protocol.ts";
 import { PresenceError } from "../errors.ts";
 import { applyMergePatch } from "../merge_patch.ts";
@@ -25,7 +43,21 @@ export type {
 } from "./types.ts";
 export type { Metadata, PresentEntry } from "../protocol.ts";
 
-/** Options for {@linkcode RedisPresenceStore}. */
+/**
+ * Options for {@linkcode RedisPresenceStore}.
+ *
+ * @example
+ * ```ts
+ * import type { RedisPresenceStoreOptions } from "@presently/presently/redis";
+ * const options: RedisPresenceStoreOptions = {
+ *   url: "redis://:secret@redis.internal:6379/0",
+ *   prefix: "myapp:presence:", // the same on every instance of the app
+ *   logLength: 128,
+ *   onError: (error, event) => console.error(event ? "A listener threw" : "Redis is down", error),
+ * };
+ * console.log(options.prefix); // pass to `new RedisPresenceStore(options)`
+ * ```
+ */
 export interface RedisPresenceStoreOptions {
   /**
    * The Redis server, as a `redis://` or `rediss://` URL (user, password and
@@ -78,7 +110,28 @@ interface Watch {
   ready: PromiseWithResolvers<void> | null;
   subscribed: boolean;
   busy: boolean;
+  /**
+   * Events held back while the room catches up from its log (a new watch, a
+   * reconnect, or a gap in what arrived), so that none is delivered ahead of
+   * an earlier one only the log holds. `null`: events go out as they come.
+   */
+  held: Held[] | null;
+  /** Settles once `held` went out; a write whose own event is held waits. */
+  drained: PromiseWithResolvers<void> | null;
+  /** The running catch-up loop, if any. */
+  syncing: Promise<SyncOutcome> | null;
+  /** Run one more catch-up round once the current one is done. */
+  again: boolean;
 }
+
+interface Held {
+  event: PresenceEvent;
+  /** Made by this handle: delivered even when the room is no longer watched. */
+  own: boolean;
+}
+
+/** "behind": the log no longer reaches back; "regressed": the seq went back. */
+type SyncOutcome = "ok" | "behind" | "regressed";
 
 interface ScriptResult {
   status: string;
@@ -157,7 +210,9 @@ function time(value: number, what: string): string {
  *   Other instances' events arrive over pub/sub for rooms passed to
  *   `watchRoom`. A missed message (reconnect, or a subscription still being
  *   set up) is caught up from the room's log; one older than the log shows as
- *   a sequence gap, which makes the server reload the room.
+ *   a sequence gap, which makes the server reload the room. While a room
+ *   catches up, or after a gap in what arrived, its newer events are held
+ *   back until the log filled in the older ones, so delivery stays in order.
  * - Leases: `renewLease` records the instance's expiry in a sorted set (and a
  *   key with a real TTL). `sweep` on any instance reaps each lapsed instance
  *   in one script, so its leaves are emitted exactly once. State expiry works
@@ -680,9 +735,11 @@ export class RedisPresenceStore implements PresenceStore {
    * Receive other instances' events in `room`: subscribes the room's channel
    * (reference counted) and, once subscribed, catches up from the room's log
    * on events published since the call, so none falls between the call and
-   * the subscription. Events published up to ~50 ms before the call may be
-   * delivered too (clock slack); the server's room view drops those by seq.
-   * Writes in the room wait for that first catch-up.
+   * the subscription. Pub/sub messages that arrive meanwhile are held back
+   * until then, so they cannot overtake the events the log fills in. Events
+   * published up to ~50 ms before the call may be delivered too (clock
+   * slack); the server's room view drops those by seq. Writes in the room
+   * wait for that first catch-up.
    *
    * @param room The room name.
    * @returns An idempotent function that drops the interest.
@@ -706,6 +763,10 @@ export class RedisPresenceStore implements PresenceStore {
         ready: null,
         subscribed: false,
         busy: false,
+        held: null,
+        drained: null,
+        syncing: null,
+        again: false,
       };
       this.#watches.set(room, watch);
     }
@@ -715,6 +776,9 @@ export class RedisPresenceStore implements PresenceStore {
       w.lastSeq = this.#known.get(room) ?? -1;
       w.startedAt = Date.now();
       w.ready ??= Promise.withResolvers<void>();
+      // Until the first catch-up is done, a pub/sub message may be ahead of
+      // events only the log has: hold it back.
+      this.#hold(w);
       this.#reconcile(room, w);
     }
     let active = true;
@@ -723,6 +787,7 @@ export class RedisPresenceStore implements PresenceStore {
       active = false;
       if (--w.refs === 0) {
         w.lastSeq = -1;
+        if (w.syncing === null) this.#flush(w);
         this.#reconcile(room, w);
       }
     };
@@ -808,7 +873,10 @@ export class RedisPresenceStore implements PresenceStore {
     this.#closed = true;
     this.#listeners = [];
     this.#resetListeners = [];
-    for (const w of this.#watches.values()) this.#settle(w);
+    for (const w of this.#watches.values()) {
+      this.#settle(w);
+      this.#flush(w);
+    }
     this.#watches.clear();
     const driver = this.#driver;
     this.#driver = null;
@@ -896,11 +964,15 @@ export class RedisPresenceStore implements PresenceStore {
   async #mutate(name: ScriptName, args: string[]): Promise<ScriptResult> {
     const reply = asStrings(await this.#run(name, args));
     const events: PresenceEvent[] = [];
+    let waits: Array<Promise<void>> | null = null;
     for (let i = 1; i < reply.length; i++) {
       const event = JSON.parse(reply[i]!) as PresenceEvent;
       events.push(event);
-      this.#offer(event, true);
+      const wait = this.#offer(event, true);
+      if (wait !== null) (waits ??= []).push(wait);
     }
+    // An event held behind a catch-up still goes out before this resolves.
+    if (waits !== null) await Promise.all(waits);
     return { status: reply[0]!, events };
   }
 
@@ -930,14 +1002,42 @@ export class RedisPresenceStore implements PresenceStore {
     for (const event of events) this.#offer(event, false);
   }
 
-  /** Deliver in seq order per watched room, dropping what was delivered already. */
-  #offer(event: PresenceEvent, own: boolean): void {
+  /**
+   * Deliver in seq order per watched room, dropping what was delivered
+   * already. An event that comes while the room catches up, or after a gap
+   * (an earlier event not received yet), is held until the room's log filled
+   * in what precedes it. Answers a promise when it held an own event: the
+   * write resolves only once that went out.
+   */
+  #offer(event: PresenceEvent, own: boolean): Promise<void> | null {
     if (own) this.#remember(event);
     const w = this.#watches.get(event.room);
-    if (w !== undefined && w.refs > 0) {
-      if (event.seq <= w.lastSeq) return;
-      w.lastSeq = event.seq;
-    } else if (!own) return;
+    if (w === undefined || w.refs === 0) {
+      if (own) this.#deliver(event);
+      return null;
+    }
+    if (w.held === null) {
+      if (event.seq <= w.lastSeq) return null;
+      if (w.lastSeq < 0 || event.seq === w.lastSeq + 1) {
+        w.lastSeq = event.seq;
+        this.#deliver(event);
+        return null;
+      }
+      // A gap: fetch what is missing from the log before going on.
+      this.#hold(w);
+      w.held!.push({ event, own });
+      this.#sync(event.room, w).then((outcome) => {
+        if (outcome !== "ok") this.#queueReset();
+      }, (error) => {
+        if (!this.#closed) this.#report(error, null);
+      });
+      return own ? w.drained!.promise : null;
+    }
+    w.held.push({ event, own });
+    return own ? w.drained!.promise : null;
+  }
+
+  #deliver(event: PresenceEvent): void {
     const listeners = this.#listeners;
     for (let i = 0; i < listeners.length; i++) {
       try {
@@ -946,6 +1046,35 @@ export class RedisPresenceStore implements PresenceStore {
         this.#report(error, event);
       }
     }
+  }
+
+  /** Start holding back the room's events (no-op when already holding). */
+  #hold(w: Watch): void {
+    if (w.held !== null) return;
+    w.held = [];
+    w.drained = Promise.withResolvers<void>();
+  }
+
+  /** Stop holding: the held events go out as they are, in seq order. */
+  #flush(w: Watch): void {
+    const held = w.held;
+    const drained = w.drained;
+    w.held = null;
+    w.drained = null;
+    if (held !== null) {
+      held.sort((x, y) => x.event.seq - y.event.seq);
+      for (const h of held) this.#pass(w, h);
+    }
+    drained?.resolve();
+  }
+
+  /** Deliver a held (or logged) event unless the watch is past it already. */
+  #pass(w: Watch, h: Held): void {
+    if (w.refs > 0) {
+      if (h.event.seq <= w.lastSeq) return;
+      w.lastSeq = h.event.seq;
+    } else if (!h.own) return;
+    this.#deliver(h.event);
   }
 
   #settle(w: Watch): void {
@@ -987,7 +1116,7 @@ export class RedisPresenceStore implements PresenceStore {
           await driver.subscribe(channel);
           w.subscribed = true;
         } else if (w.refs > 0 && w.startedAt !== null) {
-          await this.#catchUp(room, w);
+          await this.#sync(room, w);
         } else if (w.refs === 0 && w.subscribed) {
           await driver.unsubscribe(channel);
           w.subscribed = false;
@@ -996,6 +1125,8 @@ export class RedisPresenceStore implements PresenceStore {
     })().catch((error) => {
       failed = true;
       this.#settle(w);
+      // Deliver what was held rather than keep it back until the retry.
+      if (w.syncing === null) this.#flush(w);
       if (this.#closed) return;
       this.#report(error, null);
       setTimeout(() => this.#reconcile(room, w), 500);
@@ -1013,43 +1144,109 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   /**
-   * Deliver logged events this watch missed: for a new watch, those appended
-   * since it began (with some slack for the trip to Redis); after a
-   * reconnect, those after the last one delivered. Reports whether the room
+   * Catch the room up from its log, then deliver what was held, in seq
+   * order. Joins the running loop when there is one (one more round then:
+   * e.g. a reconnect came in meanwhile). Resolves once nothing is held.
+   */
+  #sync(room: string, w: Watch): Promise<SyncOutcome> {
+    if (w.syncing !== null) {
+      w.again = true;
+      return w.syncing;
+    }
+    if (w.refs === 0) {
+      this.#flush(w);
+      return Promise.resolve("ok");
+    }
+    this.#hold(w);
+    w.syncing = this.#syncLoop(room, w);
+    return w.syncing;
+  }
+
+  async #syncLoop(room: string, w: Watch): Promise<SyncOutcome> {
+    let outcome: SyncOutcome = "ok";
+    try {
+      for (;;) {
+        w.again = false;
+        if (w.refs === 0) {
+          this.#flush(w);
+          break;
+        }
+        this.#hold(w);
+        const round = await this.#catchUp(room, w);
+        if (round.outcome !== "ok") outcome = round.outcome;
+        if (this.#closed || (round.done && !w.again)) break;
+      }
+    } catch (error) {
+      w.syncing = null;
+      this.#flush(w);
+      throw error;
+    }
+    // Synchronously with the last check of `again`: a later `#sync` starts anew.
+    w.syncing = null;
+    return outcome;
+  }
+
+  /**
+   * One catch-up round: read the log (for a new watch, the events appended
+   * since it began, with some slack for the trip to Redis; else those after
+   * the last one delivered), then deliver the logged and the held events in
+   * seq order. Up to the room's seq as read, that is final: a seq missing
+   * then is older than the log and shows as a gap. Past it, held events go
+   * out only while contiguous (`done: false` when one still waits for an
+   * earlier event, which the next round fetches). Reports whether the room
    * is behind (the log no longer reaches back) or went backwards.
    */
   async #catchUp(
     room: string,
     w: Watch,
-  ): Promise<"ok" | "behind" | "regressed"> {
-    if (w.startedAt !== null) {
-      const age = Date.now() - w.startedAt + WATCH_SLACK_MS;
-      const r = asStrings(
-        await this.#run("catchUp", [room, "-1", String(age)]),
-      );
+  ): Promise<{ outcome: SyncOutcome; done: boolean }> {
+    const initial = w.startedAt !== null;
+    let since = initial ? -1 : w.lastSeq;
+    let outcome: SyncOutcome = "ok";
+    let r: string[];
+    if (initial) {
+      const age = Date.now() - w.startedAt! + WATCH_SLACK_MS;
+      r = asStrings(await this.#run("catchUp", [room, "-1", String(age)]));
+    } else {
+      r = asStrings(await this.#run("catchUp", [room, String(since), "0"]));
+      if (since >= 0 && Number(r[0]) < since) {
+        // The room started over (data loss): everything in it is new.
+        outcome = "regressed";
+        this.#known.delete(room);
+        w.lastSeq = since = 0;
+        r = asStrings(await this.#run("catchUp", [room, "0", "0"]));
+      }
+    }
+    if (initial) {
       w.startedAt = null;
       this.#settle(w);
-      for (let i = 1; i < r.length; i++) {
-        this.#offer(JSON.parse(r[i]!) as PresenceEvent, false);
-      }
-      // Older events are from before the watch began.
-      if (w.refs > 0) w.lastSeq = Math.max(w.lastSeq, Number(r[0]));
-      return "ok";
     }
-    let since = w.lastSeq;
-    let r = asStrings(await this.#run("catchUp", [room, String(since), "0"]));
-    const regressed = since >= 0 && Number(r[0]) < since;
-    if (regressed) {
-      // The room started over (data loss): everything in it is new.
-      this.#known.delete(room);
-      w.lastSeq = since = 0;
-      r = asStrings(await this.#run("catchUp", [room, "0", "0"]));
+    if (w.refs === 0) {
+      this.#flush(w);
+      return { outcome: "ok", done: true };
     }
+    const cur = Number(r[0]);
+    const queue: Held[] = [];
     for (let i = 1; i < r.length; i++) {
-      this.#offer(JSON.parse(r[i]!) as PresenceEvent, false);
+      queue.push({ event: JSON.parse(r[i]!) as PresenceEvent, own: false });
     }
-    if (regressed) return "regressed";
-    return since >= 0 && w.refs > 0 && w.lastSeq < Number(r[0]) ? "behind" : "ok";
+    if (w.held !== null) queue.push(...w.held);
+    queue.sort((x, y) => x.event.seq - y.event.seq);
+    let i = 0;
+    for (; i < queue.length && queue[i]!.event.seq <= cur; i++) {
+      this.#pass(w, queue[i]!);
+    }
+    if (outcome === "ok" && since >= 0 && w.lastSeq < cur) outcome = "behind";
+    // Older events are from before the watch began, or beyond the log.
+    w.lastSeq = Math.max(w.lastSeq, cur);
+    for (; i < queue.length && queue[i]!.event.seq <= w.lastSeq + 1; i++) {
+      this.#pass(w, queue[i]!);
+    }
+    // What is left waits for an earlier event: the next round fetches it.
+    w.held = queue.slice(i);
+    if (w.held.length > 0) return { outcome, done: false };
+    this.#flush(w);
+    return { outcome, done: true };
   }
 
   // -------------------------------------------------------------------------
@@ -1088,7 +1285,7 @@ export class RedisPresenceStore implements PresenceStore {
         }
         const outcomes = await Promise.all(
           [...this.#watches].filter(([, w]) => w.subscribed && w.refs > 0)
-            .map(([room, w]) => this.#catchUp(room, w)),
+            .map(([room, w]) => this.#sync(room, w)),
         );
         if (lost || outcomes.some((o) => o !== "ok")) this.#queueReset();
       } while (this.#recoverAgain && !this.#closed);

@@ -71,7 +71,7 @@ if (!D) {
   describe("demo in real Chromium", () => {
     let demo: { port: number; stop(): Promise<void> };
     let proxy: CuttableProxy;
-        let browser: any;
+    let browser: any;
     let ada: Page;
     let bob: Page;
     let adaTab2: Page;
@@ -228,22 +228,31 @@ if (!D) {
       await ada.waitForSelector('#roster li[data-user="bob"]', { timeout: 5000 });
       await bob.waitForSelector('#roster li[data-user="ada"]', { timeout: 5000 });
       await bob.type("#message", "hi", { delay: 20 });
-      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="true"]', { timeout: 3000 });
+      await ada.waitForSelector('#roster li[data-user="bob"][data-typing="true"]', {
+        timeout: 3000,
+      });
       const bobCid = await bob.evaluate(() => (globalThis as any).presently.client.connectionId);
       const box = await bob.locator("#stage").boundingBox();
       await bob.mouse.move(box.x + 100, box.y + 100);
       await ada.waitForSelector(`[data-cursor="${bobCid}"]`, { timeout: 3000 });
       // Sweep the mouse; the cursor in Ada's page must end where Bob's mouse is.
       await bob.mouse.move(box.x + 500, box.y + 300, { steps: 30 });
-      await ada.waitForFunction((id: string) => {
-        const el = document.querySelector(`[data-cursor="${id}"]`) as HTMLElement | null;
-        const m = el?.style.transform.match(/translate\(([\d.]+)px, ([\d.]+)px\)/);
-        return m !== null && m !== undefined && Math.abs(Number(m[1]) - 500) < 3 &&
-          Math.abs(Number(m[2]) - 300) < 3;
-      }, bobCid, { timeout: 3000 });
+      await ada.waitForFunction(
+        (id: string) => {
+          const el = document.querySelector(`[data-cursor="${id}"]`) as HTMLElement | null;
+          const m = el?.style.transform.match(/translate\(([\d.]+)px, ([\d.]+)px\)/);
+          return m !== null && m !== undefined && Math.abs(Number(m[1]) - 500) < 3 &&
+            Math.abs(Number(m[2]) - 300) < 3;
+        },
+        bobCid,
+        { timeout: 3000 },
+      );
       await ada.screenshot({ path: `${OUT}/bun-demo.png` });
       await bob.close();
-      await ada.waitForSelector('#roster li[data-user="bob"]', { state: "detached", timeout: 3000 });
+      await ada.waitForSelector('#roster li[data-user="bob"]', {
+        state: "detached",
+        timeout: 3000,
+      });
       await ada.waitForSelector(`[data-cursor="${bobCid}"]`, { state: "detached", timeout: 3000 });
     });
   });

@@ -11,17 +11,29 @@
  *
  * This entry imports no server or store code.
  *
- * @example
+ * @example Connect, join a room, watch it and publish a state
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
  *
- * const client = new PresenceClient("wss://example.com/presence");
+ * // A local server to talk to.
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ *
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
  * await client.connect();
  * await client.joinRoom("lobby", (update) => {
  *   if (update.type === "join") console.log("joined:", update.connectionId);
  *   if (update.type === "leave") console.log("left:", update.connectionId);
  * });
  * await client.publishPresenceState("lobby", { state: { status: "typing" }, expireAfter: 8000 });
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  *
  * @module

@@ -3,6 +3,15 @@
 /**
  * Stable error codes. A request the server refuses is answered with one of
  * these; the client surfaces the same code.
+ *
+ * @example
+ * ```ts
+ * import { PresenceError, type PresenceErrorCode } from "@presently/presently";
+ * const transient: PresenceErrorCode[] = ["timeout", "closed", "rate_limited", "store_error"];
+ * const retryable = (error: PresenceError) => transient.includes(error.code);
+ * console.log(retryable(new PresenceError("timeout", "Request timed out"))); // true
+ * console.log(retryable(new PresenceError("forbidden", "Room \"admin\" is not allowed"))); // false
+ * ```
  */
 export type PresenceErrorCode =
   | "bad_request"
@@ -43,6 +52,14 @@ export class PresenceError extends Error {
    * @param code The stable error code.
    * @param message A sentence-case message without a trailing period.
    * @param options Optional `cause`.
+   *
+   * @example
+   * ```ts
+   * import { PresenceError } from "@presently/presently";
+   * const cause = new Error("ECONNRESET");
+   * const error = new PresenceError("store_error", "Store write failed", { cause });
+   * console.log(error.code, error.cause === cause); // "store_error" true
+   * ```
    */
   constructor(
     code: PresenceErrorCode,

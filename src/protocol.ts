@@ -3,10 +3,33 @@
 
 import type { PresenceErrorCode } from "./errors.ts";
 
-/** The protocol version spoken by this build (`?v=` on the socket URL). */
+/**
+ * The protocol version spoken by this build (`?v=` on the socket URL).
+ *
+ * @example
+ * ```ts
+ * import { PROTOCOL_VERSION } from "@presently/presently";
+ * // PresenceClient adds it itself; a hand-written client puts it on the URL.
+ * const url = new URL("wss://example.com/presence");
+ * url.searchParams.set("v", String(PROTOCOL_VERSION));
+ * console.log(url.href); // "wss://example.com/presence?v=1"
+ * ```
+ */
 export const PROTOCOL_VERSION = 1;
 
-/** WebSocket close codes Presently uses (documented in docs/PROTOCOL.md). */
+/**
+ * WebSocket close codes Presently uses (documented in docs/PROTOCOL.md).
+ *
+ * @example
+ * ```ts
+ * import { CloseCode } from "@presently/presently";
+ * // A raw WebSocket client should not reconnect after these two.
+ * const final: number[] = [CloseCode.badVersion, CloseCode.unauthorized];
+ * const shouldReconnect = (event: CloseEvent) => !final.includes(event.code);
+ * const lost = new CloseEvent("close", { code: CloseCode.heartbeatTimeout });
+ * console.log(shouldReconnect(lost)); // true
+ * ```
+ */
 export const CloseCode = {
   /** Normal close (client or server called `close()`). */
   normal: 1000,
@@ -28,7 +51,16 @@ export const CloseCode = {
   tooManyConnections: 4503,
 } as const;
 
-/** A JSON value as carried by presence state and metadata. */
+/**
+ * A JSON value as carried by presence state and metadata.
+ *
+ * @example
+ * ```ts
+ * import type { Json } from "@presently/presently";
+ * const state: Json = { cursor: { x: 10, y: 20 }, selection: [3, 8], typing: false };
+ * console.log(JSON.stringify(state).length); // 59 bytes: well under the 16 KiB limit
+ * ```
+ */
 export type Json =
   | null
   | boolean
@@ -37,10 +69,35 @@ export type Json =
   | Json[]
   | { [key: string]: Json };
 
-/** Connection metadata: a JSON object set on the server. */
+/**
+ * Connection metadata: a JSON object set on the server.
+ *
+ * @example
+ * ```ts
+ * import { type Metadata, PresenceServer } from "@presently/presently";
+ * const authenticate = (request: Request): Metadata | null => {
+ *   const user = new URL(request.url).searchParams.get("user");
+ *   return user ? { userId: user, role: "viewer" } : null;
+ * };
+ * const server = new PresenceServer({ authenticate, userKey: "userId" });
+ * await server.close();
+ * ```
+ */
 export type Metadata = Record<string, unknown>;
 
-/** One present connection in a snapshot. */
+/**
+ * One present connection in a snapshot.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type PresentEntry } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * await store.join("lobby", "c1", "server-1", { name: "Ada" }, Date.now());
+ * const present: PresentEntry[] = (await store.snapshot("lobby", Date.now())).present;
+ * console.log(present.map((p) => `${p.id}: ${p.meta.name}`)); // ["c1: Ada"]
+ * await store.close();
+ * ```
+ */
 export interface PresentEntry {
   /** The connection id. */
   id: string;
@@ -371,6 +428,28 @@ export function parseClientFrame(
  * - `[seq, "s", connectionId, state]` state replaced (`null` = cleared/expired)
  * - `[seq, "p", connectionId, patch]` state merge-patched (RFC 7386)
  * - `[seq, "u", userId, 1 | 0]` user online / offline (same seq as its cause)
+ *
+ * @example
+ * ```ts
+ * import {
+ *   applyEvent,
+ *   applySnapshot,
+ *   createRoomView,
+ *   type WireEvent,
+ * } from "@presently/presently/client";
+ * const view = createRoomView("lobby");
+ * applySnapshot(view, { seq: 0, present: [], states: [] });
+ * const events: WireEvent[] = [
+ *   [1, "j", "c1", { name: "Ada" }],
+ *   [2, "s", "c1", { typing: true }],
+ *   [3, "p", "c1", { typing: null, line: 4 }],
+ *   [4, "l", "c1"],
+ * ];
+ * for (const event of events) {
+ *   const { updates } = applyEvent(view, event);
+ *   console.log(updates.map((u) => u.type)); // ["join"], ["state"], ["state"], ["leave"]
+ * }
+ * ```
  */
 export type WireEvent =
   | [number, "j", string, Metadata]
@@ -379,7 +458,22 @@ export type WireEvent =
   | [number, "p", string, unknown]
   | [number, "u", string, 0 | 1];
 
-/** A room snapshot on the wire. */
+/**
+ * A room snapshot on the wire.
+ *
+ * @example
+ * ```ts
+ * import { applySnapshot, createRoomView, type WireSnapshot } from "@presently/presently/client";
+ * const snapshot: WireSnapshot = {
+ *   seq: 7,
+ *   present: [{ id: "c1", meta: { name: "Ada" } }],
+ *   states: [["c1", { typing: true }]],
+ * };
+ * const view = createRoomView("lobby");
+ * applySnapshot(view, snapshot);
+ * console.log([...view.members.keys()], view.states.get("c1")); // ["c1"] { typing: true }
+ * ```
+ */
 export interface WireSnapshot {
   /** The room's sequence number the snapshot reflects. */
   seq: number;

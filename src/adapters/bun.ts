@@ -2,7 +2,7 @@
  * Bun adapter: mount a `PresenceServer` on `Bun.serve`, with Bun's native
  * topic fan-out. It translates sockets into the core and does nothing else.
  *
- * @example
+ * @example Under Bun (not run by `deno test --doc`)
  * ```ts ignore
  * import { PresenceServer } from "@presently/presently";
  * import { bunPresence } from "@presently/presently/bun";
@@ -18,7 +18,21 @@
 import type { PresenceServer } from "../server/server.ts";
 import type { SocketHandlers, SocketLike } from "../server/socket.ts";
 
-/** The part of Bun's `Server` this adapter uses (declared locally). */
+/**
+ * The part of Bun's `Server` this adapter uses (declared locally).
+ *
+ * @example A stub server for tests
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { bunPresence, type BunServerLike } from "@presently/presently/bun";
+ * // Bun's `Server` fits as is; outside Bun, a stub is enough to test a fallback.
+ * const stub: BunServerLike = { upgrade: () => false, publish: () => 0 };
+ * const presence = new PresenceServer();
+ * const response = await bunPresence(presence).fetch(new Request("http://localhost/"), stub);
+ * console.log(response?.status); // 426: not a WebSocket upgrade
+ * await presence.close();
+ * ```
+ */
 export interface BunServerLike {
   /** Upgrade a request to a WebSocket. */
   upgrade(request: Request, options: { data: unknown; headers?: HeadersInit }): boolean;
@@ -28,7 +42,28 @@ export interface BunServerLike {
   requestIP?(request: Request): { address: string } | null;
 }
 
-/** Per-socket data this adapter keeps on Bun's `ws.data`. */
+/**
+ * Per-socket data this adapter keeps on Bun's `ws.data`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { bunPresence, type BunServerLike, type BunSocketData } from "@presently/presently/bun";
+ * const presence = new PresenceServer();
+ * let data: BunSocketData | undefined;
+ * const stub: BunServerLike = {
+ *   upgrade: (_request, options) => {
+ *     data = options.data as BunSocketData; // what Bun then exposes as `ws.data`
+ *     return true;
+ *   },
+ *   publish: () => 0,
+ * };
+ * const request = new Request("http://localhost/", { headers: { upgrade: "websocket" } });
+ * await bunPresence(presence).fetch(request, stub);
+ * console.log(data?.srv === stub, data?.handlers); // true undefined (set once open)
+ * await presence.close();
+ * ```
+ */
 export interface BunSocketData {
   /** The admission ticket. */
   ticket: unknown;
@@ -38,7 +73,33 @@ export interface BunSocketData {
   handlers?: SocketHandlers;
 }
 
-/** The part of Bun's `ServerWebSocket` this adapter uses. */
+/**
+ * The part of Bun's `ServerWebSocket` this adapter uses.
+ *
+ * @example A stand-in socket for tests
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { bunPresence, type BunSocketLike } from "@presently/presently/bun";
+ * const presence = new PresenceServer();
+ * const { websocket } = bunPresence(presence);
+ * const admission = await presence.admit(new Request("http://localhost/"));
+ * if (!admission.ok) throw new Error(admission.message);
+ * // A stand-in for Bun's ServerWebSocket, e.g. in a unit test:
+ * const sent: string[] = [];
+ * const ws: BunSocketLike = {
+ *   data: { ticket: admission.ticket, srv: { upgrade: () => true, publish: () => 0 } },
+ *   send: (data) => sent.push(data),
+ *   close() {},
+ *   getBufferedAmount: () => 0,
+ *   subscribe() {},
+ *   unsubscribe() {},
+ * };
+ * websocket.open(ws);
+ * console.log(JSON.parse(sent[0]!).t); // "hello"
+ * websocket.close(ws, 1000, "");
+ * await presence.close();
+ * ```
+ */
 export interface BunSocketLike {
   /** The adapter's per-socket data. */
   data: BunSocketData;
@@ -54,7 +115,19 @@ export interface BunSocketLike {
   unsubscribe(topic: string): void;
 }
 
-/** The `websocket` handler object for `Bun.serve`. */
+/**
+ * The `websocket` handler object for `Bun.serve`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { bunPresence } from "@presently/presently/bun";
+ * const presence = new PresenceServer({ limits: { maxPendingBytes: 1 << 20 } });
+ * const { websocket } = bunPresence(presence); // pass as `websocket` to Bun.serve
+ * console.log(websocket.backpressureLimit, websocket.sendPings); // 1048576 false
+ * await presence.close();
+ * ```
+ */
 export interface BunWebSocketHandler {
   /** A socket opened. */
   open(ws: BunSocketLike): void;
@@ -74,13 +147,43 @@ export interface BunWebSocketHandler {
   maxPayloadLength: number;
 }
 
-/** Options of `bunPresence`. */
+/**
+ * Options of `bunPresence`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { bunPresence, type BunPresenceOptions } from "@presently/presently/bun";
+ * const options: BunPresenceOptions = { fallback: () => new Response("Hello") };
+ * const presence = new PresenceServer();
+ * const p = bunPresence(presence, options); // then Bun.serve({ fetch: p.fetch, ... })
+ * const stub = { upgrade: () => false, publish: () => 0 };
+ * const response = await p.fetch(new Request("http://localhost/"), stub);
+ * console.log(await response?.text()); // "Hello"
+ * await presence.close();
+ * ```
+ */
 export interface BunPresenceOptions {
   /** Handles requests that are not WebSocket upgrades in `fetch`. Default: HTTP 426. */
   fallback?: (request: Request, server: BunServerLike) => Response | Promise<Response>;
 }
 
-/** What `bunPresence` returns. */
+/**
+ * What `bunPresence` returns.
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { type BunPresence, bunPresence } from "@presently/presently/bun";
+ * const presence = new PresenceServer({ authenticate: () => null });
+ * const p: BunPresence = bunPresence(presence);
+ * const stub = { upgrade: () => true, publish: () => 0 };
+ * const request = new Request("http://localhost/", { headers: { upgrade: "websocket" } });
+ * console.log((await p.fetch(request, stub))?.status); // 401: refused by authenticate
+ * console.log(p.upgrade(request, stub)); // false: refusals need `fetch` to answer them
+ * await presence.close();
+ * ```
+ */
 export interface BunPresence {
   /**
    * Upgrade `request` if it is a WebSocket request and is admitted
@@ -106,7 +209,7 @@ function isUpgrade(request: Request): boolean {
  * @param options A fallback for ordinary HTTP requests.
  * @returns Handlers to wire into `Bun.serve`.
  *
- * @example
+ * @example Under Bun (not run by `deno test --doc`)
  * ```ts ignore
  * const p = bunPresence(presence);
  * Bun.serve({
@@ -116,6 +219,18 @@ function isUpgrade(request: Request): boolean {
  *   },
  *   websocket: p.websocket,
  * });
+ * ```
+ *
+ * @example Outside Bun, with a stub server (as in unit tests)
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { bunPresence } from "@presently/presently/bun";
+ * const presence = new PresenceServer();
+ * const p = bunPresence(presence, { fallback: () => new Response("hi") });
+ * const stub = { upgrade: () => false, publish: () => 0 };
+ * const response = await p.fetch(new Request("http://localhost/"), stub);
+ * console.log(await response?.text()); // "hi"
+ * await presence.close();
  * ```
  */
 export function bunPresence(

@@ -3,12 +3,15 @@
  * existing app. It translates sockets into the core and does nothing else.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { PresenceServer } from "@presently/presently";
  * import { presenceHandler } from "@presently/presently/deno";
  * const presence = new PresenceServer();
  * presence.trackPresence(/^.+$/);
- * Deno.serve({ port: 8000 }, presenceHandler(presence));
+ * const http = Deno.serve({ port: 0, onListen() {} }, presenceHandler(presence));
+ * // ... and on shutdown:
+ * await presence.close();
+ * await http.shutdown();
  * ```
  *
  * @module
@@ -17,7 +20,23 @@
 import type { PresenceServer } from "../server/server.ts";
 import type { SocketHandlers, SocketLike } from "../server/socket.ts";
 
-/** Options of `presenceHandler`. */
+/**
+ * Options of `presenceHandler`.
+ *
+ * @example Serve a page and presence from one port
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler, type PresenceHandlerOptions } from "@presently/presently/deno";
+ * const options: PresenceHandlerOptions = {
+ *   fallback: () => new Response("<h1>Hello</h1>", { headers: { "content-type": "text/html" } }),
+ * };
+ * const presence = new PresenceServer();
+ * const handler = presenceHandler(presence, options);
+ * const response = await handler(new Request("http://localhost/"));
+ * console.log(response.status, await response.text()); // 200 "<h1>Hello</h1>"
+ * await presence.close();
+ * ```
+ */
 export interface PresenceHandlerOptions {
   /** Handles requests that are not WebSocket upgrades. Default: HTTP 426. */
   fallback?: (request: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
@@ -32,8 +51,24 @@ export interface PresenceHandlerOptions {
  * @returns A request handler for `Deno.serve` or any router.
  *
  * @example
- * ```ts ignore
- * Deno.serve(presenceHandler(server, { fallback: () => new Response("hi") }));
+ * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
+ * import { PresenceClient } from "@presently/presently/client";
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence, { fallback: () => new Response("hi") });
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ *
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ * console.log((await client.joinRoom("lobby")).success); // true
+ * const page = await fetch(`http://127.0.0.1:${http.addr.port}/`);
+ * console.log(await page.text()); // "hi"
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export function presenceHandler(

@@ -82,10 +82,24 @@ export interface PresenceClientOptions {
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient("wss://example.com/presence");
- * const result = await client.leaveRoom("lobby");
- * if (!result.success) console.log(result.error?.code); // e.g. "timeout"
+ *
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ *
+ * // Publishing in a room this connection has not joined is refused.
+ * const result = await client.publishPresenceState("lobby", { state: "away" });
+ * if (!result.success) console.log(result.error?.code); // "not_member"
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export interface PresenceResult {
@@ -100,10 +114,23 @@ export interface PresenceResult {
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient("wss://example.com/presence");
+ *
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ *
  * const { success, present } = await client.joinRoom("lobby");
- * if (success) console.log(present.map((p) => p.id));
+ * if (success) console.log(present.map((p) => p.id)); // [client.connectionId]
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export interface JoinResult extends PresenceResult {
@@ -116,11 +143,25 @@ export interface JoinResult extends PresenceResult {
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient("wss://example.com/presence");
- * await client.subscribePresence("lobby", (u) => {
+ *
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ *
+ * const { count } = await client.subscribePresence("lobby", (u) => {
  *   if (u.type === "count") console.log(u.connections, u.users);
  * }, { mode: "count" });
+ * console.log(count); // { connections: 0, users: 0 }
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export interface SubscribeOptions {
@@ -135,10 +176,23 @@ export interface SubscribeOptions {
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient("wss://example.com/presence");
+ *
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ *
  * const view = await client.subscribePresence("lobby", () => {}, { users: true });
  * console.log(view.present, [...view.states], view.users);
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export interface PresenceView<State = unknown> {
@@ -160,10 +214,23 @@ export interface PresenceView<State = unknown> {
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient("wss://example.com/presence");
+ *
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ *
  * const { success, present, error } = await client.subscribePresence("lobby", () => {});
- * console.log(success ? present : error?.code);
+ * console.log(success ? present : error?.code); // []
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export interface SubscribeResult<State = unknown> extends PresenceResult, PresenceView<State> {}
@@ -173,10 +240,25 @@ export interface SubscribeResult<State = unknown> extends PresenceResult, Presen
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient("wss://example.com/presence");
- * const { value } = await client.presence("lobby").getReader().read();
- * if (value?.type === "sync") console.log(value.present);
+ *
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ *
+ * const reader = client.presence("lobby").getReader();
+ * const { value } = await reader.read();
+ * if (value?.type === "sync") console.log(value.room, value.present); // "lobby" []
+ * await reader.cancel();
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export interface PresenceSync<State = unknown> extends PresenceView<State> {
@@ -194,7 +276,10 @@ export interface PresenceSync<State = unknown> extends PresenceView<State> {
  * @example
  * ```ts
  * import type { PublishOptions } from "@presently/presently/client";
- * const typing: PublishOptions<{ typing: boolean }> = { state: { typing: true }, expireAfter: 8000 };
+ * const typing: PublishOptions<{ typing: boolean }> = {
+ *   state: { typing: true },
+ *   expireAfter: 8000,
+ * };
  * ```
  */
 export interface PublishOptions<State = unknown> {
@@ -211,9 +296,24 @@ export interface PublishOptions<State = unknown> {
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient("wss://example.com/presence");
+ *
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ *
+ * await client.joinRoom("lobby");
  * const { success, seq } = await client.publishPresenceState("lobby", { state: 1 });
+ * console.log(success, seq); // true 2 (the join was 1)
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export interface PublishResult extends PresenceResult {
@@ -308,14 +408,27 @@ const call = <T>(fn: (arg: T) => void, arg: T): void => {
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient("wss://example.com/presence");
+ *
+ * const presence = new PresenceServer();
+ * presence.trackPresence("lobby");
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient<{ typing: boolean }>(`ws://127.0.0.1:${http.addr.port}/`);
  * await client.connect();
+ *
  * await client.joinRoom("lobby");
  * const { present } = await client.subscribePresence("lobby", (update) => {
  *   if (update.type === "join") console.log("joined", update.connectionId);
  * });
+ * console.log(present); // [client.connectionId]
  * await client.publishPresenceState("lobby", { state: { typing: true }, expireAfter: 8000 });
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
@@ -361,17 +474,95 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     this._o = options;
   }
 
-  /** The connection id from the server, `null` before the first hello or after close. */
+  /**
+   * The connection id from the server, `null` before the first hello or after close.
+   *
+   * @returns The id, or `null`.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * console.log(client.connectionId); // e.g. "q3HkX0c2bB1SxZy9f8n3Rw"
+   * console.log(await presence.getConnectionMetadata(client.connectionId!)); // {}
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
+   */
   get connectionId(): string | null {
     return this._cid;
   }
 
-  /** The connection status. */
+  /**
+   * The connection status.
+   *
+   * @returns `"connecting"`, `"open"`, `"reconnecting"` or `"closed"`.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * console.log(client.status); // "closed"
+   * const connecting = client.connect();
+   * console.log(client.status); // "connecting"
+   * await connecting;
+   * console.log(client.status); // "open"
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
+   */
   get status(): PresenceStatus {
     return this._st;
   }
 
-  /** Whether the last open resumed the previous connection (same id, rooms and states). */
+  /**
+   * Whether the last open resumed the previous connection (same id, rooms and states).
+   *
+   * @returns `true` after a resume, `false` after a fresh connection.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * client.onStatus((status) => {
+   *   if (status === "open" && !client.resumed) console.log("new id:", client.connectionId);
+   * });
+   * console.log(client.resumed); // false: the first open is never a resume
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
+   */
   get resumed(): boolean {
     return this._rs;
   }
@@ -406,10 +597,22 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
    * await client.connect();
-   * console.log(client.connectionId);
+   *
+   * console.log(client.status, client.connectionId); // "open" and the id
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   connect(): Promise<void> {
@@ -431,10 +634,23 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
    * await client.connect();
-   * await client.close();
+   * await client.joinRoom("lobby");
+   *
+   * await client.close(); // leaves "lobby" at once
+   * console.log(client.status); // "closed"
+   *
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   close(): Promise<void> {
@@ -464,10 +680,26 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
    * const { success, present, error } = await client.joinRoom("lobby");
-   * if (!success) console.log(error?.code);
+   * console.log(success ? present.length : error?.code); // 1
+   *
+   * // Join and subscribe in one step:
+   * await client.joinRoom("lobby", (update) => console.log(update.type));
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   async joinRoom(
@@ -499,9 +731,24 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
-   * await client.leaveRoom("lobby");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.joinRoom("lobby");
+   * const { success } = await client.leaveRoom("lobby");
+   * console.log(success); // true
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   async leaveRoom(room: string): Promise<PresenceResult> {
@@ -523,11 +770,25 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
    * const { present, states } = await client.subscribePresence("lobby", (u) => {
    *   if (u.type === "state") console.log(u.connectionId, u.state);
    * });
+   * console.log(present, states.size); // [] 0
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   subscribePresence(
@@ -548,9 +809,24 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
-   * await client.unsubscribePresence("lobby");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.subscribePresence("lobby", (u) => console.log(u.type));
+   * const { success } = await client.unsubscribePresence("lobby");
+   * console.log(success); // true
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   async unsubscribePresence(room: string): Promise<PresenceResult> {
@@ -569,10 +845,25 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.joinRoom("lobby");
    * await client.publishPresenceState("lobby", { state: { status: "typing" }, expireAfter: 8000 });
    * await client.publishPresenceState("lobby", { patch: { status: "idle" } });
+   * console.log(await presence.getPresenceStates("lobby")); // Map { id => { status: "idle" } }
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   async publishPresenceState(
@@ -604,9 +895,25 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
-   * await client.clearPresenceState("lobby");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.joinRoom("lobby");
+   * await client.publishPresenceState("lobby", { state: { status: "typing" } });
+   * const { success } = await client.clearPresenceState("lobby");
+   * console.log(success); // true
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   async clearPresenceState(room: string): Promise<PresenceResult> {
@@ -624,10 +931,24 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient<unknown, { userId: string }>("wss://example.com/presence");
-   * const meta = await client.getConnectionMetadata("someConnectionId");
-   * console.log(meta?.userId);
+   *
+   * const presence = new PresenceServer({ authenticate: () => ({ userId: "ada" }) });
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const url = `ws://127.0.0.1:${http.addr.port}/`;
+   * const client = new PresenceClient<unknown, { userId: string }>(url);
+   * await client.connect();
+   *
+   * const meta = await client.getConnectionMetadata(client.connectionId!);
+   * console.log(meta?.userId); // "ada"
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   async getConnectionMetadata(connectionId: string): Promise<Meta | null> {
@@ -648,12 +969,26 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
-   * const client = new PresenceClient("wss://example.com/presence");
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
    * for await (const chunk of client.presence("lobby")) {
-   *   if (chunk.type === "sync") console.log(chunk.present);
+   *   if (chunk.type === "sync") console.log(chunk.present); // []
    *   else console.log(chunk.type);
+   *   break; // cancels the stream, which unsubscribes
    * }
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
    * ```
    */
   presence(

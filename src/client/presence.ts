@@ -36,7 +36,8 @@ export interface PresenceUser<
  * @example
  * ```ts
  * import { PresenceClient, type CreatePresenceOptions } from "@presently/presently/client";
- * const client = new PresenceClient<{ name: string }, { userId: string }>("wss://example.com/presence");
+ * const url = "wss://example.com/presence";
+ * const client = new PresenceClient<{ name: string }, { userId: string }>(url);
  * const options: CreatePresenceOptions<{ name: string }, { userId: string }> = {
  *   client,
  *   room: "doc:42",
@@ -68,12 +69,27 @@ export interface CreatePresenceOptions<
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { createPresence, PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient<{ name: string }>("wss://example.com/presence");
+ *
+ * const server = new PresenceServer();
+ * server.trackPresence("lobby");
+ * const handler = presenceHandler(server);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const url = `ws://127.0.0.1:${http.addr.port}/`;
+ * const client = new PresenceClient<{ name: string }>(url);
+ * await client.connect();
+ *
  * const presence = createPresence({ client, room: "lobby", stateIdentifier: (s) => s.name });
  * await presence.ready;
- * console.log(presence.users.length);
+ * await presence.publish({ name: "Ada" });
+ * console.log(presence.users.length); // 1
  * await presence.destroy();
+ *
+ * await client.close();
+ * await server.close();
+ * await http.shutdown();
  * ```
  */
 export interface Presence<State = unknown, Meta extends Metadata = Metadata> {
@@ -117,17 +133,39 @@ const storage = (): Storage | undefined => {
  *
  * @example
  * ```ts
+ * import { PresenceServer } from "@presently/presently";
+ * import { presenceHandler } from "@presently/presently/deno";
  * import { createPresence, PresenceClient } from "@presently/presently/client";
- * const client = new PresenceClient<{ name: string }, { userId: string }>("wss://example.com/presence");
- * await client.connect();
+ *
+ * // Every connection of user "ada" (e.g. two tabs) counts as one user.
+ * const server = new PresenceServer({ authenticate: () => ({ userId: "ada" }) });
+ * server.trackPresence(/^doc:/);
+ * const handler = presenceHandler(server);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const url = `ws://127.0.0.1:${http.addr.port}/`;
+ * const tab1 = new PresenceClient<{ name: string }, { userId: string }>(url);
+ * const tab2 = new PresenceClient<{ name: string }, { userId: string }>(url);
+ * await Promise.all([tab1.connect(), tab2.connect()]);
+ *
+ * const bothTabs = Promise.withResolvers<void>();
  * const presence = createPresence({
- *   client,
+ *   client: tab1,
  *   room: "doc:42",
  *   metadataIdentifier: (meta) => meta.userId,
- *   onUpdate: (users) => console.log(users.map((u) => `${u.id} (${u.tabCount})`)),
+ *   onUpdate: (users) => {
+ *     console.log(users.map((u) => `${u.id} (${u.tabCount})`)); // [], ["ada (1)"], ["ada (2)"]
+ *     if (users[0]?.tabCount === 2) bothTabs.resolve();
+ *   },
  * });
  * await presence.ready;
  * await presence.publish({ name: "Ada" });
+ * await tab2.joinRoom("doc:42");
+ * await bothTabs.promise;
+ *
+ * await presence.destroy();
+ * await Promise.all([tab1.close(), tab2.close()]);
+ * await server.close();
+ * await http.shutdown();
  * ```
  */
 export function createPresence<

@@ -25,6 +25,11 @@ export class Connection implements PresenceConnection {
   readonly remoteAddr: string | null;
   readonly url: string;
   lastSeen: number;
+  /**
+   * Bytes of event frames sent since `bufferedAmount` was last read, plus
+   * what it read then: an estimate of the socket's backlog.
+   */
+  unchecked = 0;
   /** When the socket was lost abruptly; -1 while attached. */
   detachedAt = -1;
   /** Set once the connection is being torn down for good. */

@@ -5,7 +5,22 @@ import type { PresenceError } from "../errors.ts";
 import type { Metadata } from "../protocol.ts";
 import type { PresenceStore } from "../store/types.ts";
 
-/** Limits enforced per connection and per server. Every field has a default. */
+/**
+ * Limits enforced per connection and per server. Every field has a default.
+ *
+ * @example
+ * ```ts
+ * import { type PresenceLimits, PresenceServer } from "@presently/presently";
+ * const limits: Partial<PresenceLimits> = {
+ *   maxRoomsPerConnection: 10,
+ *   requestsPerSecond: 20,
+ *   maxConnectionsPerUser: 5,
+ * };
+ * const server = new PresenceServer({ limits, userKey: "userId" });
+ * console.log(server.limits.requestsPerSecond); // 20
+ * await server.close();
+ * ```
+ */
 export interface PresenceLimits {
   /** Largest inbound frame in bytes. Default 65536 (64 KiB). */
   maxFrameBytes: number;
@@ -41,7 +56,19 @@ export interface PresenceLimits {
   slowConsumerTimeoutMs: number;
 }
 
-/** The default limits. */
+/**
+ * The default limits.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_LIMITS, PresenceServer } from "@presently/presently";
+ * console.log(DEFAULT_LIMITS.maxStateBytes); // 16384
+ * const server = new PresenceServer({
+ *   limits: { maxStateBytes: 4 * DEFAULT_LIMITS.maxStateBytes },
+ * });
+ * await server.close();
+ * ```
+ */
 export const DEFAULT_LIMITS: Readonly<PresenceLimits> = Object.freeze({
   maxFrameBytes: 64 * 1024,
   maxStateBytes: 16 * 1024,
@@ -61,7 +88,18 @@ export const DEFAULT_LIMITS: Readonly<PresenceLimits> = Object.freeze({
   slowConsumerTimeoutMs: 10_000,
 });
 
-/** Heartbeat settings. */
+/**
+ * Heartbeat settings.
+ *
+ * @example
+ * ```ts
+ * import { type HeartbeatOptions, PresenceServer } from "@presently/presently";
+ * // Notice dead connections within 15 s instead of 30 s.
+ * const heartbeat: HeartbeatOptions = { intervalMs: 5_000, timeoutMs: 15_000 };
+ * const server = new PresenceServer({ heartbeat });
+ * await server.close();
+ * ```
+ */
 export interface HeartbeatOptions {
   /** How often the server pings each connection. Default 10000. */
   intervalMs?: number;
@@ -69,7 +107,21 @@ export interface HeartbeatOptions {
   timeoutMs?: number;
 }
 
-/** A connection as seen by guards, hooks and `onConnection`. */
+/**
+ * A connection as seen by guards, hooks and `onConnection`.
+ *
+ * @example
+ * ```ts
+ * import { type PresenceConnection, PresenceServer } from "@presently/presently";
+ * const server = new PresenceServer({ authenticate: () => ({ userId: "ada", team: "red" }) });
+ * // Only members of a team may enter its rooms.
+ * const sameTeam = (connection: PresenceConnection, room: string) =>
+ *   room === `team:${connection.metadata.team}`;
+ * server.trackPresence(/^team:/, { guard: sameTeam });
+ * server.onConnection((connection) => console.log(connection.id, connection.remoteAddr));
+ * await server.close();
+ * ```
+ */
 export interface PresenceConnection {
   /** The public connection id. */
   readonly id: string;
@@ -86,6 +138,25 @@ export interface PresenceConnection {
 /**
  * A Standard Schema (https://standardschema.dev) object, e.g. from Zod or
  * Valibot. Only the validate function is used; no dependency is taken.
+ *
+ * @typeParam T The validated value's type.
+ *
+ * @example A hand-written schema (a Zod or Valibot schema fits the same way)
+ * ```ts
+ * import { PresenceServer, type StandardSchemaLike } from "@presently/presently";
+ * type Cursor = { x: number; y: number };
+ * const cursor: StandardSchemaLike<Cursor> = {
+ *   "~standard": {
+ *     validate: (value) =>
+ *       typeof (value as Cursor)?.x === "number" && typeof (value as Cursor)?.y === "number"
+ *         ? { value: value as Cursor }
+ *         : { issues: [{ message: "Expected { x, y }" }] },
+ *   },
+ * };
+ * const server = new PresenceServer();
+ * server.trackPresence(/^doc:/, { validateState: cursor });
+ * await server.close();
+ * ```
  */
 export interface StandardSchemaLike<T = unknown> {
   /** The Standard Schema interface. */
@@ -103,7 +174,19 @@ export interface StandardSchemaLike<T = unknown> {
   };
 }
 
-/** A state validator: a function (true = valid, a string = why not) or a Standard Schema. */
+/**
+ * A state validator: a function (true = valid, a string = why not) or a Standard Schema.
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer, type StateValidator } from "@presently/presently";
+ * const shortStatus: StateValidator = (state, room) =>
+ *   (typeof state === "string" && state.length <= 32) || `Status in "${room}" is too long`;
+ * const server = new PresenceServer();
+ * server.trackPresence("lobby", { validateState: shortStatus });
+ * await server.close();
+ * ```
+ */
 export type StateValidator =
   | ((state: unknown, room: string) => boolean | string)
   | StandardSchemaLike;
@@ -113,8 +196,24 @@ export type StateValidator =
  * the narrowed type of a type-guard function; `unknown` otherwise. Use it for
  * the client's generics so both sides share one definition.
  *
- * @example
+ * @typeParam V The validator: a Standard Schema, a type guard or a plain function.
+ *
+ * @example With a type guard
+ * ```ts
+ * import { type InferState, PresenceServer } from "@presently/presently";
+ * import { PresenceClient } from "@presently/presently/client";
+ * const isCursor = (state: unknown): state is { x: number; y: number } =>
+ *   typeof state === "object" && state !== null && "x" in state && "y" in state;
+ * const server = new PresenceServer();
+ * server.trackPresence(/^doc:/, { validateState: isCursor });
+ * const client = new PresenceClient<InferState<typeof isCursor>>("ws://127.0.0.1:8000/");
+ * // client.publishPresenceState() now takes { x: number; y: number } states.
+ * await server.close();
+ * ```
+ *
+ * @example With Zod (not a dependency of Presently, so not run here)
  * ```ts ignore
+ * import { z } from "zod";
  * import type { InferState } from "@presently/presently";
  * import { PresenceClient } from "@presently/presently/client";
  * const cursor = z.object({ x: z.number(), y: z.number() });
@@ -128,7 +227,22 @@ export type InferState<V> = V extends
   : V extends (state: unknown, ...rest: never[]) => state is infer T ? T
   : unknown;
 
-/** Options of `server.trackPresence(pattern, options)`. */
+/**
+ * Options of `server.trackPresence(pattern, options)`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer, type TrackPresenceOptions } from "@presently/presently";
+ * const docs: TrackPresenceOptions = {
+ *   guard: (connection, room) => room !== "doc:secret" || connection.metadata.admin === true,
+ *   ttl: 60_000,
+ *   validateState: (state) => typeof state === "object" || "The state must be an object",
+ * };
+ * const server = new PresenceServer();
+ * server.trackPresence(/^doc:/, docs);
+ * await server.close();
+ * ```
+ */
 export interface TrackPresenceOptions {
   /** Decides who may join, subscribe to and publish in the room. */
   guard?: (
@@ -145,7 +259,27 @@ export interface TrackPresenceOptions {
   validateState?: StateValidator;
 }
 
-/** Options of `new PresenceServer(options)`. */
+/**
+ * Options of `new PresenceServer(options)`.
+ *
+ * @example
+ * ```ts
+ * import { PresenceServer, type PresenceServerOptions } from "@presently/presently";
+ * const options: PresenceServerOptions = {
+ *   authenticate: (request) => {
+ *     const user = new URL(request.url).searchParams.get("user");
+ *     return user ? { userId: user, email: `${user}@example.com` } : null;
+ *   },
+ *   allowedOrigins: ["https://app.example.com"],
+ *   publicMetadata: ["email"], // others never see the email
+ *   userKey: "userId",
+ *   leaveGraceMs: 10_000,
+ *   onError: (error) => console.error(error.code, error.message),
+ * };
+ * const server = new PresenceServer(options);
+ * await server.close();
+ * ```
+ */
 export interface PresenceServerOptions {
   /** Where presence lives. Default: a new `MemoryPresenceStore`. */
   store?: PresenceStore;

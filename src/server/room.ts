@@ -6,7 +6,6 @@ import {
   type Metadata,
   type PresentEntry,
   type WireEvent,
-  type WireSnapshot,
 } from "../protocol.ts";
 import type { PresenceEvent } from "../store/types.ts";
 import type { Connection } from "./connection.ts";
@@ -156,19 +155,6 @@ export class Room {
     return (delta === 1 && n === 1) || (delta === -1 && n <= 0) ? user : null;
   }
 
-  /** The view as a wire snapshot. */
-  snapshot(users: boolean): WireSnapshot {
-    const present: PresentEntry[] = [];
-    for (const [id, meta] of this.members) present.push({ id, meta });
-    const snap: WireSnapshot = {
-      seq: this.seq,
-      present,
-      states: [...this.states],
-    };
-    if (users && this.users) snap.users = [...this.users.keys()];
-    return snap;
-  }
-
   #present(): string[] {
     let parts = this.#presentParts;
     if (parts === null) {
@@ -280,19 +266,26 @@ export class Room {
       ctx.markStale(sub);
       return false;
     }
-    const buffered = socket.bufferedAmount;
-    if (buffered > ctx.maxPending) {
-      ctx.overflow(sub.conn);
-      return false;
+    const conn = sub.conn;
+    // bufferedAmount is a runtime call (an op per read in Deno): ask only once
+    // the bytes sent since the last answer could have crossed the watermark.
+    if (conn.unchecked + data.length > ctx.highWater) {
+      const buffered = socket.bufferedAmount;
+      conn.unchecked = buffered;
+      if (buffered > ctx.maxPending) {
+        ctx.overflow(conn);
+        return false;
+      }
+      if (buffered > ctx.highWater) {
+        ctx.markStale(sub);
+        return false;
+      }
     }
-    if (buffered > ctx.highWater) {
+    if (!conn.send(data)) {
       ctx.markStale(sub);
       return false;
     }
-    if (!sub.conn.send(data)) {
-      ctx.markStale(sub);
-      return false;
-    }
+    conn.unchecked += data.length;
     sub.fromSeq = 0;
     return true;
   }

@@ -43,7 +43,18 @@ interface Ticket {
   badVersion: boolean;
 }
 
-/** Counters exposed by `server.stats()`. */
+/**
+ * Counters exposed by `server.stats()`.
+ *
+ * @example Log the counters as a JSON line
+ * ```ts
+ * import { PresenceServer, type PresenceStats } from "@presently/presently";
+ * const server = new PresenceServer();
+ * const stats: PresenceStats = server.stats();
+ * console.log(JSON.stringify(stats)); // {"connections":0,"detached":0,"rooms":0,...}
+ * await server.close();
+ * ```
+ */
 export interface PresenceStats {
   /** Connections with an open socket. */
   connections: number;
@@ -103,6 +114,8 @@ interface ImmediateLike {
 const IMMEDIATE = globalThis as ImmediateLike;
 /** A flush this recent means load: batch over a 0 ms timer instead of an immediate. */
 const BUSY_FLUSH_MS = 20;
+/** The longest a busy flush waits to gather a batch. */
+const MAX_FLUSH_DELAY_MS = 10;
 
 /**
  * The presence server: tracks which connections are in which rooms, their
@@ -154,6 +167,8 @@ export class PresenceServer {
   readonly #immediateFlush: boolean;
   #flushImmediate = false;
   #lastFlush = -Infinity;
+  /** How long the last flush took (ms, capped): the next busy flush waits that long. */
+  #flushCost = 0;
   #sweepTimer: TimerHandle | null = null;
   #sweeping = false;
   #closed = false;
@@ -177,6 +192,24 @@ export class PresenceServer {
    *
    * @param options Store, authentication, heartbeat, limits and hooks.
    * @throws {PresenceError} `bad_request` when an option is out of range.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore, PresenceServer } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * const server = new PresenceServer({
+   *   store,
+   *   authenticate: (request) => {
+   *     const token = new URL(request.url).searchParams.get("token");
+   *     return token === "secret" ? { userId: "ada" } : null; // null refuses with 401
+   *   },
+   *   userKey: "userId",
+   *   heartbeat: { intervalMs: 10_000, timeoutMs: 30_000 },
+   *   limits: { maxRoomsPerConnection: 20 },
+   * });
+   * await server.close();
+   * await store.close(); // a store passed in is not closed by the server
+   * ```
    */
   constructor(options: PresenceServerOptions = {}) {
     this.#options = options;
@@ -246,6 +279,19 @@ export class PresenceServer {
    * @param pattern A room name or a RegExp over room names.
    * @param options Guard, TTL and state validation for those rooms.
    * @throws {PresenceError} `bad_request` when `ttl` is too short for the heartbeat.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer();
+   * server.trackPresence("lobby");
+   * server.trackPresence(/^doc:\d+$/, {
+   *   guard: (connection) => connection.metadata.role === "editor",
+   *   ttl: 60_000,
+   *   validateState: (state) => typeof state === "object" || "The state must be an object",
+   * });
+   * await server.close();
+   * ```
    */
   trackPresence(pattern: string | RegExp, options: TrackPresenceOptions = {}): void {
     const ttl = options.ttl ?? this.#timeoutMs;
@@ -263,6 +309,28 @@ export class PresenceServer {
    *
    * @param cb Receives the connection.
    * @returns A function that removes the callback.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * const connections: string[] = [];
+   * const stop = presence.onConnection((connection) => connections.push(connection.id));
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * console.log(connections); // [client.connectionId]
+   * stop();
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   onConnection(cb: (connection: PresenceConnection) => void): () => void {
     this.#onConnect.add(cb);
@@ -274,6 +342,27 @@ export class PresenceServer {
    *
    * @param cb Receives the connection.
    * @returns A function that removes the callback.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * const gone = Promise.withResolvers<string>();
+   * presence.onDisconnection((connection) => gone.resolve(connection.id));
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.close(); // a clean close: no grace period
+   * console.log("gone:", await gone.promise);
+   *
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   onDisconnection(cb: (connection: PresenceConnection) => void): () => void {
     this.#onDisconnect.add(cb);
@@ -287,6 +376,28 @@ export class PresenceServer {
    * @param connection A connection or its id (on this server).
    * @param meta The metadata object.
    * @throws {PresenceError} `not_found` when the connection is not on this server.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer({ publicMetadata: ["email"] });
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * const id = client.connectionId!;
+   * await presence.setConnectionMetadata(id, { name: "Ada", email: "ada@example.com" });
+   * console.log(await client.getConnectionMetadata(id)); // { name: "Ada" }: email is private
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   async setConnectionMetadata(
     connection: PresenceConnection | string,
@@ -308,6 +419,27 @@ export class PresenceServer {
    *
    * @param connectionId The connection id.
    * @returns The metadata or `null`.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer({ authenticate: () => ({ userId: "ada" }) });
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * console.log(await presence.getConnectionMetadata(client.connectionId!)); // { userId: "ada" }
+   * console.log(await presence.getConnectionMetadata("unknown")); // null
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   async getConnectionMetadata(connectionId: string): Promise<Metadata | null> {
     const conn = this.#conns.get(connectionId);
@@ -320,6 +452,27 @@ export class PresenceServer {
    *
    * @param room The room name.
    * @returns Connection ids in join order.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.joinRoom("lobby");
+   * console.log(await presence.getPresentConnections("lobby")); // [client.connectionId]
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   async getPresentConnections(room: string): Promise<string[]> {
     const snap = await this.#timed(this.#store.snapshot(room, this.#clock.now()));
@@ -331,6 +484,29 @@ export class PresenceServer {
    *
    * @param room The room name.
    * @returns A map of connection id to state.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.joinRoom("lobby");
+   * await client.publishPresenceState("lobby", { state: { typing: true } });
+   * const states = await presence.getPresenceStates("lobby");
+   * console.log(states.get(client.connectionId!)); // { typing: true }
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   async getPresenceStates(room: string): Promise<Map<string, unknown>> {
     const snap = await this.#timed(this.#store.snapshot(room, this.#clock.now()));
@@ -344,6 +520,27 @@ export class PresenceServer {
    * @param room The room name (must be tracked).
    * @returns `true` when it joined, `false` when it was already present.
    * @throws {PresenceError} `not_found` or `not_tracked`.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * console.log(await presence.addToRoom(client.connectionId!, "lobby")); // true
+   * console.log(await presence.getPresentConnections("lobby")); // [client.connectionId]
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   async addToRoom(connectionId: string, room: string): Promise<boolean> {
     const conn = this.#local(connectionId);
@@ -366,6 +563,31 @@ export class PresenceServer {
    * @param code The close code. Default `4401` (unauthorized).
    * @param reason The close reason.
    * @returns `true` when the connection was found.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * const closed = Promise.withResolvers<void>();
+   * client.onStatus((status) => {
+   *   if (status === "closed") closed.resolve();
+   * });
+   * console.log(presence.disconnect(client.connectionId!)); // true
+   * await closed.promise; // the client does not reconnect after 4401
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   disconnect(
     connectionId: string,
@@ -392,6 +614,28 @@ export class PresenceServer {
    * @param room The room name.
    * @returns `true` when it left, `false` when it was not present.
    * @throws {PresenceError} `not_found` when the connection is unknown.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.joinRoom("lobby");
+   * console.log(await presence.removeFromRoom(client.connectionId!, "lobby")); // true
+   * console.log(await presence.getPresentConnections("lobby")); // []
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   async removeFromRoom(connectionId: string, room: string): Promise<boolean> {
     const conn = this.#local(connectionId);
@@ -408,6 +652,31 @@ export class PresenceServer {
    * more than 100 000 events behind is errored rather than buffering forever.
    *
    * @returns A stream of events.
+   *
+   * @example Log presence changes as JSON lines
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * const logged = (async () => {
+   *   for await (const event of presence.events()) console.log(JSON.stringify(event));
+   * })();
+   * await client.joinRoom("lobby"); // {"type":"join","room":"lobby",...}
+   * await client.publishPresenceState("lobby", { state: true }); // {"type":"state",...}
+   *
+   * await client.close(); // {"type":"leave",...,"reason":"close",...}
+   * await presence.close(); // ends the stream
+   * await logged;
+   * await http.shutdown();
+   * ```
    */
   events(): ReadableStream<PresenceEvent> {
     let ctrl: ReadableStreamDefaultController<PresenceEvent>;
@@ -428,6 +697,14 @@ export class PresenceServer {
    * Adapters read them to configure the runtime (e.g. Bun's backpressure).
    *
    * @returns The frozen limits.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer({ limits: { maxRoomsPerConnection: 20 } });
+   * console.log(server.limits.maxRoomsPerConnection, server.limits.maxFrameBytes); // 20 65536
+   * await server.close();
+   * ```
    */
   get limits(): Readonly<PresenceLimits> {
     return this.#limits;
@@ -437,6 +714,28 @@ export class PresenceServer {
    * Counters for monitoring.
    *
    * @returns A snapshot of the server's counters.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * import { PresenceClient } from "@presently/presently/client";
+   *
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * await client.connect();
+   *
+   * await client.joinRoom("lobby");
+   * const { connections, rooms, requests } = presence.stats();
+   * console.log(connections, rooms, requests); // 1 1 1
+   *
+   * await client.close();
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   stats(): PresenceStats {
     let subscribers = 0;
@@ -462,6 +761,20 @@ export class PresenceServer {
   /**
    * Close every socket and timer, release this instance's presence in the
    * store (emitting the leaves) and, when the server created its store, close it.
+   *
+   * @returns Resolves once everything is closed.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { presenceHandler } from "@presently/presently/deno";
+   * const presence = new PresenceServer();
+   * const handler = presenceHandler(presence);
+   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+   * // On shutdown: clients see 1001 and reconnect elsewhere; then stop serving.
+   * await presence.close();
+   * await http.shutdown();
+   * ```
    */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -516,6 +829,19 @@ export class PresenceServer {
    * @param request The upgrade request.
    * @param remoteAddr The peer address, when the adapter knows it.
    * @returns A ticket for `open`, or the status to answer with.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer({ allowedOrigins: ["https://app.example.com"] });
+   * const headers = { origin: "https://evil.example.com" };
+   * const admission = await server.admit(new Request("http://localhost/", { headers }));
+   * if (!admission.ok) {
+   *   const response = new Response(admission.message, { status: admission.status });
+   *   console.log(response.status); // 403
+   * }
+   * await server.close();
+   * ```
    */
   admit(
     request: Request,
@@ -593,6 +919,26 @@ export class PresenceServer {
    * @param socket The socket, wrapped in the `SocketLike` seam.
    * @param ticketValue The ticket from `admit`.
    * @returns Handlers for message, close and drain.
+   *
+   * @example Write an adapter
+   * ```ts
+   * import { PresenceServer, type SocketLike } from "@presently/presently";
+   * const server = new PresenceServer();
+   * const admission = await server.admit(new Request("http://localhost/"), "127.0.0.1");
+   * if (!admission.ok) throw new Error(admission.message);
+   * // After the runtime upgraded the request, wrap its socket:
+   * const sent: string[] = [];
+   * const socket: SocketLike = {
+   *   send: (data) => void sent.push(data),
+   *   close() {},
+   *   bufferedAmount: 0,
+   * };
+   * const handlers = server.open(socket, admission.ticket);
+   * console.log(JSON.parse(sent[0]!).t); // "hello"
+   * // ...then forward the socket's events to `handlers`:
+   * handlers.close(1000, "");
+   * await server.close();
+   * ```
    */
   open(socket: SocketLike, ticketValue: unknown): SocketHandlers {
     const ticket = ticketValue as Ticket;
@@ -1100,22 +1446,25 @@ export class PresenceServer {
     if (this.#flushTimer === null && !this.#closed) {
       // The flush tick: every message read in this tick is in the batch.
       // Quiet (no flush in the last few ms): flush as an immediate, since a
-      // 0 ms timer waits 1-2 ms. Busy: a 0 ms timer, so the batch spans that
-      // wait and fewer, fuller frames go out. An injected clock always gets
-      // its timer, so tests drive the flush by hand.
+      // 0 ms timer waits 1-2 ms. Busy: a timer as long as the last flush
+      // took (capped), so flushing never takes more than about half the
+      // time and a large room gets fewer, fuller frames. An injected clock
+      // always gets its timer, so tests drive the flush by hand.
       const quiet = this.#clock.now() - this.#lastFlush >= BUSY_FLUSH_MS;
       this.#flushImmediate = this.#immediateFlush && quiet;
       this.#flushTimer = this.#flushImmediate
         ? IMMEDIATE.setImmediate!(() => this.#flush())
-        : this.#clock.setTimeout(() => this.#flush(), 0);
+        : this.#clock.setTimeout(() => this.#flush(), quiet ? 0 : this.#flushCost);
     }
   }
 
   #flush(): void {
     this.#flushTimer = null;
-    this.#lastFlush = this.#clock.now();
+    const start = this.#clock.now();
     for (const room of this.#dirty) this.#flushRoom(room);
     this.#dirty.clear();
+    this.#lastFlush = this.#clock.now();
+    this.#flushCost = Math.min(MAX_FLUSH_DELAY_MS, this.#lastFlush - start);
   }
 
   #flushRoom(room: Room): void {

@@ -7,11 +7,17 @@
  * SQLite file used by several processes.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * /// <reference lib="deno.unstable" />
  * import { PresenceServer } from "@presently/presently";
  * import { KvPresenceStore } from "@presently/presently/kv";
- * const kv = await Deno.openKv();
- * const server = new PresenceServer({ store: new KvPresenceStore(kv) });
+ * const kv = await Deno.openKv(":memory:"); // on Deno Deploy: await Deno.openKv()
+ * const store = new KvPresenceStore(kv);
+ * const server = new PresenceServer({ store });
+ * // ... serve it, then on shutdown:
+ * await server.close();
+ * await store.close();
+ * kv.close();
  * ```
  *
  * @module
@@ -40,7 +46,20 @@ export type {
 } from "./types.ts";
 export type { Metadata, PresentEntry } from "../protocol.ts";
 
-/** One part of a KV key, as in `Deno.KvKeyPart`. */
+/**
+ * One part of a KV key, as in `Deno.KvKeyPart`.
+ *
+ * @example
+ * ```ts
+ * /// <reference lib="deno.unstable" />
+ * import { type KvLikeKeyPart, KvPresenceStore } from "@presently/presently/kv";
+ * const tenant: KvLikeKeyPart = "acme";
+ * const kv = await Deno.openKv(":memory:");
+ * const store = new KvPresenceStore(kv, { prefix: ["presently", tenant] });
+ * await store.close();
+ * kv.close();
+ * ```
+ */
 export type KvLikeKeyPart =
   | Uint8Array
   | string
@@ -49,10 +68,37 @@ export type KvLikeKeyPart =
   | boolean
   | symbol;
 
-/** A KV key, as in `Deno.KvKey`. */
+/**
+ * A KV key, as in `Deno.KvKey`.
+ *
+ * @example
+ * ```ts
+ * /// <reference lib="deno.unstable" />
+ * import { type KvLikeKey, KvPresenceStore } from "@presently/presently/kv";
+ * const prefix: KvLikeKey = ["myapp", "presence"];
+ * const kv = await Deno.openKv(":memory:");
+ * const store = new KvPresenceStore(kv, { prefix });
+ * await store.join("lobby", "c1", "server-1", {}, Date.now());
+ * for await (const { key } of kv.list({ prefix })) console.log(key); // ["myapp", "presence", ...]
+ * await store.close();
+ * kv.close();
+ * ```
+ */
 export type KvLikeKey = readonly KvLikeKeyPart[];
 
-/** A KV entry that may be absent (`versionstamp: null`), as in `Deno.KvEntryMaybe`. */
+/**
+ * A KV entry that may be absent (`versionstamp: null`), as in `Deno.KvEntryMaybe`.
+ *
+ * @example
+ * ```ts
+ * /// <reference lib="deno.unstable" />
+ * import type { KvLike, KvLikeEntryMaybe } from "@presently/presently/kv";
+ * const kv: KvLike & { close(): void } = await Deno.openKv(":memory:");
+ * const entry: KvLikeEntryMaybe = await kv.get(["presently", "nothing"]);
+ * console.log(entry.value, entry.versionstamp); // null null
+ * kv.close();
+ * ```
+ */
 export interface KvLikeEntryMaybe {
   /** The key that was read. */
   key: KvLikeKey;
@@ -62,7 +108,22 @@ export interface KvLikeEntryMaybe {
   versionstamp: string | null;
 }
 
-/** A KV entry that exists, as yielded by `list`. */
+/**
+ * A KV entry that exists, as yielded by `list`.
+ *
+ * @example
+ * ```ts
+ * /// <reference lib="deno.unstable" />
+ * import { type KvLikeEntry, KvPresenceStore } from "@presently/presently/kv";
+ * const kv = await Deno.openKv(":memory:");
+ * const store = new KvPresenceStore(kv);
+ * await store.setMetadata("c1", "server-1", { name: "Ada" });
+ * const entries: KvLikeEntry[] = await Array.fromAsync(kv.list({ prefix: ["presently"] }));
+ * console.log(entries.length > 0); // true: the store's keys live under its prefix
+ * await store.close();
+ * kv.close();
+ * ```
+ */
 export interface KvLikeEntry {
   /** The entry's key. */
   key: KvLikeKey;
@@ -72,7 +133,21 @@ export interface KvLikeEntry {
   versionstamp: string;
 }
 
-/** The part of `Deno.AtomicOperation` this store uses. */
+/**
+ * The part of `Deno.AtomicOperation` this store uses.
+ *
+ * @example
+ * ```ts
+ * /// <reference lib="deno.unstable" />
+ * import type { KvLike, KvLikeAtomic } from "@presently/presently/kv";
+ * const kv: KvLike & { close(): void } = await Deno.openKv(":memory:");
+ * const op: KvLikeAtomic = kv.atomic()
+ *   .check({ key: ["counter"], versionstamp: null }) // only if absent
+ *   .set(["counter"], 1, { expireIn: 60_000 });
+ * console.log((await op.commit()).ok); // true
+ * kv.close();
+ * ```
+ */
 export interface KvLikeAtomic {
   /** Fail the commit unless each key still has the given versionstamp. */
   check(
@@ -94,6 +169,17 @@ export interface KvLikeAtomic {
  * The part of `Deno.Kv` this store uses, declared structurally so the store
  * type-checks without Deno's unstable types. A `Deno.Kv` from `Deno.openKv()`
  * fits as is; so does any client with the same API.
+ *
+ * @example
+ * ```ts
+ * /// <reference lib="deno.unstable" />
+ * import { type KvLike, KvPresenceStore } from "@presently/presently/kv";
+ * const denoKv = await Deno.openKv(":memory:");
+ * const kv: KvLike = denoKv; // a Deno.Kv fits as is
+ * const store = new KvPresenceStore(kv);
+ * await store.close();
+ * denoKv.close();
+ * ```
  */
 export interface KvLike {
   /** Read one key (strongly consistent). */
@@ -117,7 +203,29 @@ export interface KvLike {
   ): ReadableStream<readonly KvLikeEntryMaybe[]>;
 }
 
-/** Options for {@linkcode KvPresenceStore}. */
+/**
+ * Options for {@linkcode KvPresenceStore}.
+ *
+ * @example
+ * ```ts
+ * /// <reference lib="deno.unstable" />
+ * import { PresenceServer } from "@presently/presently";
+ * import { KvPresenceStore, type KvPresenceStoreOptions } from "@presently/presently/kv";
+ * const options: KvPresenceStoreOptions = {
+ *   prefix: ["myapp", "presence"],
+ *   pollIntervalMs: 100, // processes sharing a local file see each other within ~100 ms
+ *   watch: "auto",
+ *   logTtlMs: 600_000,
+ *   onError: (error) => console.error("presence store:", error),
+ * };
+ * const kv = await Deno.openKv(":memory:");
+ * const store = new KvPresenceStore(kv, options);
+ * const server = new PresenceServer({ store });
+ * await server.close();
+ * await store.close();
+ * kv.close();
+ * ```
+ */
 export interface KvPresenceStoreOptions {
   /**
    * Prefix of every key the store writes, so several apps (or tests) can
@@ -259,11 +367,13 @@ async function pool<T>(
  * The store never closes the KV handle it is given: the caller owns it.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * /// <reference lib="deno.unstable" />
  * import { PresenceServer } from "@presently/presently";
  * import { KvPresenceStore } from "@presently/presently/kv";
  *
- * const kv = await Deno.openKv("./presence.sqlite3");
+ * // Several processes on one machine share a file; use its path instead of ":memory:".
+ * const kv = await Deno.openKv(":memory:");
  * const store = new KvPresenceStore(kv, { pollIntervalMs: 100 });
  * const server = new PresenceServer({ store });
  * server.trackPresence(/^doc:/);
@@ -302,7 +412,8 @@ export class KvPresenceStore implements PresenceStore {
    *   when `watch: true` and the handle has no `watch`.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv, { prefix: ["myapp", "presence"] });
@@ -388,7 +499,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns A promise that resolves once the lease is committed.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -437,7 +549,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns A promise that resolves after the leave events were delivered.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -469,7 +582,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns An idempotent unsubscribe function.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -499,7 +613,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns The join event, or `null` when the connection was already present.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -557,7 +672,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns The leave event, or `null` when the connection was not present.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -661,7 +777,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns The state event, `null` when nothing changed, or `"not_member"`.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -790,7 +907,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns The snapshot; an unknown room has seq 0 and nobody present.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -860,7 +978,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns A promise that resolves once stored.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -900,7 +1019,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns The metadata, or `null` when unknown.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -923,7 +1043,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns A promise that resolves once forgotten.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -957,7 +1078,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns An idempotent unsubscribe function.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -991,7 +1113,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns An idempotent function that drops this interest.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -1172,7 +1295,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns A promise that resolves after the events were delivered.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);
@@ -1339,7 +1463,8 @@ export class KvPresenceStore implements PresenceStore {
    * @returns A promise that resolves once background work has stopped.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * /// <reference lib="deno.unstable" />
    * import { KvPresenceStore } from "@presently/presently/kv";
    * const kv = await Deno.openKv(":memory:");
    * const store = new KvPresenceStore(kv);

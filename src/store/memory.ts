@@ -14,7 +14,25 @@ import type {
   StoreListener,
 } from "./types.ts";
 
-/** Options for {@linkcode MemoryPresenceStore}. */
+/**
+ * Options for {@linkcode MemoryPresenceStore}.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   MemoryPresenceStore,
+ *   type MemoryPresenceStoreOptions,
+ *   PresenceServer,
+ * } from "@presently/presently";
+ * const options: MemoryPresenceStoreOptions = {
+ *   onError: (error, event) => console.warn(`A listener failed on a ${event.type} event`, error),
+ * };
+ * const store = new MemoryPresenceStore(options);
+ * const server = new PresenceServer({ store });
+ * await server.close();
+ * await store.close();
+ * ```
+ */
 export interface MemoryPresenceStoreOptions {
   /**
    * Called when a `subscribe` listener throws. The error never reaches the

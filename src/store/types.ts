@@ -2,7 +2,23 @@
 
 import type { Metadata, PresentEntry } from "../protocol.ts";
 
-/** Why a connection left a room. */
+/**
+ * Why a connection left a room.
+ *
+ * @example
+ * ```ts
+ * import { type LeaveReason, MemoryPresenceStore } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * const reasons: LeaveReason[] = [];
+ * store.subscribe((event) => {
+ *   if (event.type === "leave") reasons.push(event.reason);
+ * });
+ * await store.join("lobby", "c1", "server-1", {}, Date.now());
+ * await store.leave("lobby", "c1", "timeout", Date.now());
+ * console.log(reasons); // ["timeout"]
+ * await store.close();
+ * ```
+ */
 export type LeaveReason =
   | "leave" // explicit leaveRoom / removeFromRoom
   | "close" // the connection closed (cleanly, or after the grace period)
@@ -10,7 +26,28 @@ export type LeaveReason =
   | "instance" // its server instance's lease lapsed or was released
   | "expired"; // its room TTL lapsed without a sign of life
 
-/** A presence event, as stored, fanned out, and seen by `server.events()`. */
+/**
+ * A presence event, as stored, fanned out, and seen by `server.events()`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type PresenceEvent } from "@presently/presently";
+ * function describe(event: PresenceEvent): string {
+ *   switch (event.type) {
+ *     case "join":
+ *       return `${event.connectionId} joined ${event.room}`;
+ *     case "leave":
+ *       return `${event.connectionId} left ${event.room} (${event.reason})`;
+ *     case "state":
+ *       return `${event.connectionId} in ${event.room}: ${JSON.stringify(event.state)}`;
+ *   }
+ * }
+ * const store = new MemoryPresenceStore();
+ * store.subscribe((event) => console.log(describe(event)));
+ * await store.join("lobby", "c1", "server-1", {}, Date.now()); // "c1 joined lobby"
+ * await store.close();
+ * ```
+ */
 export type PresenceEvent =
   | {
     type: "join";
@@ -47,7 +84,23 @@ export type PresenceEvent =
     timestamp: number;
   };
 
-/** A consistent view of one room at sequence `seq`. */
+/**
+ * A consistent view of one room at sequence `seq`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type RoomSnapshot } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * const now = Date.now();
+ * await store.join("lobby", "c1", "server-1", { name: "Ada" }, now);
+ * await store.setState("lobby", "c1", { kind: "set", state: "typing" }, null, now);
+ * const snap: RoomSnapshot = await store.snapshot("lobby", now);
+ * console.log(snap.seq); // 2
+ * console.log(snap.present); // [{ id: "c1", meta: { name: "Ada" } }]
+ * console.log(snap.states); // Map { "c1" => "typing" }
+ * await store.close();
+ * ```
+ */
 export interface RoomSnapshot {
   /** The last sequence number reflected in the snapshot (0 for a new room). */
   seq: number;
@@ -57,13 +110,44 @@ export interface RoomSnapshot {
   states: Map<string, unknown>;
 }
 
-/** How a state write changes the stored state. */
+/**
+ * How a state write changes the stored state.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type StateWrite } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * const now = Date.now();
+ * await store.join("lobby", "c1", "server-1", {}, now);
+ * const writes: StateWrite[] = [
+ *   { kind: "set", state: { typing: false, line: 1 } },
+ *   { kind: "patch", patch: { typing: true } }, // an RFC 7386 merge patch
+ * ];
+ * for (const write of writes) await store.setState("lobby", "c1", write, null, now);
+ * console.log((await store.snapshot("lobby", now)).states.get("c1")); // { typing: true, line: 1 }
+ * await store.setState("lobby", "c1", { kind: "clear" }, null, now);
+ * await store.close();
+ * ```
+ */
 export type StateWrite =
   | { kind: "set"; state: unknown }
   | { kind: "patch"; patch: unknown }
   | { kind: "clear" };
 
-/** Listener for the store's ordered event feed. */
+/**
+ * Listener for the store's ordered event feed.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type StoreListener } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * const log: StoreListener = (event) => console.log(event.room, event.type, event.seq);
+ * const unsubscribe = store.subscribe(log);
+ * await store.join("lobby", "c1", "server-1", {}, Date.now()); // "lobby join 1"
+ * unsubscribe();
+ * await store.close();
+ * ```
+ */
 export type StoreListener = (event: PresenceEvent) => void;
 
 /**
@@ -86,6 +170,20 @@ export type StoreListener = (event: PresenceEvent) => void;
  * - States with `expiresAt` are cleared by `sweep` once `now >= expiresAt`,
  *   emitting a state event with `state: null` and `expired: true` exactly once.
  *   Reads never return an expired state, swept or not.
+ *
+ * @example Code that works on any store
+ * ```ts
+ * import { MemoryPresenceStore, type PresenceStore } from "@presently/presently";
+ * // MemoryPresenceStore, KvPresenceStore and RedisPresenceStore all fit.
+ * async function whoIsIn(store: PresenceStore, room: string): Promise<string[]> {
+ *   const { present } = await store.snapshot(room, Date.now());
+ *   return present.map((entry) => entry.id);
+ * }
+ * const store = new MemoryPresenceStore();
+ * await store.join("lobby", "c1", "server-1", { name: "Ada" }, Date.now());
+ * console.log(await whoIsIn(store, "lobby")); // ["c1"]
+ * await store.close();
+ * ```
  */
 export interface PresenceStore {
   /** Register (or renew) an instance lease that lapses after `ttlMs`. */

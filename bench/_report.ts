@@ -16,6 +16,7 @@ export interface Settings {
   meshMaxN: number;
   countN: number;
   rounds: number;
+  joinRounds: number;
   targets: string[];
 }
 
@@ -53,7 +54,9 @@ function ratio(a: number | null, b: number | null): number | null {
 
 const fmtRatio = (r: number | null) => (r === null ? "–" : `${r.toFixed(2)}×`);
 const fmtInt = (x: number | null) => (x === null ? "–" : Math.round(x).toLocaleString("en-US"));
-const fmtMs = (x: number | null) => (x === null ? "–" : x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : Math.round(x).toString());
+const fmtMs = (
+  x: number | null,
+) => (x === null ? "–" : x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : Math.round(x).toString());
 
 /** The main table: one line per target and size. */
 export function renderTable(rows: Row[], _s: Settings): string {
@@ -70,7 +73,9 @@ export function renderTable(rows: Row[], _s: Settings): string {
     const join = fig(r, "join.ms");
     const joinCell = join !== null
       ? fmtMs(join)
-      : `incomplete (joined in ${fmtMs(fig(r, "join.joinedMs"))}; ${fmtInt(fig(r, "join.rostersComplete"))}/${r.n} rosters)`;
+      : `incomplete (joined in ${fmtMs(fig(r, "join.joinedMs"))}; ${
+        fmtInt(fig(r, "join.rostersComplete"))
+      }/${r.n} rosters)`;
     const leave = fig(r, "leave.ms");
     const seen = fig(r, "leave.leavesSeenShare");
     const leaveCell = leave === null
@@ -80,7 +85,9 @@ export function renderTable(rows: Row[], _s: Settings): string {
     const redis = fig(r, "redisRssMb");
     return `| ${r.n} | ${r.label} | ${joinCell} | ${fmtInt(dps)} | ` +
       `${ceil ? fmtRatio(ratio(dps, fig(ceil, "loop.deliveriesPerSec"))) : "–"} | ` +
-      `${mesh && r.target !== "mesh" ? fmtRatio(ratio(dps, fig(mesh, "loop.deliveriesPerSec"))) : "–"} | ` +
+      `${
+        mesh && r.target !== "mesh" ? fmtRatio(ratio(dps, fig(mesh, "loop.deliveriesPerSec"))) : "–"
+      } | ` +
       `${fmtMs(fig(r, "loop.p50"))} / ${fmtMs(fig(r, "loop.p99"))} | ` +
       `${fmtMs(fig(r, "fixed.p50"))} / ${fmtMs(fig(r, "fixed.p99"))} | ` +
       `${ceil ? fmtRatio(ratio(fig(r, "fixed.p99"), fig(ceil, "fixed.p99"))) : "–"} | ` +
@@ -107,10 +114,20 @@ export function targetChecks(rows: Row[], s: Settings): Check[] {
     ["presently-deno", "Deno adapter", 1.5],
   ];
   const sizes = [...new Set(rows.map((r) => r.n))].sort((a, b) => a - b);
-  const check = (what: string, value: number | null, required: string, ok: (v: number) => boolean, unit = "×") => {
+  const check = (
+    what: string,
+    value: number | null,
+    required: string,
+    ok: (v: number) => boolean,
+    unit = "×",
+  ) => {
     out.push({
       what,
-      measured: value === null ? "not measured" : unit === "×" ? fmtRatio(value) : `${fmtMs(value)} ${unit}`,
+      measured: value === null
+        ? "not measured"
+        : unit === "×"
+        ? fmtRatio(value)
+        : `${fmtMs(value)} ${unit}`,
       required,
       met: value === null ? null : ok(value),
     });
@@ -194,11 +211,14 @@ export function targetChecks(rows: Row[], s: Settings): Check[] {
       if (!r) continue;
       const ms = fig(r, "leave.ms");
       const seen = fig(r, "leave.leavesSeenShare");
+      if (fig(r, "leave.dropped") === null) continue; // phase not run
       out.push({
         what: `${name} leave detection, N=${n} (${fig(r, "leave.dropped") ?? "–"} dropped)`,
         measured: ms === null
           ? `incomplete (${seen === null ? "–" : (seen * 100).toFixed(1)} % seen)`
-          : `${fmtMs(ms)} ms, ${seen === 1 ? "every leave seen" : `${((seen ?? 0) * 100).toFixed(1)} % seen`}`,
+          : `${fmtMs(ms)} ms, ${
+            seen === 1 ? "every leave seen" : `${((seen ?? 0) * 100).toFixed(1)} % seen`
+          }`,
         required: `≤ ${s.graceMs + 250} ms (leaveGraceMs ${s.graceMs} + 250), every leave seen`,
         met: ms === null ? false : ms <= s.graceMs + 250 && seen === 1,
       });
@@ -217,7 +237,9 @@ export function renderTargets(rows: Row[], s: Settings): string {
     "| target | measured | required | met |",
     "|---|---:|---|---|",
     ...checks.map((c) =>
-      `| ${c.what} | ${c.measured} | ${c.required} | ${c.met === null ? "not measured" : c.met ? "met" : "**not met**"} |`
+      `| ${c.what} | ${c.measured} | ${c.required} | ${
+        c.met === null ? "not measured" : c.met ? "met" : "**not met**"
+      } |`
     ),
   ].join("\n");
 }
@@ -226,18 +248,24 @@ export function renderTargets(rows: Row[], s: Settings): string {
 export function renderCount(rows: Row[], s: Settings): string {
   if (rows.length === 0) return "";
   return [
-    `${s.countN.toLocaleString("en-US")} connections join one room and subscribe in \`mode: "count"\` ` +
-    "(one `join` with `sub: true, mode: \"count\"`); the join time ends when every client has " +
-    `received a count of ${s.countN.toLocaleString("en-US")} (\`cnt\` frames are throttled to one ` +
+    `${
+      s.countN.toLocaleString("en-US")
+    } connections join one room and subscribe in \`mode: "count"\` ` +
+    '(one `join` with `sub: true, mode: "count"`); the join time ends when every client has ' +
+    `received a count of ${
+      s.countN.toLocaleString("en-US")
+    } (\`cnt\` frames are throttled to one ` +
     `per countIntervalMs = ${s.countMs} ms).`,
     "",
-    "| target | connections | join time ms | all joined (answers) ms | peak RSS MB | RSS per connection KB |",
-    "|---|---:|---:|---:|---:|---:|",
+    "| target | connections | join time ms | all joined (answers) ms | peak RSS MB | idle RSS MB | " +
+    "(peak − idle) per connection KB |",
+    "|---|---:|---:|---:|---:|---:|---:|",
     ...rows.map((r) => {
       const rss = fig(r, "rssMb");
+      const idle = fig(r, "idleRssMb") ?? 0;
       return `| ${r.label} | ${r.n.toLocaleString("en-US")} | ${fmtMs(fig(r, "join.ms"))} | ` +
-        `${fmtMs(fig(r, "join.joinedMs"))} | ${fmtInt(rss)} | ` +
-        `${rss === null ? "–" : ((rss * 1024) / r.n).toFixed(1)} |`;
+        `${fmtMs(fig(r, "join.joinedMs"))} | ${fmtInt(rss)} | ${fmtInt(idle)} | ` +
+        `${rss === null ? "–" : (((rss - idle) * 1024) / r.n).toFixed(1)} |`;
     }),
   ].join("\n");
 }

@@ -205,7 +205,8 @@ export class WsClient {
         head = 4;
       } else if (n === 127) {
         if (off + 10 > len) break;
-        n = buf[off + 6]! * 2 ** 24 + ((buf[off + 7]! << 16) | (buf[off + 8]! << 8) | buf[off + 9]!);
+        n = buf[off + 6]! * 2 ** 24 +
+          ((buf[off + 7]! << 16) | (buf[off + 8]! << 8) | buf[off + 9]!);
         head = 10;
       }
       if (b1 & 0x80) head += 4; // servers never mask; skip the key if one did

@@ -6,9 +6,11 @@
 // the raw ceilings), or drives @prsm/realtime's own client (`--proto mesh`).
 //
 //   bun bench/gen.ts --url ws://127.0.0.1:PORT/ [--proto presently|mesh]
-//     [--n 500] [--p 50] [--window 10] [--warmup 1] [--fixed 5] [--rate 20000]
+//     [--n 500] [--p 50] [--window 10] [--warmup 1] [--fixed 5] [--rate 10 (publishes/s)]
+//     [--fixed-windows 5]
 //     [--leave-share 0.1] [--grace 1000] [--state-bytes 0] [--mode full|count]
 //     [--server-pid PID] [--concurrency 128] [--join-timeout 60]
+//     [--phases join,loop,fixed,leave] (the join storm always runs)
 
 import { readFileSync } from "node:fs";
 import { WsClient, type WsEvents } from "./_ws_client.ts";
@@ -21,7 +23,7 @@ interface ProcessLike {
 const proc = (globalThis as unknown as { process: ProcessLike }).process;
 
 function flag(name: string, dflt: string): string {
-  const i = proc.argv.indexOf(`--${name}`);
+  const i = proc.argv.lastIndexOf(`--${name}`);
   return i >= 0 && i + 1 < proc.argv.length ? proc.argv[i + 1]! : dflt;
 }
 const num = (name: string, dflt: number): number => Number(flag(name, String(dflt)));
@@ -34,7 +36,9 @@ const P = Math.min(num("p", 50), N);
 const WINDOW_MS = num("window", 10) * 1000;
 const WARMUP_MS = num("warmup", 1) * 1000;
 const FIXED_MS = num("fixed", 5) * 1000;
-const RATE = num("rate", 20000); // offered deliveries/s in the fixed-rate phase
+const RATE_PUBS = num("rate", 10); // offered publishes/s in the fixed-rate phase (x N deliveries/s)
+const FIXED_WINDOWS = num("fixed-windows", 5); // quantiles are medians over this many sub-windows
+const PHASES = new Set(flag("phases", "join,loop,fixed,leave").split(","));
 const LEAVE_SHARE = num("leave-share", 0.1);
 const GRACE_MS = num("grace", 1000);
 const STATE_BYTES = num("state-bytes", 0);
@@ -89,6 +93,24 @@ function serverCpuMs(): number {
   }
 }
 
+/** The server's resident set in MB now (0 when unknown). */
+function serverRssMb(): number {
+  if (!SERVER_PID) return 0;
+  try {
+    const m = readFileSync(`/proc/${SERVER_PID}/status`, "utf8").match(/^VmRSS:\s+(\d+)/m);
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Peak server RSS per phase, sampled every 50 ms. */
+const phaseRss: Record<string, number> = {};
+let phase = "join";
+setInterval(() => {
+  phaseRss[phase] = Math.max(phaseRss[phase] ?? 0, Math.round(serverRssMb()));
+}, 50);
+
 function genCpuMs(): number {
   const u = proc.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -119,11 +141,14 @@ let dups = 0;
 let frames = 0;
 let events = 0;
 let gaps = 0;
+let snaps = 0;
 let errors = 0;
 let firstError: string | null = null;
 let joinedCount = 0;
 let completeCount = 0;
 let hist: Histogram | null = null;
+/** Fixed-rate sub-windows by publish time: the reported quantiles are their medians. */
+let windows: { start: number; len: number; hs: Histogram[] } | null = null;
 let looping = false;
 let dropped = new Set<string>();
 let leaveDone = 0;
@@ -167,7 +192,13 @@ function onState(c: Conn, st: { p: number; v: number; t: number }, at: number): 
   }
   lastSeen[k] = v;
   deliveries++;
-  if (hist) hist.add(at - st.t);
+  if (hist) {
+    hist.add(at - st.t);
+    if (windows) {
+      const i = Math.floor((st.t - windows.start) / windows.len);
+      windows.hs[Math.max(0, Math.min(windows.hs.length - 1, i))]!.add(at - st.t);
+    }
+  }
   if (v === cur[p] && ++got[p]! === live && looping) publish(p);
 }
 
@@ -184,13 +215,38 @@ function checkComplete(c: Conn, size: number): void {
   }
 }
 
+let firstLeaveAt = 0;
+
 function onLeaveOf(c: Conn, cid: string): void {
   if (c.dropped || !dropped.has(cid)) return;
+  if (firstLeaveAt === 0) firstLeaveAt = now();
   if (++c.leavesSeen === dropped.size && ++leaveDone === live) poke();
 }
 
 // ---------------------------------------------------------------------------
 // Presently protocol driver (also spoken by the raw ceilings)
+
+/**
+ * Parse a large frame. A snapshot's member list is counted, not built into
+ * objects: the storm's N snapshots hold O(N²) entries and the generator must
+ * not be what the join storm measures. Anything else parses normally.
+ */
+function parseSnapshot(text: string): Record<string, unknown> {
+  const at = text.indexOf(',"present":[');
+  // Presently puts `present` last; the raw ceilings put `states` after it.
+  let end = at < 0 ? -1 : text.indexOf('],"states":', at);
+  if (at >= 0 && end < 0 && text.endsWith("]}")) end = text.length - 2;
+  if (end < 0 || !(text.startsWith('{"t":"ok"') || text.startsWith('{"t":"snap"'))) {
+    return JSON.parse(text);
+  }
+  let count = 0;
+  for (let i = text.indexOf('{"id":', at); i >= 0 && i < end; i = text.indexOf('{"id":', i + 6)) {
+    count++;
+  }
+  const f = JSON.parse(text.slice(0, at) + text.slice(end + 1));
+  f.present = { length: count };
+  return f;
+}
 
 class PConn implements Conn, WsEvents {
   cid = "";
@@ -216,7 +272,8 @@ class PConn implements Conn, WsEvents {
   }
 
   text(_ws: WsClient, text: string): void {
-    const f = JSON.parse(text);
+    if (text.startsWith('{"t":"ev"') && this.#oneKind(text)) return;
+    const f = text.length > 2048 ? parseSnapshot(text) : JSON.parse(text);
     switch (f.t) {
       case "ev": {
         frames++;
@@ -242,6 +299,7 @@ class PConn implements Conn, WsEvents {
         if (f.id === 1) this.#joined(f);
         return;
       case "snap":
+        snaps++;
         this.#snapshot(f);
         return;
       case "cnt":
@@ -267,7 +325,41 @@ class PConn implements Conn, WsEvents {
     }
   }
 
-  #joined(f: { seq: number; present?: unknown[]; states?: Array<[string, unknown]>; c?: number }): void {
+  /**
+   * A frame of join events only (the storm's bulk) or of leave events only
+   * (the leave phase's) is scanned, not parsed: the number of events and the
+   * seq of the first and last must agree, so continuity is still checked,
+   * and each leave's connection id is still read. Others take the JSON path.
+   */
+  #oneKind(text: string): boolean {
+    const joins = !text.includes('"l",');
+    if (
+      text.includes('"s",') || text.includes('"p",') || text.includes('"u",') ||
+      (joins ? false : text.includes('"j",'))
+    ) return false;
+    const open = text.indexOf('"e":[[');
+    if (open < 0) return false;
+    const mark = joins ? ',"j","' : ',"l","';
+    let count = 0;
+    for (let i = text.indexOf(mark, open); i >= 0; i = text.indexOf(mark, i + 6)) {
+      count++;
+      if (!joins) onLeaveOf(this, text.slice(i + 6, text.indexOf('"', i + 6)));
+    }
+    const first = parseInt(text.slice(open + 6, open + 20), 10);
+    const lastAt = text.lastIndexOf(",[");
+    const last = lastAt > open ? parseInt(text.slice(lastAt + 2, lastAt + 16), 10) : first;
+    frames++;
+    events += count;
+    if (first !== this.lastSeq + 1 || last - first + 1 !== count) gaps++;
+    this.lastSeq = last;
+    this.roster += joins ? count : -count;
+    if (joins) checkComplete(this, this.roster);
+    return true;
+  }
+
+  #joined(
+    f: { seq: number; present?: unknown[]; states?: Array<[string, unknown]>; c?: number },
+  ): void {
     markJoined(this);
     if (MODE === "count") {
       this.count = f.c ?? 0;
@@ -282,7 +374,9 @@ class PConn implements Conn, WsEvents {
     this.roster = f.present?.length ?? 0;
     const at = now();
     for (const [, st] of f.states ?? []) {
-      if (st && typeof st === "object" && "v" in st) onState(this, st as { p: number; v: number; t: number }, at);
+      if (st && typeof st === "object" && "v" in st) {
+        onState(this, st as { p: number; v: number; t: number }, at);
+      }
     }
     checkComplete(this, this.roster);
   }
@@ -290,7 +384,11 @@ class PConn implements Conn, WsEvents {
   publish(p: number, v: number, t: number): void {
     const id = this.nextId++;
     if (this.nextId > 2 ** 31 - 2) this.nextId = 2;
-    this.ws.send(`{"op":"state","id":${id},"room":"${ROOM}","state":{"p":${p},"v":${v},"t":${t.toFixed(3)}${PAD}}}`);
+    this.ws.send(
+      `{"op":"state","id":${id},"room":"${ROOM}","state":{"p":${p},"v":${v},"t":${
+        t.toFixed(3)
+      }${PAD}}}`,
+    );
   }
 
   cut(): void {
@@ -320,7 +418,9 @@ interface MeshClient {
   subscribePresence(
     room: string,
     cb: (u: MeshUpdate) => void,
-  ): Promise<{ success: boolean; present: Array<{ id: string } | string>; states?: Record<string, unknown> }>;
+  ): Promise<
+    { success: boolean; present: Array<{ id: string } | string>; states?: Record<string, unknown> }
+  >;
   publishPresenceState(room: string, o: { state: unknown }): Promise<unknown>;
   close(): void;
 }
@@ -334,12 +434,18 @@ interface MeshUpdate {
 let MeshCtor: (new (url: string, o: Record<string, unknown>) => MeshClient) | null = null;
 let proxy: { port: number; cut(): void } | null = null;
 
+interface NetSocket {
+  destroy(): void;
+  on(event: string, cb: () => void): void;
+  pipe(to: NetSocket): void;
+}
+
 async function startProxy(target: number): Promise<{ port: number; cut(): void }> {
-  // deno-lint-ignore no-explicit-any
-  const net = (await import("node:net" as string)) as any;
-  const live = new Set<{ destroy(): void }>();
-  const server = net.createServer((client: any) => {
-    const up = net.connect(target, "127.0.0.1");
+  const net = await import("node:net");
+  const live = new Set<NetSocket>();
+  const server = net.createServer((c) => {
+    const client = c as unknown as NetSocket;
+    const up = net.connect(target, "127.0.0.1") as unknown as NetSocket;
     live.add(client);
     live.add(up);
     const drop = () => {
@@ -355,7 +461,7 @@ async function startProxy(target: number): Promise<{ port: number; cut(): void }
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
-    port: server.address().port,
+    port: (server.address() as { port: number }).port,
     cut() {
       for (const s of live) s.destroy();
       live.clear();
@@ -371,6 +477,7 @@ class MConn implements Conn {
   leavesSeen = 0;
   count = 0;
   roster = new Set<string>();
+  leftSeen = new Set<string>();
   client: MeshClient;
 
   constructor(readonly idx: number, viaProxy: boolean) {
@@ -391,7 +498,13 @@ class MConn implements Conn {
       this.roster.add(id);
       checkComplete(this, this.roster.size);
     } else if (u.type === "leave") {
-      if (this.roster.delete(id)) onLeaveOf(this, id);
+      // Mesh sends each event twice and misses some joins: count the first
+      // leave of each connection, whether or not its join was seen.
+      this.roster.delete(id);
+      if (!this.leftSeen.has(id)) {
+        this.leftSeen.add(id);
+        onLeaveOf(this, id);
+      }
     } else if (u.type === "state" && u.state && typeof u.state === "object") {
       onState(this, u.state as { p: number; v: number; t: number }, at);
     }
@@ -408,7 +521,9 @@ class MConn implements Conn {
       markJoined(this);
       const at = now();
       for (const st of Object.values(r.states ?? {})) {
-        if (st && typeof st === "object" && "v" in st) onState(this, st as { p: number; v: number; t: number }, at);
+        if (st && typeof st === "object" && "v" in st) {
+          onState(this, st as { p: number; v: number; t: number }, at);
+        }
       }
       checkComplete(this, this.roster.size);
     } catch (e) {
@@ -437,6 +552,8 @@ async function joinStorm(): Promise<Record<string, unknown>> {
     proxy = await startProxy(Number(URL_.port));
   }
   const t0 = now();
+  const c0 = serverCpuMs();
+  const g0 = genCpuMs();
   let next = 0;
   const worker = async () => {
     while (next < N) {
@@ -453,6 +570,8 @@ async function joinStorm(): Promise<Record<string, unknown>> {
   // Rosters fill from join events after the last join answer: allow a while.
   await until(() => completeCount === N, joinedCount === N ? ROSTER_WAIT_MS : 0);
   const tJoined = now() - t0;
+  const cpu = serverCpuMs() - c0;
+  const gcpu = genCpuMs() - g0;
   const ok = completeCount === N;
   log(`join storm: ${ok ? "complete" : "INCOMPLETE"} in ${Math.round(tJoined)} ms`);
   return {
@@ -461,7 +580,10 @@ async function joinStorm(): Promise<Record<string, unknown>> {
     connectedMs: round(connectedMs),
     joined: joinedCount,
     rostersComplete: completeCount,
+    eventFramesPerClient: round(frames / N),
     timedOut: !ok,
+    serverCpuMs: SERVER_PID ? Math.round(cpu) : null,
+    genCpuMs: Math.round(gcpu),
   };
 }
 
@@ -487,7 +609,7 @@ async function closedLoop(): Promise<Record<string, unknown>> {
   hist = null;
   looping = false;
   const drained = await until(() => {
-    for (let p = 0; p < P; p++) if (got[p]! < live) return false;
+    for (let p = 0; p < P; p++) if (cur[p]! > 0 && got[p]! < live) return false;
     return true;
   }, 10_000);
   const secs = (t1 - t0) / 1000;
@@ -508,11 +630,14 @@ async function closedLoop(): Promise<Record<string, unknown>> {
 }
 
 async function fixedRate(): Promise<Record<string, unknown>> {
-  const pubRate = RATE / N; // publishes per second
+  const pubRate = RATE_PUBS;
   hist = new Histogram();
   const h = hist;
   const d0 = deliveries;
   const start = now();
+  const k = FIXED_WINDOWS;
+  windows = { start, len: FIXED_MS / k, hs: Array.from({ length: k }, () => new Histogram()) };
+  const hs = windows.hs;
   let issued = 0;
   let rr = 0;
   const timer = setInterval(() => {
@@ -526,19 +651,29 @@ async function fixedRate(): Promise<Record<string, unknown>> {
   await sleep(FIXED_MS);
   clearInterval(timer);
   const drained = await until(() => {
-    for (let p = 0; p < P; p++) if (got[p]! < live) return false;
+    for (let p = 0; p < P; p++) if (cur[p]! > 0 && got[p]! < live) return false;
     return true;
   }, 10_000);
   hist = null;
+  windows = null;
   const secs = (now() - start) / 1000;
-  log(`fixed rate: p99 ${h.quantile(0.99)} ms`);
+  const median = (q: number) => {
+    const v = hs.map((w) => w.quantile(q)).filter((x): x is number => x !== null).sort((a, b) =>
+      a - b
+    );
+    return v.length ? v[Math.floor(v.length / 2)]! : null;
+  };
+  log(`fixed rate: p99 ${median(0.99)} ms (whole phase ${h.quantile(0.99)} ms)`);
   return {
-    offeredPerSec: RATE,
-    publishesPerSec: round(pubRate),
+    offeredPerSec: RATE_PUBS * N,
+    publishesPerSec: pubRate,
     achievedPerSec: Math.round((deliveries - d0) / secs),
-    p50: h.quantile(0.5),
-    p99: h.quantile(0.99),
-    p999: h.quantile(0.999),
+    p50: median(0.5),
+    p99: median(0.99),
+    p999: median(0.999),
+    windows: k,
+    p99Whole: h.quantile(0.99),
+    windowP99: hs.map((w) => w.quantile(0.99)),
     samples: h.n,
     drained,
   };
@@ -563,6 +698,7 @@ async function leavePhase(): Promise<Record<string, unknown>> {
   log(`leave: ${ok ? Math.round(ms) + " ms" : "INCOMPLETE"}`);
   return {
     ms: ok ? round(ms) : null,
+    firstMs: firstLeaveAt ? round(firstLeaveAt - t0) : null,
     dropped: d,
     graceMs: GRACE_MS,
     leavesSeenShare: round(seen / (d * live), 4),
@@ -572,14 +708,19 @@ async function leavePhase(): Promise<Record<string, unknown>> {
 async function main(): Promise<void> {
   const result: Record<string, unknown> = { proto: PROTO, mode: MODE, n: N, p: P };
   result.join = await joinStorm();
-  if (MODE === "count" || completeCount < N && PROTO !== "mesh") {
-    // count mode measures only the join; a broken storm stops here
-  } else {
-    result.loop = await closedLoop();
-    result.fixed = await fixedRate();
-    result.leave = await leavePhase();
+  // Count mode measures only the join; a broken storm (other than Mesh's
+  // known missed joins) stops here.
+  if (MODE !== "count" && (completeCount === N || PROTO === "mesh")) {
+    phase = "loop";
+    if (PHASES.has("loop")) result.loop = await closedLoop();
+    phase = "fixed";
+    if (PHASES.has("fixed")) result.fixed = await fixedRate();
+    phase = "leave";
+    if (PHASES.has("leave")) result.leave = await leavePhase();
   }
+  result.phaseRssMb = phaseRss;
   result.gaps = gaps;
+  result.resyncs = snaps;
   result.dups = dups;
   result.errors = errors;
   result.firstError = firstError;

@@ -4,22 +4,18 @@
 // writes the table to stdout, bench/RESULTS.md and bench/chart.svg.
 //
 // Flags (or env): --n 500,2000 (BENCH_N) --p 50 (BENCH_P) --window 10
-// (BENCH_WINDOW, seconds) --fixed 5 (BENCH_FIXED, seconds) --rate 20000
-// (BENCH_RATE, offered deliveries/s) --state-bytes 0 (BENCH_STATE_BYTES)
+// (BENCH_WINDOW, seconds) --fixed 5 (BENCH_FIXED, seconds) --rate 10
+// (BENCH_RATE, offered publishes/s: N times as many deliveries/s) --state-bytes 0 (BENCH_STATE_BYTES)
 // --leave-share 0.1 --targets raw-bun,presently-bun,raw-deno,presently-deno,mesh
 // (BENCH_TARGETS) --mesh-max-n 500 (BENCH_MESH_MAX_N) --count-n 10000
-// (BENCH_COUNT_N, 0 skips) --rounds 1 (BENCH_ROUNDS: best of k) --no-micro
-// --no-write (do not touch RESULTS.md / chart.svg) --profile (servers write
-// CPU profiles to bench/out/prof).
+// (BENCH_COUNT_N, 0 skips) --rounds 1 (BENCH_ROUNDS: best of k) --join-rounds 3
+// (BENCH_JOIN_ROUNDS: best of k join storms, except Mesh and storms over 10 s) --no-micro
+// --quiet-wait 90 (BENCH_QUIET_WAIT: seconds per run to wait for other work on a shared
+// machine to pause before a target starts) --no-write (do not touch RESULTS.md / chart.svg)
+// --profile (servers write CPU profiles to bench/out/prof) --phases join,loop,fixed,leave.
 
 import { renderChart } from "./_chart.ts";
-import {
-  type Row,
-  renderCount,
-  renderTable,
-  renderTargets,
-  type Settings,
-} from "./_report.ts";
+import { renderCount, renderTable, renderTargets, type Row, type Settings } from "./_report.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const benchDir = `${root}bench/`;
@@ -37,15 +33,16 @@ const settings: Settings = {
   p: Number(arg("p", "BENCH_P", "50")),
   windowS: Number(arg("window", "BENCH_WINDOW", "10")),
   fixedS: Number(arg("fixed", "BENCH_FIXED", "5")),
-  rate: Number(arg("rate", "BENCH_RATE", "20000")),
+  rate: Number(arg("rate", "BENCH_RATE", "10")),
   stateBytes: Number(arg("state-bytes", "BENCH_STATE_BYTES", "0")),
   leaveShare: Number(arg("leave-share", "BENCH_LEAVE_SHARE", "0.1")),
   graceMs: 1000,
-  sweepMs: 50,
+  sweepMs: 25,
   countMs: 100,
   meshMaxN: Number(arg("mesh-max-n", "BENCH_MESH_MAX_N", "500")),
   countN: Number(arg("count-n", "BENCH_COUNT_N", "10000")),
   rounds: Math.max(1, Number(arg("rounds", "BENCH_ROUNDS", "1"))),
+  joinRounds: Math.max(1, Number(arg("join-rounds", "BENCH_JOIN_ROUNDS", "3"))),
   targets: arg(
     "targets",
     "BENCH_TARGETS",
@@ -163,7 +160,14 @@ interface Target {
 }
 
 const denoProf = (name: string) =>
-  profile ? ["--cpu-prof", `--cpu-prof-dir=${outDir}prof`, `--cpu-prof-name=${name}.cpuprofile`, "--cpu-prof-md"] : [];
+  profile
+    ? [
+      "--cpu-prof",
+      `--cpu-prof-dir=${outDir}prof`,
+      `--cpu-prof-name=${name}.cpuprofile`,
+      "--cpu-prof-md",
+    ]
+    : [];
 const bunProf = denoProf;
 
 const TARGETS: Record<string, Target> = {
@@ -172,7 +176,12 @@ const TARGETS: Record<string, Target> = {
     label: "Presently (Deno adapter)",
     runtime: "deno",
     proto: "presently",
-    cmd: () => [deno, ["run", "-A", ...denoProf("presently-deno"), `${benchDir}servers/presently_deno.ts`]],
+    cmd: () => [deno, [
+      "run",
+      "-A",
+      ...denoProf("presently-deno"),
+      `${benchDir}servers/presently_deno.ts`,
+    ]],
   },
   "presently-bun": {
     id: "presently-bun",
@@ -253,12 +262,43 @@ async function startRedis(): Promise<{ port: number; child: Deno.ChildProcess }>
   throw new Error("redis-server did not start");
 }
 
+function cpuTimes(): { busy: number; total: number } {
+  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).slice(1).map(
+    Number,
+  );
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+const quietWaitS = Number(arg("quiet-wait", "BENCH_QUIET_WAIT", "90"));
+let quietBudgetMs = quietWaitS * 1000;
+
+/**
+ * On a shared machine, wait (within a budget for the whole run) until other
+ * work leaves the cores mostly idle, so consecutive targets see alike noise.
+ */
+async function waitQuiet(): Promise<void> {
+  while (quietBudgetMs > 0) {
+    const a = cpuTimes();
+    await new Promise((r) => setTimeout(r, 500));
+    const b = cpuTimes();
+    const busy = (b.busy - a.busy) / Math.max(1, b.total - a.total);
+    if (busy < 0.2) return;
+    quietBudgetMs -= 500;
+    if (quietBudgetMs <= 0) {
+      console.log(`[bench] machine still busy (${Math.round(busy * 100)} %): going on`);
+    }
+  }
+}
+
 /** Start a target, run the generator against it, return the generator's result plus RSS. */
 async function measure(
   target: Target,
   n: number,
   extra: string[] = [],
 ): Promise<Record<string, unknown>> {
+  await waitQuiet();
   let redisProc: { port: number; child: Deno.ChildProcess } | null = null;
   const env: Record<string, string> = {};
   if (target.proto === "mesh") {
@@ -266,7 +306,11 @@ async function measure(
     env.REDIS_PORT = String(redisProc.port);
   }
   const [cmd, args] = target.cmd();
-  const log = await Deno.open(`${outDir}${target.id}-${n}.log`, { write: true, create: true, truncate: true });
+  const log = await Deno.open(`${outDir}${target.id}-${n}.log`, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
   const child = new Deno.Command(cmd, {
     args,
     cwd: root,
@@ -274,7 +318,7 @@ async function measure(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  void child.stderr.pipeTo(log.writable).catch(() => {});
+  const logged = child.stderr.pipeTo(log.writable).catch(() => {});
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   let port = 0;
@@ -296,6 +340,7 @@ async function measure(
   }
   console.log(`[bench] ${target.label}: N=${n} on port ${port} (pid ${child.pid})`);
   let peakRss = 0;
+  const idleRss = procStatus(child.pid, "VmRSS");
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, procStatus(child.pid, "VmRSS"));
   }, 100);
@@ -323,6 +368,8 @@ async function measure(
     String(settings.graceMs),
     "--server-pid",
     String(child.pid),
+    "--phases",
+    arg("phases", "BENCH_PHASES", "join,loop,fixed,leave"),
     ...extra,
   ];
   const gen = await run(bun, genArgs, { quiet: true });
@@ -330,7 +377,7 @@ async function measure(
   const hwm = procStatus(child.pid, "VmHWM");
   const redisHwm = redisProc ? procStatus(redisProc.child.pid, "VmHWM") : null;
   await stop(child);
-  log.close();
+  await logged;
   if (redisProc) await stop(redisProc.child);
   for (const line of gen.out.split("\n")) {
     if (line.startsWith("[gen")) console.log(`  ${line}`);
@@ -342,12 +389,16 @@ async function measure(
   }
   const result = JSON.parse(line.slice(7));
   result.rssMb = Math.round(Math.max(hwm, peakRss));
+  result.idleRssMb = Math.round(idleRss);
   if (redisHwm !== null) result.redisRssMb = Math.round(redisHwm);
   return result;
 }
 
 /** Keep the better of two rounds, figure by figure. */
-function best(a: Record<string, unknown> | undefined, b: Record<string, unknown>): Record<string, unknown> {
+function best(
+  a: Record<string, unknown> | undefined,
+  b: Record<string, unknown>,
+): Record<string, unknown> {
   if (!a) return b;
   const pick = (x: unknown, y: unknown, higher: boolean) => {
     if (typeof x !== "number") return y;
@@ -376,7 +427,8 @@ function best(a: Record<string, unknown> | undefined, b: Record<string, unknown>
 
 const started = new Date();
 const machine = {
-  cpu: (Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.+)/)?.[1] ?? "unknown").trim(),
+  cpu: (Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.+)/)?.[1] ?? "unknown")
+    .trim(),
   cores: navigator.hardwareConcurrency,
   memGb: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
   load: Deno.loadavg().map((x) => x.toFixed(2)).join(" "),
@@ -397,7 +449,9 @@ for (const n of settings.sizes) {
       continue;
     }
     if (id === "mesh" && n > settings.meshMaxN) {
-      console.log(`[bench] ${target.label}: N=${n} skipped (over --mesh-max-n ${settings.meshMaxN})`);
+      console.log(
+        `[bench] ${target.label}: N=${n} skipped (over --mesh-max-n ${settings.meshMaxN})`,
+      );
       continue;
     }
     let result: Record<string, unknown> | undefined;
@@ -406,6 +460,23 @@ for (const n of settings.sizes) {
         result = best(result, await measure(target, n));
       } catch (e) {
         console.error(`[bench] ${target.label} N=${n}: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+    // The join storm is short and noisy: extra storm-only runs, best kept.
+    const join = result?.join as Record<string, unknown> | undefined;
+    if (result && join && id !== "mesh" && typeof join.ms === "number" && join.ms < 10_000) {
+      for (let r = 1; r < settings.joinRounds; r++) {
+        try {
+          const extra = await measure(target, n, ["--phases", "join"]);
+          const ms = (extra.join as Record<string, unknown>).ms;
+          if (typeof ms === "number" && ms < (result.join as { ms: number }).ms) {
+            result.join = extra.join;
+          }
+        } catch (e) {
+          console.error(
+            `[bench] ${target.label} N=${n} join round: ${e instanceof Error ? e.message : e}`,
+          );
+        }
       }
     }
     if (result) rows.push({ target: id, label: target.label, runtime: target.runtime, n, result });
@@ -425,7 +496,13 @@ if (settings.countN > 0) {
         "--concurrency",
         "256",
       ]);
-      countRows.push({ target: id, label: target.label, runtime: target.runtime, n: settings.countN, result });
+      countRows.push({
+        target: id,
+        label: target.label,
+        runtime: target.runtime,
+        n: settings.countN,
+        result,
+      });
     } catch (e) {
       console.error(`[bench] count mode on ${id}: ${e instanceof Error ? e.message : e}`);
     }
@@ -435,8 +512,11 @@ if (settings.countN > 0) {
 let micro = "";
 if (!has("no-micro")) {
   console.log("[bench] micro benchmarks: deno bench -A bench/micro_bench.ts");
-  const r = await run(deno, ["bench", "-A", "--no-check", `${benchDir}micro_bench.ts`], { quiet: true });
-  micro = r.out.replace(/\x1b\[[0-9;]*m/g, "").trim();
+  const r = await run(deno, ["bench", "-A", "--no-check", `${benchDir}micro_bench.ts`], {
+    quiet: true,
+    env: { NO_COLOR: "1" },
+  });
+  micro = r.out.trim();
 }
 
 // ---------------------------------------------------------------------------
@@ -458,64 +538,71 @@ Deno.writeTextFileSync(
 );
 
 if (!has("no-write")) {
-  const generated = [
-    "<!-- bench:begin (generated by bench/run.ts; rewritten on every run) -->",
-    "",
-    "## Command",
-    "",
-    "```sh",
-    command,
-    "```",
-    "",
-    `Date: ${started.toISOString()} (the run took ${Math.round((Date.now() - started.getTime()) / 1000)} s).`,
-    "",
-    "## Machine",
-    "",
-    `${machine.cores} cores (${machine.cpu}), ${machine.memGb} GiB, shared with other work ` +
-    `(load average at start: ${machine.load}). Deno ${machine.deno}, Bun ${machine.bun}, ` +
-    `Node ${machine.node}, ${machine.redis}. Every figure below comes from this one run; ` +
-    "compare ratios, not absolute numbers, across runs.",
-    "",
-    "## Settings",
-    "",
+  const settingsList = [
     `- N = ${settings.sizes.join(", ")} clients in one room, every one joined and subscribed; ` +
-    `P = ${settings.p} publishers (also subscribers); state events carry \`{p, v, t}\`` +
+    `P = ${settings.p} publishers (also subscribers); a state is \`{p, v, t}\`` +
     (settings.stateBytes ? ` plus ${settings.stateBytes} bytes of padding.` : "."),
-    `- Closed loop: each publisher sends its next state once the previous one reached all N; ` +
+    "- Closed loop: each publisher sends its next state once the previous one reached all N; " +
     `1 s warm-up, then a ${settings.windowS} s window. Deliveries = state events received by ` +
-    "subscribers (duplicates, e.g. @prsm/realtime's double frames, are not counted).",
-    `- Fixed rate: ${settings.rate} offered deliveries/s (= ${settings.rate} / N publishes/s, ` +
-    `round-robin over the publishers) for ${settings.fixedS} s, the same for every target.`,
+    "subscribers, not frames (duplicates, e.g. @prsm/realtime's double frames, are not counted).",
+    `- Fixed rate: ${settings.rate} publishes/s (so ${settings.rate} × N offered deliveries/s), ` +
+    `round-robin over the publishers, for ${settings.fixedS} s: the same for every target and ` +
+    "below the capacity of the slowest (@prsm/realtime). Its p50 / p99 are the medians over 5 " +
+    "equal sub-windows (by publish time), so one stall on a shared machine does not make the tail.",
     `- Leave: ${Math.round(settings.leaveShare * 100)} % of the clients (never publishers) cut ` +
-    "their TCP connection without a close frame; time until every remaining subscriber has seen " +
-    `every leave. Presently runs with leaveGraceMs ${settings.graceMs}, sweepIntervalMs ` +
+    "their TCP connection without a close frame; the time until every remaining subscriber has " +
+    `seen every leave. Presently runs with leaveGraceMs ${settings.graceMs} and sweepIntervalMs ` +
     `${settings.sweepMs}; the raw ceilings and @prsm/realtime have no grace (leave on socket close).`,
-    "- Presently servers: `bench/servers/_presently.ts` (memory store, request rate limit lifted " +
-    `so the per-connection limit does not cap publishers, countIntervalMs ${settings.countMs}).`,
+    "- Presently servers: `bench/servers/_presently.ts` (memory store; the per-connection request " +
+    `rate limit lifted so it does not cap publishers; countIntervalMs ${settings.countMs}).`,
     "- Peak RSS: the server process's VmHWM (and VmRSS sampled every 100 ms); for " +
     "@prsm/realtime the Node process, with redis-server's own peak shown apart.",
-    `- Rounds: best of ${settings.rounds}. Load generator: one Bun process (bench/gen.ts, raw TCP ` +
-    "WebSocket client), on the same 2 cores as the server: `gen CPU` near 100 % means the " +
+    `- Best of ${settings.rounds} round(s); join storm: best of ${settings.joinRounds} ` +
+    "(fresh server each; not for @prsm/realtime, nor storms over 10 s). Load generator: one " +
+    "Bun process (bench/gen.ts, a raw " +
+    "TCP WebSocket client) on the same 2 cores as the server: `gen CPU` near 100 % means the " +
     "generator, not the server, was the limit.",
-    settings.targets.includes("mesh") && settings.sizes.some((n) => n > settings.meshMaxN)
-      ? `- @prsm/realtime runs only up to N = ${settings.meshMaxN} (--mesh-max-n): its join ` +
-        "storm is quadratic (about 180 s at N = 2000), over the time budget of a run."
-      : "",
-    skipped.length ? `- Skipped: ${skipped.join("; ")}` : "",
-    "",
-    "## Results",
-    "",
+  ];
+  if (settings.targets.includes("mesh") && settings.sizes.some((n) => n > settings.meshMaxN)) {
+    settingsList.push(
+      `- @prsm/realtime runs only up to N = ${settings.meshMaxN} (--mesh-max-n): its join storm ` +
+        "is quadratic (about 180 s at N = 2000), over the time budget of one run.",
+    );
+  }
+  if (skipped.length) settingsList.push(`- Skipped: ${skipped.join("; ")}`);
+  const blocks = [
+    "<!-- bench:begin (generated by bench/run.ts; rewritten on every run) -->",
+    "### Command",
+    "```sh\n" + command + "\n```",
+    `Date: ${started.toISOString()}; the run took ${
+      Math.round((Date.now() - started.getTime()) / 1000)
+    } s.`,
+    "### Machine",
+    `${machine.cores} cores (${machine.cpu}), ${machine.memGb} GiB, shared with other work ` +
+    `(load average at start: ${machine.load}, at the end: ` +
+    `${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}; before each target the run waits, ` +
+    `${quietWaitS} s at most in all, for other work to leave the cores idle). ` +
+    `Deno ${machine.deno}, Bun ${machine.bun}, ` +
+    `Node ${machine.node}, ${machine.redis}. Every figure comes from this one run: compare ` +
+    "ratios, not absolute numbers, across runs.",
+    "### Settings",
+    settingsList.join("\n"),
+    "### Results",
     table,
-    "",
-    "## Issue 5 targets",
-    "",
+    "![deliveries per second](chart.svg)",
+    "### Issue 5 targets",
     targets,
-    "",
-    count ? `## Count mode\n\n${count}\n` : "",
-    micro ? `## Micro benchmarks\n\n\`\`\`sh\ndeno task bench:micro\n\`\`\`\n\n\`\`\`\n${micro}\n\`\`\`\n` : "",
-    "<!-- bench:end -->",
-  ].filter((l) => l !== "").join("\n").replace(/\n(#+ )/g, "\n\n$1").replace(/(#+ .+)\n/g, "$1\n\n")
-    .replace(/\n{3,}/g, "\n\n");
+  ];
+  if (count) blocks.push("### Count mode", count);
+  if (micro) {
+    blocks.push(
+      "### Micro benchmarks",
+      "```sh\ndeno task bench:micro\n```",
+      "```\n" + micro + "\n```",
+    );
+  }
+  blocks.push("<!-- bench:end -->");
+  const generated = blocks.join("\n\n");
   const path = `${benchDir}RESULTS.md`;
   let doc = exists(path) ? Deno.readTextFileSync(path) : "";
   const begin = doc.indexOf("<!-- bench:begin");
@@ -523,10 +610,21 @@ if (!has("no-write")) {
   if (begin >= 0 && end > begin) {
     doc = doc.slice(0, begin) + generated + doc.slice(end + "<!-- bench:end -->".length);
   } else {
-    doc = "# Load benchmark results\n\n" + generated +
-      "\n\n## Notes\n\n(Profile findings and what was tried go here; this part is kept across runs.)\n";
+    // First run: add the section, keeping whatever else the file holds.
+    const section = "## Load benchmark (`deno task bench`)\n\n" + generated +
+      "\n\n### Notes\n\n(Profile findings and what was tried: kept across runs.)\n";
+    if (doc.trim() === "") doc = `# Benchmark results\n\n${section}`;
+    else {
+      const at = doc.indexOf("\n## ");
+      doc = at < 0
+        ? `${doc.trimEnd()}\n\n${section}`
+        : `${doc.slice(0, at + 1)}${section}\n${doc.slice(at + 1)}`;
+    }
   }
   Deno.writeTextFileSync(path, doc);
   Deno.writeTextFileSync(`${benchDir}chart.svg`, renderChart(rows, settings));
+  // Keep `deno fmt --check` green: format what was just written.
+  await run(deno, ["fmt", `${benchDir}RESULTS.md`, `${benchDir}chart.svg`], { quiet: true });
   console.log(`\n[bench] wrote bench/RESULTS.md and bench/chart.svg`);
 }
+console.log(`[bench] done in ${Math.round((Date.now() - started.getTime()) / 1000)} s`);

@@ -7,7 +7,7 @@ import { PresenceServer } from "../../mod.ts";
 /** Settings the benchmark uses (stated in bench/RESULTS.md). */
 export const BENCH_SERVER = {
   leaveGraceMs: 1000,
-  sweepIntervalMs: 50,
+  sweepIntervalMs: 25,
   countIntervalMs: 100,
   requestsPerSecond: 1_000_000,
   requestBurst: 1_000_000,

@@ -1,12 +1,7 @@
 // One room's local view (members, states, seq) and its fan-out: events are
 // encoded once per room per flush and sent to every subscriber.
 
-import {
-  encodeEvents,
-  type Metadata,
-  type PresentEntry,
-  type WireEvent,
-} from "../protocol.ts";
+import { encodeEvents, type Metadata, type PresentEntry, type WireEvent } from "../protocol.ts";
 import type { PresenceEvent } from "../store/types.ts";
 import type { Connection } from "./connection.ts";
 

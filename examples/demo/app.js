@@ -15,6 +15,20 @@ const NAMES = [
   "Frances",
   "Ken",
   "Radia",
+  "Edsger",
+  "Hedy",
+  "Donald",
+  "Katherine",
+  "Niklaus",
+  "Shafi",
+  "Tim",
+  "Anita",
+  "John",
+  "Sophie",
+  "Guido",
+  "Joan",
+  "Leslie",
+  "Mary",
 ];
 const $ = (id) => document.getElementById(id);
 const q = new URLSearchParams(location.search);

@@ -34,6 +34,7 @@ import type {
   StateWrite,
   StoreListener,
 } from "./types.ts";
+import { Listeners } from "./_listeners.ts";
 
 // The contract types, so this entry documents itself without the main one.
 export type {
@@ -396,7 +397,7 @@ export class KvPresenceStore implements PresenceStore {
   /** Instances whose lease this handle renewed, to notice being reaped. */
   readonly #held = new Set<string>();
   readonly #resetListeners = new Set<() => void>();
-  #listeners: StoreListener[] = [];
+  #listeners = new Listeners((error, event) => this.#onError(error, event));
   #pollTimer: ReturnType<typeof setTimeout> | null = null;
   #polling: Promise<void> | null = null;
   #closed = false;
@@ -1093,15 +1094,7 @@ export class KvPresenceStore implements PresenceStore {
    * ```
    */
   subscribe(listener: StoreListener): () => void {
-    // Wrap so the same function subscribed twice is two subscriptions.
-    const slot: StoreListener = (event) => listener(event);
-    this.#listeners = [...this.#listeners, slot];
-    let active = true;
-    return () => {
-      if (!active) return;
-      active = false;
-      this.#listeners = this.#listeners.filter((l) => l !== slot);
-    };
+    return this.#listeners.add(listener);
   }
 
   /**
@@ -1271,14 +1264,7 @@ export class KvPresenceStore implements PresenceStore {
   }
 
   #emit(event: PresenceEvent): void {
-    const listeners = this.#listeners;
-    for (let i = 0; i < listeners.length; i++) {
-      try {
-        listeners[i]!(event);
-      } catch (error) {
-        this.#report(error, event);
-      }
-    }
+    this.#listeners.emit(event);
   }
 
   // -- sweeping ----------------------------------------------------------------
@@ -1486,7 +1472,7 @@ export class KvPresenceStore implements PresenceStore {
     }
     await Promise.allSettled(pending);
     this.#watches.clear();
-    this.#listeners = [];
+    this.#listeners.clear();
     this.#resetListeners.clear();
   }
 

@@ -13,6 +13,7 @@ import type {
   StateWrite,
   StoreListener,
 } from "./types.ts";
+import { Listeners } from "./_listeners.ts";
 
 /**
  * Options for {@linkcode MemoryPresenceStore}.
@@ -110,8 +111,7 @@ export class MemoryPresenceStore implements PresenceStore {
   #leases = new Map<string, number>();
   #metadata = new Map<string, MetaEntry>();
   #heap: StateEntry[] = [];
-  /** Copy-on-write, so emitting needs no copy and (un)subscribing mid-emit is safe. */
-  #listeners: StoreListener[] = [];
+  #listeners = new Listeners((error, event) => this.#onError(error, event));
   #queue: PresenceEvent[] = [];
   #emitting = false;
   #closed = false;
@@ -519,15 +519,7 @@ export class MemoryPresenceStore implements PresenceStore {
    * ```
    */
   subscribe(listener: StoreListener): () => void {
-    // Wrap so the same function subscribed twice is two subscriptions.
-    const slot: StoreListener = (event) => listener(event);
-    this.#listeners = [...this.#listeners, slot];
-    let active = true;
-    return () => {
-      if (!active) return;
-      active = false;
-      this.#listeners = this.#listeners.filter((l) => l !== slot);
-    };
+    return this.#listeners.add(listener);
   }
 
   /**
@@ -619,7 +611,7 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#leases.clear();
     this.#metadata.clear();
     this.#heap = [];
-    this.#listeners = [];
+    this.#listeners.clear();
     this.#queue = [];
   }
 
@@ -727,18 +719,7 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   #deliver(event: PresenceEvent): void {
-    const listeners = this.#listeners;
-    for (let i = 0; i < listeners.length; i++) {
-      try {
-        listeners[i]!(event);
-      } catch (error) {
-        try {
-          this.#onError(error, event);
-        } catch {
-          // The error hook itself failed: nothing sensible left to do.
-        }
-      }
-    }
+    this.#listeners.emit(event);
   }
 
   // Indexed binary min-heap on expiresAt: every state with an expiry is in it

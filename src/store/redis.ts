@@ -30,6 +30,7 @@ import type {
   StateWrite,
   StoreListener,
 } from "./types.ts";
+import { Listeners } from "./_listeners.ts";
 import { openDriver, type RedisDriver } from "./_redis_driver.ts";
 import { type ScriptName, SCRIPTS } from "./_redis_lua.ts";
 
@@ -254,7 +255,7 @@ export class RedisPresenceStore implements PresenceStore {
   #known = new Map<string, number>();
   /** Tail of the pending state writes per member, see `setState`. */
   #stateChains = new Map<string, Promise<void>>();
-  #listeners: StoreListener[] = [];
+  #listeners = new Listeners((error, event) => this.#onError(error, event));
   #resetListeners: Array<() => void> = [];
   #watches = new Map<string, Watch>();
   /** Instances this handle holds a lease for. */
@@ -720,15 +721,7 @@ export class RedisPresenceStore implements PresenceStore {
    * ```
    */
   subscribe(listener: StoreListener): () => void {
-    // Wrap so the same function subscribed twice is two subscriptions.
-    const slot: StoreListener = (event) => listener(event);
-    this.#listeners = [...this.#listeners, slot];
-    let active = true;
-    return () => {
-      if (!active) return;
-      active = false;
-      this.#listeners = this.#listeners.filter((l) => l !== slot);
-    };
+    return this.#listeners.add(listener);
   }
 
   /**
@@ -871,7 +864,7 @@ export class RedisPresenceStore implements PresenceStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#listeners = [];
+    this.#listeners.clear();
     this.#resetListeners = [];
     for (const w of this.#watches.values()) {
       this.#settle(w);
@@ -1038,14 +1031,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   #deliver(event: PresenceEvent): void {
-    const listeners = this.#listeners;
-    for (let i = 0; i < listeners.length; i++) {
-      try {
-        listeners[i]!(event);
-      } catch (error) {
-        this.#report(error, event);
-      }
-    }
+    this.#listeners.emit(event);
   }
 
   /** Start holding back the room's events (no-op when already holding). */

@@ -117,6 +117,7 @@ export type ClientFrame =
     sub?: boolean;
     users?: boolean;
     mode?: "full" | "count";
+    rs?: boolean;
   }
   | { op: "leave"; id: number; room: string }
   | {
@@ -125,6 +126,7 @@ export type ClientFrame =
     room: string;
     users?: boolean;
     mode?: "full" | "count";
+    rs?: boolean;
   }
   | { op: "unsub"; id: number; room: string }
   | {
@@ -134,6 +136,7 @@ export type ClientFrame =
     state?: unknown;
     patch?: unknown;
     expireAfter?: number;
+    rs?: boolean;
   }
   | { op: "clear"; id: number; room: string }
   | { op: "meta"; id: number; cid: string }
@@ -360,6 +363,7 @@ export function parseClientFrame(
         }
         frame.mode = f.mode;
       }
+      if (f.rs === 1) frame.rs = true;
       return { ok: true, frame };
     }
     case "leave":
@@ -378,6 +382,7 @@ export function parseClientFrame(
       const frame: ClientFrame = { op, id, room };
       if (users !== undefined) frame.users = users;
       if (mode !== undefined) frame.mode = mode;
+      if (f.rs === 1) frame.rs = true;
       return { ok: true, frame };
     }
     case "state": {
@@ -412,6 +417,7 @@ export function parseClientFrame(
       if (hasState) frame.state = value;
       else frame.patch = value;
       if (typeof expireAfter === "number") frame.expireAfter = expireAfter;
+      if (f.rs === 1) frame.rs = true;
       return { ok: true, frame };
     }
   }

@@ -110,6 +110,29 @@ export interface PresenceResult {
 }
 
 /**
+ * A room or subscription that could not be restored after a reconnect,
+ * passed to {@link PresenceClient.onStatus} listeners with the current status.
+ * Transient failures (`rate_limited`, `store_error`, `timeout`, `internal`)
+ * are retried with backoff first; this reports a final refusal, such as
+ * `forbidden` from a guard that no longer admits the connection.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient, type RestoreFailure } from "@presently/presently/client";
+ * const client = new PresenceClient("wss://example.com/presence");
+ * client.onStatus((status, lost?: RestoreFailure) => {
+ *   if (lost) console.warn(`lost "${lost.room}": ${lost.error.code}`);
+ * });
+ * ```
+ */
+export interface RestoreFailure {
+  /** The room that was not restored. */
+  room: string;
+  /** Why: the server's refusal. */
+  error: PresenceError;
+}
+
+/**
  * What {@link PresenceClient.joinRoom} resolves to.
  *
  * @example
@@ -133,9 +156,14 @@ export interface PresenceResult {
  * await http.shutdown();
  * ```
  */
-export interface JoinResult extends PresenceResult {
+export interface JoinResult<State = unknown> extends PresenceResult {
   /** The connections present after joining, this one included. */
   present: PresentEntry[];
+  /**
+   * With a callback (`joinRoom(room, cb)`): the states in the room, from the
+   * same snapshot as `present`; the callback's updates start right after it.
+   */
+  states?: Map<string, State> | undefined;
 }
 
 /**
@@ -433,26 +461,26 @@ const call = <T>(fn: (arg: T) => void, arg: T): void => {
  */
 export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   // Internal state (short names keep the minified bundle small).
-  declare private _u: string; // URL
-  declare private _o: PresenceClientOptions;
-  private _ws: WebSocket | null = null;
-  private _st: PresenceStatus = "closed";
-  private _cid: string | null = null;
-  private _tk = ""; // resume token
-  private _rs = false; // last hello resumed
-  private _op = false; // open: hello seen on the current socket
-  private _end = false; // close() called or reconnecting gave up
-  private _id = 0; // last request id
-  private _n = 0; // reconnect attempts in a row
-  private _hm = 0; // liveness deadline, ms
-  private _la = 0; // time of the last inbound frame
-  declare private _hb?: Timer; // liveness timer
-  declare private _rt?: Timer; // reconnect timer
-  private _p = new Map<number, Req>(); // requests, queued and in flight
-  private _r = new Map<string, Own>(); // joined rooms and own state there
-  private _s = new Map<string, Sub<State, Meta>>(); // subscriptions
-  private _l = new Set<(s: PresenceStatus) => void>(); // status listeners
-  private _w: Array<[() => void, (e: PresenceError) => void]> = []; // connect() waiters
+  #url: string; // URL
+  #options: PresenceClientOptions;
+  #ws: WebSocket | null = null;
+  #status: PresenceStatus = "closed";
+  #cid: string | null = null;
+  #token = ""; // resume token
+  #resumed = false; // last hello resumed
+  #open = false; // open: hello seen on the current socket
+  #ended = false; // close() called or reconnecting gave up
+  #lastId = 0; // last request id
+  #attempts = 0; // reconnect attempts in a row
+  #deadline = 0; // liveness deadline, ms
+  #lastFrame = 0; // time of the last inbound frame
+  #beatTimer?: Timer; // liveness timer
+  #retryTimer?: Timer; // reconnect timer
+  #requests = new Map<number, Req>(); // requests, queued and in flight
+  #rooms = new Map<string, Own>(); // joined rooms and own state there
+  #subs = new Map<string, Sub<State, Meta>>(); // subscriptions
+  #listeners = new Set<(s: PresenceStatus, f?: RestoreFailure) => void>(); // status listeners
+  #waiters: Array<[() => void, (e: PresenceError) => void]> = []; // connect() waiters
 
   /**
    * Create a client. It does not connect until {@link PresenceClient.connect}.
@@ -470,8 +498,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   constructor(url: string | URL, options: PresenceClientOptions = {}) {
-    this._u = new URL(url, globalThis.document?.baseURI).href;
-    this._o = options;
+    this.#url = new URL(url, globalThis.document?.baseURI).href;
+    this.#options = options;
   }
 
   /**
@@ -501,7 +529,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   get connectionId(): string | null {
-    return this._cid;
+    return this.#cid;
   }
 
   /**
@@ -532,7 +560,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   get status(): PresenceStatus {
-    return this._st;
+    return this.#status;
   }
 
   /**
@@ -564,7 +592,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   get resumed(): boolean {
-    return this._rs;
+    return this.#resumed;
   }
 
   /**
@@ -581,10 +609,10 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * stop();
    * ```
    */
-  onStatus(cb: (status: PresenceStatus) => void): () => void {
-    this._l.add(cb);
+  onStatus(cb: (status: PresenceStatus, lost?: RestoreFailure) => void): () => void {
+    this.#listeners.add(cb);
     return () => {
-      this._l.delete(cb);
+      this.#listeners.delete(cb);
     };
   }
 
@@ -616,12 +644,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   connect(): Promise<void> {
-    return this._op ? Promise.resolve() : new Promise((resolve, reject) => {
-      this._w.push([resolve, reject]);
-      if (this._st === "closed") {
-        this._end = false;
-        this._set("connecting");
-        this._dial();
+    return this.#open ? Promise.resolve() : new Promise((resolve, reject) => {
+      this.#waiters.push([resolve, reject]);
+      if (this.#status === "closed") {
+        this.#ended = false;
+        this.#setStatus("connecting");
+        this.#dial();
       }
     });
   }
@@ -654,13 +682,13 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   close(): Promise<void> {
-    const ws = this._ws;
-    this._r.clear();
-    this._s.clear();
-    this._fin("closed");
+    const ws = this.#ws;
+    this.#rooms.clear();
+    this.#subs.clear();
+    this.#finish("closed");
     return new Promise((resolve) => {
       if (!ws || ws.readyState > 1) return resolve();
-      const t = setTimeout(resolve, this._o.requestTimeoutMs ?? 1e4);
+      const t = setTimeout(resolve, this.#options.requestTimeoutMs ?? 1e4);
       ws.onclose = () => {
         clearTimeout(t);
         resolve();
@@ -705,21 +733,22 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   async joinRoom(
     room: string,
     onUpdate?: (update: PresenceUpdate<State, Meta>) => void,
-  ): Promise<JoinResult> {
-    const [j, s] = await Promise.all([
-      this._req({ op: "join", room }).then((a) => {
-        if (a.t === "ok" && !this._r.has(room)) this._r.set(room, undefined);
-        return a;
-      }),
-      onUpdate && this.subscribePresence(room, onUpdate),
-    ]);
-    const error = j.t === "err" ? fail(j) : s?.error;
-    if (error) {
-      if (j.t === "ok") void this.leaveRoom(room);
-      else if (s?.success) void this.unsubscribePresence(room);
-      return { success: false, present: [], error };
+  ): Promise<JoinResult<State>> {
+    // With a callback: one request that joins and subscribes, so the view
+    // and the updates after it start from the same snapshot.
+    let present: unknown, error: PresenceError | undefined, states;
+    if (onUpdate) {
+      const sub = { v: createRoomView<State, Meta>(room), cb: onUpdate, o: {} };
+      this.#subs.set(room, sub);
+      ({ members: present, states, error } = await this.#subscribe(sub, true));
+    } else {
+      const a = await this.#request({ op: "join", room });
+      if (a.t === "err") error = fail(a);
+      present = a.present;
     }
-    return { success: true, present: j.present as PresentEntry[] };
+    if (error) return { success: false, present: [], error };
+    if (!this.#rooms.has(room)) this.#rooms.set(room, undefined);
+    return { success: true, present: present as PresentEntry[], states };
   }
 
   /**
@@ -752,9 +781,9 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   async leaveRoom(room: string): Promise<PresenceResult> {
-    this._r.delete(room);
-    if (this._s.delete(room)) void this._req({ op: "unsub", room });
-    return res(await this._req({ op: "leave", room }));
+    this.#rooms.delete(room);
+    if (this.#subs.delete(room)) void this.#request({ op: "unsub", room });
+    return res(await this.#request({ op: "leave", room }));
   }
 
   /**
@@ -797,8 +826,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     options: SubscribeOptions = {},
   ): Promise<SubscribeResult<State>> {
     const sub: Sub<State, Meta> = { v: createRoomView(room), cb, o: options };
-    this._s.set(room, sub);
-    return this._sub(sub);
+    this.#subs.set(room, sub);
+    return this.#subscribe(sub);
   }
 
   /**
@@ -830,8 +859,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   async unsubscribePresence(room: string): Promise<PresenceResult> {
-    this._s.delete(room);
-    return res(await this._req({ op: "unsub", room }));
+    this.#subs.delete(room);
+    return res(await this.#request({ op: "unsub", room }));
   }
 
   /**
@@ -871,12 +900,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     options: PublishOptions<State>,
   ): Promise<PublishResult> {
     const at = Date.now();
-    const a = await this._req({ op: "state", room, ...options });
+    const a = await this.#request({ op: "state", room, ...options });
     if (a.t === "err") return { success: false, error: fail(a) };
-    if (this._r.has(room)) {
-      const prev = this._r.get(room);
+    if (this.#rooms.has(room)) {
+      const prev = this.#rooms.get(room);
       const { patch, expireAfter: ms } = options;
-      this._r.set(room, {
+      this.#rooms.set(room, {
         s: patch === undefined ? options.state : applyMergePatch(
           prev && !(prev.x && prev.x <= at) ? prev.s : null,
           patch,
@@ -917,8 +946,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   async clearPresenceState(room: string): Promise<PresenceResult> {
-    const a = await this._req({ op: "clear", room });
-    if (a.t === "ok" && this._r.has(room)) this._r.set(room, undefined);
+    const a = await this.#request({ op: "clear", room });
+    if (a.t === "ok" && this.#rooms.has(room)) this.#rooms.set(room, undefined);
     return res(a);
   }
 
@@ -952,7 +981,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   async getConnectionMetadata(connectionId: string): Promise<Meta | null> {
-    const a = await this._req({ op: "meta", cid: connectionId });
+    const a = await this.#request({ op: "meta", cid: connectionId });
     if (a.t === "err") throw fail(a);
     return (a.meta ?? null) as Meta | null;
   }
@@ -1022,23 +1051,23 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   }
 
   /** Set the status and tell the listeners. */
-  private _set(s: PresenceStatus): void {
-    if (this._st !== s) {
-      this._st = s;
-      for (const cb of this._l) call(cb, s);
+  #setStatus(s: PresenceStatus): void {
+    if (this.#status !== s) {
+      this.#status = s;
+      for (const cb of this.#listeners) call(cb, s);
     }
   }
 
   /** Send a request now, or queue it until the socket is open. */
-  private _req(f: Record<string, unknown>): Promise<Answer> {
+  #request(f: Record<string, unknown>): Promise<Answer> {
     return new Promise((r) => {
-      const o = this._o, p = this._p;
-      if (this._end) return r(err("closed", CLOSED));
-      if (!this._op && p.size >= (o.maxQueuedRequests ?? 1e3)) {
+      const o = this.#options, p = this.#requests;
+      if (this.#ended) return r(err("closed", CLOSED));
+      if (!this.#open && p.size >= (o.maxQueuedRequests ?? 1e3)) {
         return r(err("queue_full", "Request queue is full"));
       }
       // Ids stay within 1 .. 2^31-1 as the protocol requires.
-      const id = this._id = this._id % 0x7fffffff + 1;
+      const id = this.#lastId = this.#lastId % 0x7fffffff + 1;
       const q: Req = {
         f: { ...f, id },
         r,
@@ -1048,22 +1077,43 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
         }, o.requestTimeoutMs ?? 1e4),
       };
       p.set(id, q);
-      if (this._op) this._send(q);
+      if (this.#open) this.#send(q);
     });
   }
 
   /** Send a request on the current socket. */
-  private _send(q: Req): void {
+  #send(q: Req): void {
     q.s = true;
-    this._ws!.send(JSON.stringify(q.f));
+    this.#ws!.send(JSON.stringify(q.f));
   }
 
   /** Send a `sub` for a subscription (first time or resync). */
-  private async _sub(sub: Sub<State, Meta>): Promise<SubscribeResult<State>> {
-    const { v, o, cb } = sub, room = v.room;
+  /**
+   * Send a restore: marked `rs`, retried while the failure is transient and
+   * `live()` holds (a state waits for its join), and a final refusal is told
+   * to the status listeners.
+   */
+  async #restore(f: Record<string, unknown>, live?: () => boolean): Promise<Answer> {
+    for (let i = 0;; i++) {
+      const a = await this.#request({ ...f, rs: 1 });
+      if (a.t === "ok" || this.#ended || live && !live()) return a;
+      if (!/^(ra|st|ti|in)/.test(a.code!) && !(live && a.code == "not_member")) {
+        for (const cb of this.#listeners) {
+          call((e) => cb(this.#status, e), { room: f.room as string, error: fail(a) });
+        }
+        return a;
+      }
+      await new Promise((r) => setTimeout(r, 50 << i % 8));
+    }
+  }
+
+  async #subscribe(sub: Sub<State, Meta>, j?: true): Promise<SubscribeResult<State>> {
+    const { v, o, cb } = sub, room = v.room, was = sub.l;
     sub.p = true;
-    const a = await this._req({ op: "sub", room, ...o });
-    const was = sub.l, live = this._s.get(room) === sub;
+    const f = { op: j ? "join" : "sub", sub: j, room, ...o };
+    // A resync is retried; a first subscribe answers its caller.
+    const a = await (was ? this.#restore(f, () => this.#subs.get(room) == sub) : this.#request(f));
+    const live = this.#subs.get(room) === sub;
     const view: PresenceView<State> = {
       present: [],
       states: new Map(),
@@ -1071,7 +1121,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     };
     sub.p = false;
     if (a.t === "err") {
-      if (!was && live) this._s.delete(room);
+      if (live) this.#subs.delete(room);
       return { success: false, ...view, error: fail(a) };
     }
     sub.l = true;
@@ -1081,8 +1131,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       if (was && live) call(cb, { type: "count", room, ...count });
     } else {
       const ups = applySnapshot(v, a as unknown as WireSnapshot);
-      if (was) this._emit(sub, ups);
-      if (v.resync) this._resync(sub);
+      if (was) this.#emit(sub, ups);
+      if (v.resync) this.#resync(sub);
       for (const [id, meta] of v.members) {
         view.present.push(id);
         view.members.push({ id, meta });
@@ -1094,19 +1144,19 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   }
 
   /** Resubscribe for a fresh snapshot unless one is on its way. */
-  private _resync(sub: Sub<State, Meta>): void {
-    if (!sub.p && this._s.get(sub.v.room) === sub) void this._sub(sub);
+  #resync(sub: Sub<State, Meta>): void {
+    if (!sub.p && this.#subs.get(sub.v.room) === sub) void this.#subscribe(sub);
   }
 
   /** Deliver updates to a subscription that is still current. */
-  private _emit(
+  #emit(
     sub: Sub<State, Meta>,
     ups: PresenceUpdate<State, Meta>[],
   ): void {
     // `u` events reach every subscriber of a room; only `users: true` ones want them.
     for (const u of ups) {
       if (
-        this._s.get(sub.v.room) === sub && (sub.o.users || u.type[0] !== "u")
+        this.#subs.get(sub.v.room) === sub && (sub.o.users || u.type[0] !== "u")
       ) {
         call(sub.cb, u);
       }
@@ -1114,89 +1164,89 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   }
 
   /** Open a socket (first connect or reconnect). */
-  private _dial(): void {
-    const o = this._o, u = new URL(this._u), q = u.searchParams;
+  #dial(): void {
+    const o = this.#options, u = new URL(this.#url), q = u.searchParams;
     for (const [k, v] of Object.entries(o.params ?? {})) q.set(k, v);
     q.set("v", "1");
-    if (this._tk) q.set("resume", this._tk);
+    if (this.#token) q.set("resume", this.#token);
     // Until hello, the request timeout bounds the wait.
-    this._la = Date.now();
-    this._beat(this._hm = o.requestTimeoutMs ?? 1e4);
+    this.#lastFrame = Date.now();
+    this.#beat(this.#deadline = o.requestTimeoutMs ?? 1e4);
     try {
       const WS = o.WebSocket ?? WebSocket, p = o.protocols;
-      const ws = this._ws = p ? new WS(u, p) : new WS(u);
-      ws.onmessage = (e) => ws === this._ws && this._msg(e.data);
-      ws.onclose = (e) => ws === this._ws && this._lost(e.code);
+      const ws = this.#ws = p ? new WS(u, p) : new WS(u);
+      ws.onmessage = (e) => ws === this.#ws && this.#message(e.data);
+      ws.onclose = (e) => ws === this.#ws && this.#lost(e.code);
     } catch {
-      this._lost(1006);
+      this.#lost(1006);
     }
   }
 
   /** (Re)arm the liveness deadline. */
-  private _beat(ms: number): void {
-    clearTimeout(this._hb);
-    this._hb = setTimeout(() => {
-      const idle = Date.now() - this._la, ws = this._ws;
-      if (idle < this._hm) return this._beat(this._hm - idle);
+  #beat(ms: number): void {
+    clearTimeout(this.#beatTimer);
+    this.#beatTimer = setTimeout(() => {
+      const idle = Date.now() - this.#lastFrame, ws = this.#ws;
+      if (idle < this.#deadline) return this.#beat(this.#deadline - idle);
       // Dead: do not wait for a close handshake that may never come.
-      this._lost(4408);
+      this.#lost(4408);
       ws?.close(4408);
     }, ms);
   }
 
   /** The current socket ended without close(). */
-  private _lost(code: number): void {
-    const r = this._o.reconnect;
-    this._ws = null;
-    this._op = false;
-    clearTimeout(this._hb);
-    for (const q of this._p.values()) q.s = false;
+  #lost(code: number): void {
+    const r = this.#options.reconnect;
+    this.#ws = null;
+    this.#open = false;
+    clearTimeout(this.#beatTimer);
+    for (const q of this.#requests.values()) q.s = false;
     if (
-      !this._cid || r === false || code === 4400 || code === 4401 ||
-      this._n >= (r?.maxRetries ?? Infinity)
-    ) return this._fin(code === 4401 ? "unauthorized" : "closed");
+      !this.#cid || r === false || code === 4400 || code === 4401 ||
+      this.#attempts >= (r?.maxRetries ?? Infinity)
+    ) return this.#finish(code === 4401 ? "unauthorized" : "closed");
     const min = r?.minDelayMs ?? 250, max = r?.maxDelayMs ?? 1e4;
-    this._rt = setTimeout(
-      () => this._dial(),
-      Math.random() * Math.min(max, min * 2 ** this._n++),
+    this.#retryTimer = setTimeout(
+      () => this.#dial(),
+      Math.random() * Math.min(max, min * 2 ** this.#attempts++),
     );
-    this._set("reconnecting");
+    this.#setStatus("reconnecting");
   }
 
   /** Terminal: fail everything waiting, status "closed". */
-  private _fin(code: PresenceErrorCode): void {
-    this._end = true;
-    this._op = false;
-    this._ws = null;
-    this._cid = null;
-    this._tk = "";
-    clearTimeout(this._hb);
-    clearTimeout(this._rt);
-    for (const q of this._p.values()) {
+  #finish(code: PresenceErrorCode): void {
+    this.#ended = true;
+    this.#open = false;
+    this.#ws = null;
+    this.#cid = null;
+    this.#token = "";
+    clearTimeout(this.#beatTimer);
+    clearTimeout(this.#retryTimer);
+    for (const q of this.#requests.values()) {
       clearTimeout(q.t);
       q.r(err("closed", CLOSED));
     }
-    this._p.clear();
-    for (const w of this._w.splice(0)) w[1](new PresenceError(code, CLOSED));
-    this._set("closed");
+    this.#requests.clear();
+    for (const w of this.#waiters.splice(0)) w[1](new PresenceError(code, CLOSED));
+    this.#setStatus("closed");
   }
 
   /** Handle one inbound frame; never throws. */
-  private _msg(data: unknown): void {
-    this._la = Date.now();
+  #message(data: unknown): void {
+    this.#lastFrame = Date.now();
     try {
       const f = JSON.parse(data as string) as ServerFrame;
-      const sub = this._s.get((f as { r: string }).r);
+      const sub = this.#subs.get((f as { r: string }).r);
       switch (f.t) {
         case "hello":
-          return this._hello(f);
+          return this.#hello(f);
         case "ping":
-          return this._ws!.send('{"op":"pong"}');
+          return this.#ws!.send('{"op":"pong"}');
         case "ok":
         case "err": {
-          const q = this._p.get(f.id!);
+          const q = this.#requests.get(f.id!);
           if (q) {
-            this._p.delete(f.id!);
+            this.#requests.delete(f.id!);
             clearTimeout(q.t);
             q.r(f as Answer);
           }
@@ -1206,15 +1256,15 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
           if (sub && sub.o.mode !== "count") {
             for (const e of f.e) {
               const { updates, gap } = applyEvent(sub.v, e);
-              this._emit(sub, updates);
-              if (gap) this._resync(sub);
+              this.#emit(sub, updates);
+              if (gap) this.#resync(sub);
             }
           }
           return;
         case "snap":
           if (sub?.l && sub.o.mode !== "count") {
-            this._emit(sub, applySnapshot(sub.v, f));
-            if (sub.v.resync) this._resync(sub);
+            this.#emit(sub, applySnapshot(sub.v, f));
+            if (sub.v.resync) this.#resync(sub);
           }
           return;
         case "cnt":
@@ -1231,41 +1281,39 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   }
 
   /** A socket is open: restore what a fresh connection lost, flush the queue. */
-  private _hello(f: Extract<ServerFrame, { t: "hello" }>): void {
+  #hello(f: Extract<ServerFrame, { t: "hello" }>): void {
     const now = Date.now();
-    this._cid = f.cid;
-    this._tk = f.token;
-    this._rs = f.resumed;
-    this._n = 0;
-    this._op = true;
-    if ((this._hm = f.hb?.[1]) > 0) this._beat(this._hm);
-    else clearTimeout(this._hb);
+    this.#cid = f.cid;
+    this.#token = f.token;
+    this.#resumed = f.resumed;
+    this.#attempts = 0;
+    this.#open = true;
+    if ((this.#deadline = f.hb?.[1]) > 0) this.#beat(this.#deadline);
+    else clearTimeout(this.#beatTimer);
     if (!f.resumed) {
       // A new connection: restore rooms, own states and subscriptions first.
-      for (const [room, own] of this._r) {
-        void this._req({ op: "join", room });
-        if (own) {
-          const left = own.x - now;
-          if (own.x && left <= 0) this._r.set(room, undefined);
-          else {
-            void this._req({
-              op: "state",
-              room,
-              state: own.s,
-              expireAfter: own.x ? left : undefined,
-            });
-          }
+      for (const [room, own] of this.#rooms) {
+        void this.#restore({ op: "join", room }, () => this.#rooms.has(room)).then((a) =>
+          a.t == "err" && this.#rooms.delete(room)
+        );
+        const left = own && own.x - now;
+        if (own && own.x && left! <= 0) this.#rooms.set(room, undefined);
+        else if (own) {
+          void this.#restore(
+            { op: "state", room, state: own.s, expireAfter: own.x ? left : undefined },
+            () => this.#rooms.get(room) == own,
+          );
         }
       }
-      for (const sub of this._s.values()) {
+      for (const sub of this.#subs.values()) {
         if (sub.l) {
           sub.v.resync = true;
-          this._resync(sub);
+          this.#resync(sub);
         }
       }
     }
-    for (const q of this._p.values()) if (!q.s) this._send(q);
-    for (const w of this._w.splice(0)) w[0]();
-    this._set("open");
+    for (const q of this.#requests.values()) if (!q.s) this.#send(q);
+    for (const w of this.#waiters.splice(0)) w[0]();
+    this.#setStatus("open");
   }
 }

@@ -251,14 +251,17 @@ export function applyEvent<State, Meta extends Metadata>(
   } else if (seq > view.seq) {
     view.seq = seq;
     if (kind === "j") {
+      // A member kept through a server's store reset joins again: no news.
+      if (!members.has(id)) {
+        updates.push({
+          type: "join",
+          room,
+          connectionId: id,
+          meta: value as Meta,
+          seq,
+        });
+      }
       members.set(id, value as Meta);
-      updates.push({
-        type: "join",
-        room,
-        connectionId: id,
-        meta: value as Meta,
-        seq,
-      });
     } else if (kind === "l") {
       members.delete(id);
       states.delete(id);

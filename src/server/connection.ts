@@ -21,6 +21,18 @@ export class Connection implements PresenceConnection {
   readonly subs = new Map<string, Subscription>();
   /** Expiry (clock ms) of this connection's own state per room, when set. */
   readonly expiries = new Map<string, number>();
+  /**
+   * This connection's own state per room, as last written. With `rooms` and
+   * `expiries` it is what the connection means to be, kept apart from what
+   * the store says, so a store reset or a reap can be undone.
+   */
+  readonly own = new Map<string, unknown>();
+  /** Requests marked as a restore (`rs`) that may pass the rate limit once. */
+  credit: number;
+  /** A re-registration is queued or waiting to retry. */
+  reregistering = false;
+  /** Another re-registration was asked for while one ran. */
+  reregisterAgain = false;
   socket: SocketLike | null;
   readonly remoteAddr: string | null;
   readonly url: string;
@@ -55,6 +67,7 @@ export class Connection implements PresenceConnection {
     url: string;
     now: number;
     burst: number;
+    credit: number;
   }) {
     this.id = init.id;
     this.token = init.token;
@@ -66,6 +79,7 @@ export class Connection implements PresenceConnection {
     this.url = init.url;
     this.lastSeen = init.now;
     this.tokens = init.burst;
+    this.credit = init.credit;
     this.refilledAt = init.now;
     this.refusedWindowStart = init.now;
     this.badWindowStart = init.now;

@@ -49,8 +49,20 @@ export class Room {
   readonly users: Map<string, number> | null;
   readonly subs = new Set<Subscription>();
   readonly countSubs = new Set<Subscription>();
-  /** Local connections that joined this room. */
-  localMembers = 0;
+  /** Local connections that mean to be in this room. */
+  readonly local = new Set<Connection>();
+  /**
+   * Members kept from the view before a store reset, absent from the store
+   * until their instance registers them again: no leave is sent for them
+   * before `settleUntil`, when a reload tells who is really gone.
+   */
+  settleUntil = 0;
+  /** Consecutive failed loads; the next retry waits longer. */
+  failures = 0;
+  /** A retry of a failed load is scheduled. */
+  retry: unknown = null;
+  /** Events were dropped while loading: load once more afterwards. */
+  reloadAgain = false;
   /** Events seen while the snapshot loads. */
   early: PresenceEvent[] = [];
   pending: WireEvent[] = [];
@@ -76,11 +88,22 @@ export class Room {
   /** Nobody local needs this view any more. */
   get idle(): boolean {
     return this.subs.size === 0 && this.countSubs.size === 0 &&
-      this.localMembers === 0 && this.pending.length === 0;
+      this.local.size === 0 && this.pending.length === 0;
   }
 
-  /** Replace the view with a store snapshot. */
-  load(seq: number, present: PresentEntry[], states: Map<string, unknown>): void {
+  /**
+   * Replace the view with a store snapshot. With `keep`, members (and their
+   * states) that the snapshot lacks stay in the view: see `settleUntil`.
+   * Returns how many were kept.
+   */
+  load(
+    seq: number,
+    present: PresentEntry[],
+    states: Map<string, unknown>,
+    keep = false,
+  ): number {
+    const oldMembers = keep ? new Map(this.members) : null;
+    const oldStates = keep ? new Map(this.states) : null;
     this.seq = seq;
     this.members.clear();
     this.states.clear();
@@ -91,8 +114,18 @@ export class Room {
       this.#countUser(meta, 1);
     }
     for (const [id, state] of states) this.states.set(id, state);
+    let kept = 0;
+    for (const [id, meta] of oldMembers ?? []) {
+      if (this.members.has(id)) continue;
+      kept++;
+      this.members.set(id, meta);
+      this.#countUser(meta, 1);
+      const state = oldStates!.get(id);
+      if (state !== undefined) this.states.set(id, state);
+    }
     this.ready = true;
     this.countDirty = true;
+    return kept;
   }
 
   /** Apply one event in sequence order, queueing its wire form for subscribers. */
@@ -104,12 +137,15 @@ export class Room {
     const cid = ev.connectionId;
     switch (ev.type) {
       case "join": {
-        if (this.members.has(cid)) this.#presentParts = null;
+        // A member kept through a store reset joins again: not a new user.
+        const was = this.members.get(cid);
+        if (was) this.#presentParts = null;
         else this.#presentParts?.push(JSON.stringify({ id: cid, meta: ev.meta }));
         this.members.set(cid, ev.meta);
         this.pending.push([ev.seq, "j", cid, ev.meta]);
+        if (was) this.#countUser(was, -1);
         const user = this.#countUser(ev.meta, 1);
-        if (user !== null) this.pending.push([ev.seq, "u", user, 1]);
+        if (user !== null && !was) this.pending.push([ev.seq, "u", user, 1]);
         this.countDirty = true;
         break;
       }

@@ -105,6 +105,8 @@ function timingSafeEqual(a: string, b: string): boolean {
 }
 
 const TOKEN_SELECTOR = 16;
+/** Events held for a room whose view is loading; past this, reload instead. */
+const MAX_EARLY = 10_000;
 
 interface ImmediateLike {
   setImmediate?: (fn: () => void) => TimerHandle;
@@ -171,6 +173,17 @@ export class PresenceServer {
   #flushCost = 0;
   #sweepTimer: TimerHandle | null = null;
   #sweeping = false;
+  #renewing = false;
+  #renewal: Promise<void> | null = null;
+  /**
+   * The store holds our lease, as far as we know. Entries are written only
+   * while it does: an entry of an instance without a lease is never reaped,
+   * so it would outlive us as a ghost.
+   */
+  #leaseHeld = false;
+  /** Store writes that failed and must still happen (leaves, cleanup). */
+  #retries: Array<() => Promise<void>> = [];
+  #retrying = false;
   #closed = false;
   #lastPing: number;
   #lastLiveness: number;
@@ -268,7 +281,10 @@ export class PresenceServer {
       this.#lastCount =
         now;
     this.#ready = this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now)
-      .catch((e) => this.#report("store_error", "Lease registration failed", e));
+      .then(() => void (this.#leaseHeld = true), (e) => {
+        this.#lastLease = -Infinity; // retry at the next sweep
+        this.#report("store_error", "Lease registration failed", e);
+      });
     this.#sweepTimer = this.#clock.setTimeout(() => this.#sweep(), this.#sweepMs);
   }
 
@@ -408,9 +424,25 @@ export class PresenceServer {
     if (!conn) throw new PresenceError("not_found", `Unknown connection "${id}"`);
     conn.metadata = meta;
     conn.publicMeta = this.#publicOf(meta);
-    await this.#timed(
-      this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta),
-    );
+    await this.#writeMetadata(conn);
+  }
+
+  /**
+   * Write a connection's public metadata to the store. A failure is retried
+   * in the background (with the metadata current then) and also thrown.
+   */
+  async #writeMetadata(conn: Connection): Promise<void> {
+    try {
+      if (!this.#leaseHeld) await this.#renewNow();
+      await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta));
+    } catch (e) {
+      this.#report("store_error", "Metadata write failed", e);
+      this.#retryLater(async () => {
+        if (conn.finished) return;
+        await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta));
+      });
+      throw e;
+    }
   }
 
   /**
@@ -549,7 +581,7 @@ export class PresenceServer {
     }
     let joined = false;
     await this.#enqueueTask(conn, async () => {
-      joined = await this.#join(conn, room);
+      joined = (await this.#join(conn, room)).joined;
     });
     return joined;
   }
@@ -853,11 +885,13 @@ export class PresenceServer {
     if (allowed && origin !== null && !allowed.includes(origin)) {
       return { ok: false, status: 403, message: "Origin not allowed" };
     }
-    if (this.#conns.size >= this.#limits.maxConnections) {
+    // A resume takes over a connection the limits already count.
+    const resuming = this.#resumable(new URL(request.url).searchParams.get("resume"));
+    if (!resuming && this.#conns.size >= this.#limits.maxConnections) {
       return { ok: false, status: 503, message: "Too many connections" };
     }
     if (
-      remoteAddr !== null &&
+      !resuming && remoteAddr !== null &&
       (this.#perIp.get(remoteAddr) ?? 0) >= this.#limits.maxConnectionsPerIp
     ) {
       return { ok: false, status: 429, message: "Too many connections from this address" };
@@ -888,19 +922,20 @@ export class PresenceServer {
       return { ok: false, status: 401, message: "Unauthorized" };
     }
     const user = this.#userOf?.(meta) ?? null;
+    const url = new URL(request.url);
+    const resume = url.searchParams.get("resume");
     if (
-      user !== null &&
+      user !== null && !this.#resumable(resume) &&
       (this.#perUser.get(user) ?? 0) >= this.#limits.maxConnectionsPerUser
     ) {
       return { ok: false, status: 429, message: "Too many connections for this user" };
     }
-    const url = new URL(request.url);
     const v = url.searchParams.get("v");
     const ticket: Ticket = {
       meta,
       url: request.url,
       remoteAddr,
-      resume: url.searchParams.get("resume"),
+      resume,
       badVersion: v !== null && v !== String(PROTOCOL_VERSION),
     };
     const offered = (request.headers.get("sec-websocket-protocol") ?? "")
@@ -997,25 +1032,31 @@ export class PresenceServer {
       url: ticket.url,
       now,
       burst: this.#limits.requestBurst,
+      // Enough for a client to restore everything it may hold (join, state
+      // and subscription per room) after a reconnect, past the rate limit.
+      credit: 2 * this.#limits.maxRoomsPerConnection + this.#limits.maxSubscriptionsPerConnection,
     });
     this.#conns.set(conn.id, conn);
     this.#byToken.set(conn.token.slice(0, TOKEN_SELECTOR), conn);
     if (conn.remoteAddr !== null) bump(this.#perIp, conn.remoteAddr, 1);
     if (conn.userId !== null) bump(this.#perUser, conn.userId, 1);
     this.#hello(conn, false);
-    void this.#enqueueTask(conn, async () => {
-      await this.#timed(
-        this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta),
-      );
-    });
+    void this.#enqueueTask(conn, () => this.#writeMetadata(conn)).catch(() => {});
     for (const cb of this.#onConnect) this.#safe(() => cb(conn));
     return conn;
   }
 
-  #resume(token: string, socket: SocketLike, now: number, meta: Metadata): Connection | null {
-    if (this.#graceMs <= 0) return null;
+  /** The live connection a resume token names, if any. */
+  #resumable(token: string | null): Connection | null {
+    if (token === null || this.#graceMs <= 0) return null;
     const conn = this.#byToken.get(token.slice(0, TOKEN_SELECTOR));
     if (!conn || conn.finished || !timingSafeEqual(conn.token, token)) return null;
+    return conn;
+  }
+
+  #resume(token: string, socket: SocketLike, now: number, meta: Metadata): Connection | null {
+    const conn = this.#resumable(token);
+    if (!conn) return null;
     // A token is bound to its user: another authenticated user cannot take it over.
     const was = this.#userOf?.(conn.metadata) ?? null;
     const is = this.#userOf?.(meta) ?? null;
@@ -1050,7 +1091,8 @@ export class PresenceServer {
           this.#dropSub(conn, room);
           continue;
         }
-        this.#resync(sub);
+        if (sub.count) sub.room.countDirty = true;
+        else this.#resync(sub);
       }
     });
     return conn;
@@ -1090,7 +1132,9 @@ export class PresenceServer {
       }
       const frame = parsed.frame;
       // Pongs take a token too (unanswered), so they cannot be flooded for free.
-      if (!conn.take(now, this.#limits.requestsPerSecond, this.#limits.requestBurst)) {
+      const restore = "rs" in frame && frame.rs === true && conn.credit > 0;
+      if (restore) conn.credit--;
+      else if (!conn.take(now, this.#limits.requestsPerSecond, this.#limits.requestBurst)) {
         if (frame.op !== "pong") {
           conn.send(encodeError(frame.id, "rate_limited", "Request rate limit exceeded"));
         }
@@ -1168,8 +1212,7 @@ export class PresenceServer {
         }
         if (f.sub) this.#checkSubLimit(conn, f.room);
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
-        await this.#join(conn, f.room);
-        const room = this.#rooms.get(f.room)!;
+        const { room } = await this.#join(conn, f.room);
         const count = f.mode === "count";
         if (f.sub) {
           const sub = this.#subscribe(conn, room, f.users === true, count);
@@ -1194,7 +1237,7 @@ export class PresenceServer {
         const track = this.#requireTrack(f.room);
         this.#checkSubLimit(conn, f.room);
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
-        const room = await this.#ensureRoom(f.room);
+        const room = await this.#room(f.room);
         const count = f.mode === "count";
         const sub = this.#subscribe(conn, room, f.users === true, count);
         conn.send(
@@ -1215,6 +1258,7 @@ export class PresenceServer {
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
         let write: StateWrite;
         let expiresAt: number | null = null;
+        let next: unknown = null;
         if (f.op === "clear" || (f.state === null && f.patch === undefined)) {
           write = { kind: "clear" };
         } else {
@@ -1222,31 +1266,54 @@ export class PresenceServer {
             ? { kind: "patch", patch: f.patch }
             : { kind: "set", state: f.state };
           const validator = track.options.validateState;
-          if (validator || write.kind === "patch") {
-            const next = write.kind === "patch"
-              ? applyMergePatch(this.#rooms.get(f.room)?.states.get(conn.id), f.patch)
-              : f.state;
-            // Each patch is size-checked by the parser; the merged state must be too.
-            const bytes = write.kind === "patch" ? utf8Length(JSON.stringify(next) ?? "") : 0;
-            if (bytes > this.#limits.maxStateBytes) {
-              throw new PresenceError(
-                "too_large",
-                `The patched state has ${bytes} bytes: limit is ${this.#limits.maxStateBytes}`,
-              );
-            }
-            if (validator) await validate(validator, next, f.room);
+          // A patch applies to the state this connection set, not to what the
+          // store holds: after a store reset that may be nothing yet.
+          const expired = (conn.expiries.get(f.room) ?? Infinity) <= this.#clock.now();
+          next = write.kind === "patch"
+            ? applyMergePatch(expired ? null : conn.own.get(f.room) ?? null, f.patch)
+            : f.state;
+          // Each patch is size-checked by the parser; the merged state must be too.
+          const bytes = write.kind === "patch" ? utf8Length(JSON.stringify(next) ?? "") : 0;
+          if (bytes > this.#limits.maxStateBytes) {
+            throw new PresenceError(
+              "too_large",
+              `The patched state has ${bytes} bytes: limit is ${this.#limits.maxStateBytes}`,
+            );
           }
+          if (validator) await validate(validator, next, f.room);
           if (f.expireAfter !== undefined) {
             expiresAt = this.#clock.now() + f.expireAfter;
           }
         }
-        const ev = await this.#timed(
-          this.#store.setState(f.room, conn.id, write, expiresAt, this.#clock.now()),
-        );
+        const now = this.#clock.now();
+        let ev = await this.#timed(this.#store.setState(f.room, conn.id, write, expiresAt, now));
+        if (ev === "not_member" && conn.rooms.has(f.room)) {
+          // The store lost this membership (a reset, or a reap while we were
+          // cut off) and re-registration has not run yet: register it now.
+          if (!this.#leaseHeld) await this.#renewNow();
+          const jev = await this.#timed(
+            this.#store.join(f.room, conn.id, this.instanceId, conn.publicMeta, now),
+          );
+          if (jev) this.#applyLocal(jev);
+          ev = await this.#timed(this.#store.setState(f.room, conn.id, write, expiresAt, now));
+        }
         if (ev === "not_member") throw notMember(f.room);
-        // Remembered so a store reset can restore the state with its expiry.
+        if (
+          ev && ev.type === "state" && write.kind === "patch" &&
+          JSON.stringify(ev.state) !== JSON.stringify(next)
+        ) {
+          // The store merged onto another base: set what was meant.
+          if (ev) this.#applyLocal(ev);
+          const fix = await this.#timed(
+            this.#store.setState(f.room, conn.id, { kind: "set", state: next }, expiresAt, now),
+          );
+          ev = fix === "not_member" ? null : fix;
+        }
+        // Remembered so a store reset or reap can restore it with its expiry.
         if (expiresAt === null) conn.expiries.delete(f.room);
         else conn.expiries.set(f.room, expiresAt);
+        if (write.kind === "clear") conn.own.delete(f.room);
+        else conn.own.set(f.room, next);
         if (ev) this.#applyLocal(ev);
         conn.send(encodeOk(f.id, { seq: ev ? ev.seq : null }));
         return;
@@ -1274,20 +1341,22 @@ export class PresenceServer {
   // -------------------------------------------------------------------------
   // Rooms and membership
 
-  async #join(conn: Connection, name: string): Promise<boolean> {
-    const room = await this.#ensureRoom(name);
-    if (conn.rooms.has(name) || conn.finished) return false;
+  /** Join `conn` to a room; `joined` is false when it was there already. */
+  async #join(conn: Connection, name: string): Promise<{ room: Room; joined: boolean }> {
+    if (!this.#leaseHeld) await this.#renewNow();
+    const room = await this.#room(name);
+    if (conn.rooms.has(name) || conn.finished) return { room, joined: false };
     conn.rooms.add(name);
-    room.localMembers++;
+    room.local.add(conn);
     try {
       const ev = await this.#timed(
         this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, this.#clock.now()),
       );
       if (ev) this.#applyLocal(ev);
-      return ev !== null;
+      return { room, joined: ev !== null };
     } catch (e) {
       conn.rooms.delete(name);
-      room.localMembers--;
+      room.local.delete(conn);
       this.#maybeDispose(room);
       throw e;
     }
@@ -1295,17 +1364,50 @@ export class PresenceServer {
 
   async #leave(conn: Connection, name: string, reason: LeaveReason): Promise<boolean> {
     if (!conn.rooms.delete(name)) return false;
+    conn.own.delete(name);
+    conn.expiries.delete(name);
     const room = this.#rooms.get(name);
-    if (room) room.localMembers--;
+    room?.local.delete(conn);
     try {
       const ev = await this.#timed(
         this.#store.leave(name, conn.id, reason, this.#clock.now()),
       );
       if (ev) this.#applyLocal(ev);
       return ev !== null;
+    } catch (e) {
+      // The store may still hold the member: a ghost, unless the leave is
+      // retried (and it is not, should the connection join that room again).
+      this.#retryLater(async () => {
+        if (!conn.finished && conn.rooms.has(name)) return;
+        const ev = await this.#timed(
+          this.#store.leave(name, conn.id, reason, this.#clock.now()),
+        );
+        if (ev) this.#applyLocal(ev);
+      });
+      throw e;
     } finally {
       if (room) this.#maybeDispose(room);
     }
+  }
+
+  /** Queue a store write that failed, for the sweep to retry until it holds. */
+  #retryLater(task: () => Promise<void>): void {
+    this.#retries.push(task);
+  }
+
+  #runRetries(): void {
+    this.#retrying = true;
+    const tasks = this.#retries;
+    this.#retries = [];
+    void (async () => {
+      for (const task of tasks) {
+        try {
+          await task();
+        } catch {
+          this.#retries.push(task);
+        }
+      }
+    })().finally(() => (this.#retrying = false));
   }
 
   #subscribe(conn: Connection, room: Room, users: boolean, count: boolean): Subscription {
@@ -1322,7 +1424,6 @@ export class PresenceServer {
       }
       return existing;
     }
-    if (existing) this.#dropSub(conn, room.name);
     const sub: Subscription = {
       conn,
       room,
@@ -1335,6 +1436,9 @@ export class PresenceServer {
     };
     if (count) room.countSubs.add(sub);
     else room.subs.add(sub);
+    // Switching modes: the new subscription holds the room before the old
+    // one lets go, or the room would be disposed under it.
+    if (existing) this.#dropSub(conn, room.name);
     conn.subs.set(room.name, sub);
     return sub;
   }
@@ -1351,39 +1455,83 @@ export class PresenceServer {
     this.#maybeDispose(room);
   }
 
-  #ensureRoom(name: string): Promise<Room> | Room {
-    let room = this.#rooms.get(name);
-    if (room?.ready) return room;
-    if (!room) {
-      room = new Room(name, this.#userOf);
-      this.#rooms.set(name, room);
-      room.unwatch = this.#store.watchRoom(name);
-      this.#load(room);
+  /**
+   * The room's ready view, the one in `#rooms`: an await may let the room be
+   * disposed and replaced, so callers use the result before awaiting again.
+   * Rejects with `store_error` when loading fails (a later call retries).
+   */
+  async #room(name: string): Promise<Room> {
+    for (;;) {
+      let room = this.#rooms.get(name);
+      if (!room) {
+        room = new Room(name, this.#userOf);
+        this.#rooms.set(name, room);
+        room.unwatch = this.#store.watchRoom(name);
+        this.#load(room);
+      } else if (!room.ready && !room.loading) this.#load(room);
+      if (!room.ready) await room.loading;
+      if (room.ready && this.#rooms.get(name) === room) return room;
     }
-    const r = room;
-    return r.loading!.then(() => r);
   }
 
+  /**
+   * (Re)load a room's view from the store, then resync its subscribers and
+   * re-register local connections the store has lost. A failed load is
+   * retried with backoff while anyone here needs the room.
+   */
   #load(room: Room): void {
     room.ready = false;
+    if (room.retry !== null) {
+      this.#clock.clearTimeout(room.retry as TimerHandle);
+      room.retry = null;
+    }
+    // Events held from before the snapshot is read cannot be newer than it:
+    // one that is comes from before a store restart, and is dropped, or it
+    // would be a gap after every reload.
+    const before = new Set(room.early);
     room.loading = (async () => {
       try {
         const snap = await this.#timed(this.#store.snapshot(room.name, this.#clock.now()));
-        const early = room.early;
-        room.early = [];
-        room.load(snap.seq, snap.present, snap.states);
-        for (const ev of early) this.#applyToRoom(room, ev);
         room.loading = null;
+        if (this.#rooms.get(room.name) !== room) return;
+        const early = room.early.filter((ev) => !(before.has(ev) && ev.seq > snap.seq));
+        room.early = [];
+        room.failures = 0;
+        const keep = this.#clock.now() < room.settleUntil;
+        room.load(snap.seq, snap.present, snap.states, keep);
+        if (!keep) room.settleUntil = 0;
+        for (const ev of early) this.#applyToRoom(room, ev);
+        if (!room.ready) return; // a gap among the early events started a reload
+        for (const sub of room.subs) this.#resync(sub);
+        room.countDirty = true;
+        const present = new Set(snap.present.map((p) => p.id));
+        for (const conn of room.local) {
+          if (!present.has(conn.id)) this.#reregister(conn);
+        }
+        if (room.reloadAgain) {
+          room.reloadAgain = false;
+          this.#load(room);
+        }
       } catch (e) {
         room.loading = null;
-        if (this.#rooms.get(room.name) === room && room.localMembers === 0) {
+        if (this.#rooms.get(room.name) !== room) throw e;
+        if (room.subs.size === 0 && room.countSubs.size === 0 && room.local.size === 0) {
           room.unwatch?.();
           this.#rooms.delete(room.name);
+          this.#dirty.delete(room);
+        } else if (!this.#closed) {
+          const delay = Math.min(5000, 100 * 2 ** room.failures++);
+          room.retry = this.#clock.setTimeout(() => {
+            room.retry = null;
+            if (this.#rooms.get(room.name) === room && !room.ready && !room.loading) {
+              this.#load(room);
+            }
+          }, delay);
         }
         throw e;
       }
     })();
-    room.loading.catch(() => {});
+    room.loading.catch((e) => this.#report("store_error", "Room load failed", e));
   }
 
   #maybeDispose(room: Room): void {
@@ -1391,6 +1539,67 @@ export class PresenceServer {
     room.unwatch?.();
     this.#rooms.delete(room.name);
     this.#dirty.delete(room);
+  }
+
+  /**
+   * Register a live connection's rooms and own states in the store again,
+   * after the store lost them (a reset, or a reap while this instance was
+   * cut off). Retried with backoff until it holds or the connection ends.
+   */
+  #reregister(conn: Connection, attempt = 0): void {
+    if (conn.finished || this.#closed) return;
+    if (conn.reregistering) {
+      conn.reregisterAgain = true;
+      return;
+    }
+    conn.reregistering = true;
+    conn.reregisterAgain = false;
+    void this.#enqueueTask(conn, async () => {
+      if (conn.finished) return;
+      const t = this.#clock.now();
+      await this.#renewNow();
+      await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta));
+      for (const name of [...conn.rooms]) {
+        const ev = await this.#timed(
+          this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t),
+        );
+        if (ev) this.#applyLocal(ev);
+        const state = conn.own.get(name);
+        const expiresAt = conn.expiries.get(name) ?? null;
+        if (state === undefined) continue;
+        if (expiresAt !== null && expiresAt <= this.#clock.now()) {
+          conn.own.delete(name);
+          conn.expiries.delete(name);
+          continue;
+        }
+        const sev = await this.#timed(
+          this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, t),
+        );
+        if (sev && sev !== "not_member") this.#applyLocal(sev);
+      }
+    }).then(() => {
+      conn.reregistering = false;
+      if (conn.reregisterAgain) this.#reregister(conn);
+    }, (e) => {
+      conn.reregistering = false;
+      this.#report("store_error", "Presence re-registration failed", e);
+      if (conn.finished || this.#closed) return;
+      this.#clock.setTimeout(
+        () => this.#reregister(conn, attempt + 1),
+        Math.min(5000, 100 * 2 ** attempt),
+      );
+    });
+  }
+
+  /** Renew our lease now, once for everyone waiting: registering needs it held. */
+  #renewNow(): Promise<void> {
+    this.#renewal ??= this.#timed(
+      this.#store.renewLease(this.instanceId, this.#leaseTtlMs, this.#clock.now()),
+    ).then(() => {
+      this.#leaseHeld = true;
+      this.#lastLease = this.#clock.now();
+    }).finally(() => (this.#renewal = null));
+    return this.#renewal;
   }
 
   // -------------------------------------------------------------------------
@@ -1405,22 +1614,24 @@ export class PresenceServer {
         c.error(new PresenceError("internal", "events() reader fell too far behind"));
       } else c.enqueue(ev);
     }
-    if (ev.type === "leave") {
-      // Another instance (or expiry) removed one of ours: keep our view honest.
-      const conn = this.#conns.get(ev.connectionId);
-      if (conn && conn.rooms.delete(ev.room)) {
-        const room = this.#rooms.get(ev.room);
-        if (room) room.localMembers--;
-      }
-    }
     this.#applyLocal(ev);
+    if (ev.type === "leave") {
+      // The store removed a live connection of ours that did not leave: our
+      // lease lapsed while we were cut off. It means to be there: join again.
+      const conn = this.#conns.get(ev.connectionId);
+      if (conn && !conn.finished && conn.rooms.has(ev.room)) this.#reregister(conn);
+    }
   }
 
   #applyLocal(ev: PresenceEvent): void {
     const room = this.#rooms.get(ev.room);
     if (!room) return;
     if (!room.ready) {
-      room.early.push(ev);
+      // Bounded while a load keeps failing: what is dropped, a reload covers.
+      if (room.early.push(ev) > MAX_EARLY) {
+        room.early = [];
+        room.reloadAgain = true;
+      }
       return;
     }
     this.#applyToRoom(room, ev);
@@ -1435,9 +1646,6 @@ export class PresenceServer {
       this.#flushRoom(room);
       room.early.push(ev);
       this.#load(room);
-      room.loading!.then(() => {
-        for (const sub of room.subs) this.#resync(sub);
-      }, (e) => this.#report("store_error", "Room reload failed", e));
     }
   }
 
@@ -1581,6 +1789,7 @@ export class PresenceServer {
         await this.#timed(this.#store.deleteMetadata(conn.id));
       } catch (e) {
         this.#report("store_error", "Metadata cleanup failed", e);
+        this.#retryLater(() => this.#timed(this.#store.deleteMetadata(conn.id)));
       }
       this.#conns.delete(conn.id);
       if (conn.remoteAddr !== null) bump(this.#perIp, conn.remoteAddr, -1);
@@ -1602,11 +1811,19 @@ export class PresenceServer {
           .catch((e) => this.#report("store_error", "Store sweep failed", e))
           .finally(() => (this.#sweeping = false));
       }
-      if (now - this.#lastLease >= this.#leaseTtlMs / 3) {
+      if (now - this.#lastLease >= this.#leaseTtlMs / 3 && !this.#renewing) {
+        // A failed renewal is retried at the next sweep, not a third of a lease later.
         this.#lastLease = now;
-        this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now)
-          .catch((e) => this.#report("store_error", "Lease renewal failed", e));
+        this.#renewing = true;
+        this.#timed(this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now))
+          .then(() => void (this.#leaseHeld = true), (e) => {
+            this.#leaseHeld = false;
+            this.#lastLease = -Infinity;
+            this.#report("store_error", "Lease renewal failed", e);
+          })
+          .finally(() => (this.#renewing = false));
       }
+      if (this.#retries.length > 0 && !this.#retrying) this.#runRetries();
       if (now - this.#lastPing >= this.#intervalMs) {
         this.#lastPing = now;
         for (const conn of this.#conns.values()) {
@@ -1632,6 +1849,10 @@ export class PresenceServer {
       for (const sub of this.#stale) this.#tryCatchUp(sub, now);
       for (const room of this.#rooms.values()) {
         if (room.nativeCount > 0) this.#checkNative(room);
+        if (room.settleUntil > 0 && now >= room.settleUntil && room.ready) {
+          room.settleUntil = 0;
+          this.#load(room);
+        }
       }
       if (now - this.#lastCount >= this.#countMs) {
         this.#lastCount = now;
@@ -1644,54 +1865,25 @@ export class PresenceServer {
   }
 
   /**
-   * The store lost our data (e.g. a Redis restart): re-register every live
-   * connection's metadata, memberships and states, then reload every room
-   * view and resync its subscribers. Joins for members that were lost are
-   * emitted by the store as usual, so every instance converges.
+   * The store lost data (e.g. a Redis restart) or reaped us while we were
+   * cut off. Every live connection registers again from what it means to
+   * be in (rooms, states, expiries), and every view reloads. Other instances
+   * register theirs as they notice; until then, for one lease, members the
+   * store lacks stay in the views, so nobody sees a leave for a live
+   * connection. A reload at the end of that window drops who really left.
    */
-  async #onStoreReset(): Promise<void> {
+  #onStoreReset(): void {
     if (this.#closed) return;
-    const now = this.#clock.now();
-    try {
-      await this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now);
-    } catch (e) {
-      this.#report("store_error", "Lease re-registration failed", e);
-    }
-    const restores: Promise<void>[] = [];
-    for (const conn of this.#conns.values()) {
-      if (conn.finished) continue;
-      const states = new Map<string, unknown>();
-      for (const name of conn.rooms) {
-        const state = this.#rooms.get(name)?.states.get(conn.id);
-        if (state !== undefined) states.set(name, state);
-      }
-      restores.push(
-        this.#enqueueTask(conn, async () => {
-          const t = this.#clock.now();
-          await this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta);
-          for (const name of conn.rooms) {
-            await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
-            const state = states.get(name);
-            if (state !== undefined) {
-              const expiresAt = conn.expiries.get(name) ?? null;
-              if (expiresAt === null || expiresAt > t) {
-                await this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, t);
-              }
-            }
-          }
-        }).catch((e) => this.#report("store_error", "Presence re-registration failed", e)),
-      );
-    }
-    await Promise.all(restores);
-    for (const room of [...this.#rooms.values()]) {
-      if (room.loading) continue;
+    this.#leaseHeld = false;
+    this.#lastLease = -Infinity; // renew at the next sweep
+    const until = this.#clock.now() + this.#leaseTtlMs;
+    for (const room of this.#rooms.values()) {
+      room.settleUntil = until;
       this.#flushRoom(room);
-      this.#load(room);
-      room.loading!.then(() => {
-        for (const sub of room.subs) this.#resync(sub);
-        room.countDirty = true;
-      }, (e) => this.#report("store_error", "Room reload failed", e));
+      if (room.loading) room.reloadAgain = true;
+      else this.#load(room);
     }
+    for (const conn of this.#conns.values()) this.#reregister(conn);
   }
 
   #checkLiveness(now: number): void {
@@ -1731,7 +1923,8 @@ export class PresenceServer {
       if (room.countSubs.size === 0 || !room.countDirty) continue;
       room.countDirty = false;
       const frame = JSON.stringify({ t: "cnt", r: room.name, ...room.counts() });
-      for (const sub of room.countSubs) sub.conn.send(frame);
+      // A count not delivered (detached socket, dropped send) goes again next time.
+      for (const sub of room.countSubs) if (!sub.conn.send(frame)) room.countDirty = true;
     }
   }
 

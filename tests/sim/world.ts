@@ -1,0 +1,616 @@
+// The simulated world: virtual time, a seeded scheduler, in-memory sockets
+// between real PresenceClients and real PresenceServers, and a shared store
+// with injected faults. Everything runs on one seeded scheduler, so a seed
+// replays exactly.
+
+import type { Clock, TimerHandle } from "../../src/clock.ts";
+import type { Metadata } from "../../src/protocol.ts";
+import type { SocketHandlers, SocketLike } from "../../src/server/socket.ts";
+import { MemoryPresenceStore } from "../../src/store/memory.ts";
+import type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  RoomSnapshot,
+  StateWrite,
+  StoreListener,
+} from "../../src/store/types.ts";
+import type { PresenceServer } from "../../src/server/server.ts";
+
+/** mulberry32: small, fast, good enough to drive a simulation. */
+export class Rng {
+  #s: number;
+  constructor(seed: number) {
+    this.#s = seed >>> 0 || 0x9e3779b9;
+  }
+  next(): number {
+    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)]!;
+  }
+}
+
+interface Timer {
+  at: number;
+  seq: number;
+  fn: () => void;
+  dead: boolean;
+}
+
+// Captured before the simulation replaces the globals.
+const realSetImmediate = (globalThis as unknown as { setImmediate: (fn: () => void) => unknown })
+  .setImmediate;
+const realDateNow = Date.now;
+const realRandom = Math.random;
+const realSetTimeout = globalThis.setTimeout;
+const realClearTimeout = globalThis.clearTimeout;
+
+/** Let every pending promise continuation run: nothing here does real I/O. */
+export function settleMicrotasks(): Promise<void> {
+  return new Promise((r) => realSetImmediate(r));
+}
+
+/** One virtual clock and timer queue for the whole world. */
+export class Scheduler {
+  now = 1_800_000_000_000;
+  #heap: Timer[] = [];
+  #seq = 0;
+  #sameTime = 0;
+  steps = 0;
+
+  setTimeout(fn: () => void, ms: number): Timer {
+    const t: Timer = { at: this.now + Math.max(0, ms || 0), seq: this.#seq++, fn, dead: false };
+    const h = this.#heap;
+    h.push(t);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (less(h[p]!, h[i]!)) break;
+      [h[p], h[i]] = [h[i]!, h[p]!];
+      i = p;
+    }
+    return t;
+  }
+
+  clearTimeout(t: unknown): void {
+    if (t && typeof t === "object" && "dead" in t) (t as Timer).dead = true;
+  }
+
+  #pop(): Timer | undefined {
+    const h = this.#heap;
+    const top = h[0];
+    if (!top) return undefined;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i;
+        if (l < h.length && less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i]!, h[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+
+  /** Run every timer due up to `now + ms`, in order, then set the clock there. */
+  async advance(ms: number): Promise<void> {
+    const end = this.now + ms;
+    await settleMicrotasks();
+    for (;;) {
+      const top = this.#heap[0];
+      if (!top || top.at > end) break;
+      this.#pop();
+      if (top.dead) continue;
+      if (top.at > this.now) {
+        this.now = top.at;
+        this.#sameTime = 0;
+      } else if (++this.#sameTime > 200_000) {
+        throw new Error(
+          `livelock: 200000 timers at t=${this.now}: ${top.fn.toString().slice(0, 200)}`,
+        );
+      }
+      this.steps++;
+      top.fn();
+      await settleMicrotasks();
+    }
+    this.now = end;
+  }
+
+  /** Advance in small steps until `done()` or `limitMs` passed. */
+  async until(done: () => boolean, limitMs: number, stepMs = 10): Promise<boolean> {
+    const end = this.now + limitMs;
+    while (!done()) {
+      if (this.now >= end) return false;
+      await this.advance(stepMs);
+    }
+    return true;
+  }
+
+  /** Make this scheduler the process's time: Date.now, setTimeout, Math.random. */
+  install(rng: Rng): () => void {
+    const g = globalThis as unknown as Record<string, unknown>;
+    const saved = { setTimeout: g.setTimeout, clearTimeout: g.clearTimeout };
+    g.setTimeout = (fn: () => void, ms?: number) => this.setTimeout(fn, ms ?? 0);
+    g.clearTimeout = (t: unknown) => this.clearTimeout(t);
+    Date.now = () => this.now;
+    Math.random = () => rng.next();
+    return () => {
+      g.setTimeout = saved.setTimeout;
+      g.clearTimeout = saved.clearTimeout;
+      Date.now = realDateNow;
+      Math.random = realRandom;
+    };
+  }
+}
+
+function less(a: Timer, b: Timer): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+export { realClearTimeout, realSetTimeout };
+
+// ---------------------------------------------------------------------------
+// Instances: a process that can stall (SIGSTOP) or crash (kill -9).
+
+/** A server process slot: its clock and callbacks stop while it is stalled. */
+export class Instance {
+  server: PresenceServer | null = null;
+  store: FaultStore | null = null;
+  stalled = false;
+  crashed = false;
+  /** Generation: bumped at every crash, so old callbacks are dropped. */
+  gen = 0;
+  #deferred: Array<() => void> = [];
+  readonly clock: Clock;
+
+  constructor(readonly index: number, readonly sched: Scheduler) {
+    const self = this;
+    this.clock = {
+      now: () => sched.now,
+      setTimeout(fn: () => void, ms: number): TimerHandle {
+        return sched.setTimeout(self.wrap(fn), ms);
+      },
+      clearTimeout: (h: TimerHandle) => sched.clearTimeout(h),
+    };
+  }
+
+  /** Wrap a callback of this process: dropped after a crash, held during a stall. */
+  wrap(fn: () => void): () => void {
+    const gen = this.gen;
+    return () => {
+      if (this.gen !== gen || this.crashed) return;
+      if (this.stalled) this.#deferred.push(fn);
+      else fn();
+    };
+  }
+
+  stall(): void {
+    this.stalled = true;
+  }
+
+  resume(): void {
+    this.stalled = false;
+    const fns = this.#deferred;
+    this.#deferred = [];
+    for (const fn of fns) {
+      if (this.crashed) return;
+      fn();
+    }
+  }
+
+  crash(): void {
+    this.crashed = true;
+    this.gen++;
+    this.#deferred = [];
+    this.stalled = false;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Network: in-memory WebSockets with latency, FIFO per direction.
+
+/** What the harness routes a dial to. */
+export interface Router {
+  /** The instance a client's next dial reaches, or null when unreachable. */
+  route(ws: SimWebSocket): Instance | null;
+  remoteAddr(ws: SimWebSocket): string;
+  latency(): number;
+}
+
+/** A link between a client socket and a server connection. */
+export class Link {
+  /** Tracing hook: the server closed a link. */
+  static onServerClose: ((link: Link, code: number) => void) | null = null;
+  alive = true;
+  #toClientAt = 0;
+  #toServerAt = 0;
+  handlers: SocketHandlers | null = null;
+  readonly serverSocket: SocketLike;
+
+  constructor(
+    readonly ws: SimWebSocket,
+    readonly inst: Instance,
+    readonly sched: Scheduler,
+    readonly router: Router,
+  ) {
+    const link = this;
+    this.serverSocket = {
+      send(data: string): number {
+        link.toClient(data);
+        return 1;
+      },
+      close(code?: number): void {
+        link.serverClose(code ?? 1000);
+      },
+      get bufferedAmount(): number {
+        return 0;
+      },
+    };
+  }
+
+  toClient(data: string): void {
+    if (!this.alive) return;
+    const at = Math.max(this.#toClientAt, this.sched.now + this.router.latency());
+    this.#toClientAt = at;
+    this.sched.setTimeout(() => {
+      if (this.alive && this.ws.readyState === 1) this.ws.onmessage?.({ data });
+    }, at - this.sched.now);
+  }
+
+  toServer(data: string): void {
+    if (!this.alive) return;
+    const at = Math.max(this.#toServerAt, this.sched.now + this.router.latency());
+    this.#toServerAt = at;
+    const deliver = this.inst.wrap(() => {
+      if (this.alive) this.handlers?.message(data);
+    });
+    this.sched.setTimeout(deliver, at - this.sched.now);
+  }
+
+  /** The server closed: both ends see the close after a trip. */
+  serverClose(code: number): void {
+    if (!this.alive) return;
+    Link.onServerClose?.(this, code);
+    this.alive = false;
+    const lat = this.router.latency();
+    const h = this.handlers;
+    this.sched.setTimeout(this.inst.wrap(() => h?.close(code, "")), lat);
+    this.sched.setTimeout(
+      () => this.ws.closed(code),
+      Math.max(lat, this.#toClientAt - this.sched.now) + 1,
+    );
+  }
+
+  /** The client closed: a clean close handshake. */
+  clientClose(code: number): void {
+    if (!this.alive) return;
+    this.alive = false;
+    const lat = this.router.latency();
+    const at = Math.max(this.#toServerAt, this.sched.now + lat);
+    const h = this.handlers;
+    this.sched.setTimeout(this.inst.wrap(() => h?.close(code, "")), at - this.sched.now);
+    this.sched.setTimeout(() => this.ws.closed(code), 2 * lat + 1);
+  }
+
+  /**
+   * The network broke. `rst`: both ends learn at once (1006), as when a
+   * process dies or a proxy resets; otherwise silence, and heartbeats tell.
+   */
+  cut(rst: boolean): void {
+    if (!this.alive) return;
+    this.alive = false;
+    if (!rst) {
+      this.ws.silent = true;
+      return;
+    }
+    const lat = this.router.latency();
+    const h = this.handlers;
+    this.sched.setTimeout(this.inst.wrap(() => h?.close(1006, "")), lat);
+    this.sched.setTimeout(() => this.ws.closed(1006), lat);
+  }
+}
+
+/** The WebSocket the PresenceClient gets in the simulation. */
+export class SimWebSocket {
+  static router: Router;
+  static sched: Scheduler;
+  static links: Set<Link>;
+  readyState = 0;
+  readonly url: URL;
+  onmessage: ((e: { data: string }) => void) | null = null;
+  onclose: ((e: { code: number }) => void) | null = null;
+  link: Link | null = null;
+  /** The link died silently: sends vanish, and no close comes. */
+  silent = false;
+  /** Set by the harness: which simulated client this socket belongs to. */
+  owner: unknown = null;
+
+  constructor(url: string | URL, _protocols?: string | string[]) {
+    this.url = new URL(url);
+    this.owner = SimWebSocket.nextOwner;
+    const sched = SimWebSocket.sched;
+    sched.setTimeout(() => void this.#open(), SimWebSocket.router.latency());
+  }
+  static nextOwner: unknown = null;
+
+  async #open(): Promise<void> {
+    const router = SimWebSocket.router;
+    const inst = router.route(this);
+    if (this.readyState !== 0) return;
+    if (!inst || !inst.server || inst.crashed) return this.closed(1006);
+    if (inst.stalled) {
+      // A stopped process accepts nothing: the dial hangs, then fails.
+      SimWebSocket.sched.setTimeout(() => this.closed(1006), 1000);
+      return;
+    }
+    const server = inst.server;
+    const admission = await server.admit(new Request(this.url.href), router.remoteAddr(this));
+    if (this.readyState !== 0) return;
+    if (!admission.ok || inst.crashed || inst.server !== server) return this.closed(1006);
+    const link = new Link(this, inst, SimWebSocket.sched, router);
+    this.link = link;
+    SimWebSocket.links.add(link);
+    this.readyState = 1;
+    link.handlers = server.open(link.serverSocket, admission.ticket);
+  }
+
+  send(data: string): void {
+    if (this.readyState !== 1) throw new Error("Socket is not open");
+    if (this.silent) return;
+    this.link?.toServer(data);
+  }
+
+  close(code = 1000): void {
+    if (this.readyState > 1) return;
+    if (this.readyState === 0) {
+      this.readyState = 3;
+      SimWebSocket.sched.setTimeout(() => this.closed(code), 1);
+      return;
+    }
+    this.readyState = 2;
+    if (this.link && this.link.alive) this.link.clientClose(code);
+    else SimWebSocket.sched.setTimeout(() => this.closed(code), 1);
+  }
+
+  /** The close event. */
+  closed(code: number): void {
+    if (this.readyState === 4) return;
+    this.readyState = 4; // fired once (3 to the outside)
+    if (this.link) SimWebSocket.links.delete(this.link);
+    this.onclose?.({ code });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The store, shared by every instance, with faults.
+
+/** Faults in force on the shared store. */
+export interface StoreFaults {
+  /** Chance that a call fails before reaching the store. */
+  failRate: number;
+  /** Chance that a call is slow (tens to hundreds of ms). */
+  slowRate: number;
+  /** Chance that a feed event is held back, so later ones overtake it. */
+  reorderRate: number;
+  /** Every call fails until then (virtual ms). */
+  outageUntil: number;
+  /** Lease renewals of these instances fail until then. */
+  leaseBlocked: Map<string, number>;
+}
+
+/** The one store every instance shares, and the faults on it. */
+export class SharedStore {
+  inner = new MemoryPresenceStore();
+  readonly faults: StoreFaults = {
+    failRate: 0,
+    slowRate: 0,
+    reorderRate: 0,
+    outageUntil: 0,
+    leaseBlocked: new Map(),
+  };
+  readonly views = new Set<FaultStore>();
+  #watches = new Map<string, { n: number; off: () => void }>();
+  #unfeed: () => void;
+  resets = 0;
+
+  constructor(readonly sched: Scheduler, readonly rng: Rng) {
+    this.#unfeed = this.inner.subscribe((ev) => this.#fan(ev));
+  }
+
+  #fan(ev: PresenceEvent): void {
+    for (const v of this.views) v.feed(ev);
+  }
+
+  watch(room: string): () => void {
+    let w = this.#watches.get(room);
+    if (!w) this.#watches.set(room, w = { n: 0, off: this.inner.watchRoom(room) });
+    w.n++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--w!.n === 0) {
+        w!.off();
+        this.#watches.delete(room);
+      }
+    };
+  }
+
+  /** Redis restarted empty: every key is gone, sequences start over. */
+  reset(detectWithinMs: number): void {
+    this.resets++;
+    this.#unfeed();
+    void this.inner.close();
+    this.inner = new MemoryPresenceStore();
+    this.#unfeed = this.inner.subscribe((ev) => this.#fan(ev));
+    for (const [room, w] of this.#watches) w.off = this.inner.watchRoom(room);
+    // Each instance is cut off until its client reconnects, which is when it
+    // notices: until then its calls fail and its feed is silent.
+    for (const v of this.views) {
+      v.lastFeedAt = 0;
+      const at = this.sched.now + this.rng.int(1, detectWithinMs);
+      v.reconnectingUntil = at;
+      this.sched.setTimeout(() => v.fireReset(), at - this.sched.now);
+    }
+  }
+}
+
+class InjectedFault extends Error {
+  constructor(what: string) {
+    super(`Injected store fault: ${what}`);
+  }
+}
+
+/** One instance's handle on the shared store: its calls and feed go through the instance. */
+export class FaultStore implements PresenceStore {
+  #listeners = new Set<StoreListener>();
+  #resetListeners = new Set<() => void>();
+  lastFeedAt = 0;
+  detached = false;
+  /** After a store restart, until this handle has reconnected. */
+  reconnectingUntil = 0;
+
+  constructor(
+    readonly shared: SharedStore,
+    readonly inst: Instance,
+    readonly instanceId: () => string,
+  ) {
+    shared.views.add(this);
+  }
+
+  /** Stop delivering to this handle (its process died). */
+  detach(): void {
+    this.detached = true;
+    this.shared.views.delete(this);
+  }
+
+  feed(ev: PresenceEvent): void {
+    const { sched, rng, faults } = this.shared;
+    if (sched.now < this.reconnectingUntil) return;
+    let at = Math.max(this.lastFeedAt, sched.now + rng.int(0, 2));
+    if (rng.chance(faults.reorderRate)) {
+      // Held back: later events overtake it (the reader sees a gap).
+      sched.setTimeout(this.inst.wrap(() => this.#deliver(ev)), rng.int(20, 300));
+      return;
+    }
+    this.lastFeedAt = at;
+    at -= sched.now;
+    sched.setTimeout(this.inst.wrap(() => this.#deliver(ev)), at);
+  }
+
+  #deliver(ev: PresenceEvent): void {
+    if (this.detached) return;
+    for (const l of this.#listeners) l(ev);
+  }
+
+  fireReset(): void {
+    if (this.detached) return;
+    this.inst.wrap(() => {
+      for (const l of this.#resetListeners) l();
+    })();
+  }
+
+  /** Run a call through the network to the store: latency, faults, and this process's gate. */
+  async #call<T>(what: string, fn: (s: MemoryPresenceStore) => Promise<T>): Promise<T> {
+    const { sched, rng, faults } = this.shared;
+    const slow = rng.chance(faults.slowRate);
+    const fail = rng.chance(faults.failRate);
+    await this.#wait(slow ? rng.int(20, 250) : rng.int(0, 2));
+    if (sched.now < faults.outageUntil) throw new InjectedFault(`${what} during an outage`);
+    if (sched.now < this.reconnectingUntil) throw new InjectedFault(`${what} while reconnecting`);
+    if (fail) throw new InjectedFault(what);
+    if (what === "renewLease") {
+      const until = faults.leaseBlocked.get(this.instanceId());
+      if (until !== undefined && sched.now < until) {
+        throw new InjectedFault("lease renewal blocked");
+      }
+    }
+    const result = await fn(this.shared.inner);
+    await this.#wait(rng.int(0, 2));
+    return result;
+  }
+
+  #wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.shared.sched.setTimeout(this.inst.wrap(resolve), ms);
+    });
+  }
+
+  renewLease(instanceId: string, ttlMs: number, now: number): Promise<void> {
+    return this.#call("renewLease", (s) => s.renewLease(instanceId, ttlMs, now));
+  }
+  releaseLease(instanceId: string): Promise<void> {
+    return this.#call("releaseLease", (s) => s.releaseLease(instanceId));
+  }
+  join(
+    room: string,
+    connectionId: string,
+    instanceId: string,
+    meta: Metadata,
+    now: number,
+  ): Promise<PresenceEvent | null> {
+    return this.#call("join", (s) => s.join(room, connectionId, instanceId, meta, now));
+  }
+  leave(
+    room: string,
+    connectionId: string,
+    reason: LeaveReason,
+    now: number,
+  ): Promise<PresenceEvent | null> {
+    return this.#call("leave", (s) => s.leave(room, connectionId, reason, now));
+  }
+  setState(
+    room: string,
+    connectionId: string,
+    write: StateWrite,
+    expiresAt: number | null,
+    now: number,
+  ): Promise<PresenceEvent | null | "not_member"> {
+    return this.#call("setState", (s) => s.setState(room, connectionId, write, expiresAt, now));
+  }
+  snapshot(room: string, now: number): Promise<RoomSnapshot> {
+    return this.#call("snapshot", (s) => s.snapshot(room, now));
+  }
+  setMetadata(connectionId: string, instanceId: string, meta: Metadata): Promise<void> {
+    return this.#call("setMetadata", (s) => s.setMetadata(connectionId, instanceId, meta));
+  }
+  getMetadata(connectionId: string): Promise<Metadata | null> {
+    return this.#call("getMetadata", (s) => s.getMetadata(connectionId));
+  }
+  deleteMetadata(connectionId: string): Promise<void> {
+    return this.#call("deleteMetadata", (s) => s.deleteMetadata(connectionId));
+  }
+  subscribe(listener: StoreListener): () => void {
+    this.#listeners.add(listener);
+    return () => void this.#listeners.delete(listener);
+  }
+  watchRoom(room: string): () => void {
+    return this.shared.watch(room);
+  }
+  sweep(now: number): Promise<void> {
+    return this.#call("sweep", (s) => s.sweep(now));
+  }
+  onReset(listener: () => void): () => void {
+    this.#resetListeners.add(listener);
+    return () => void this.#resetListeners.delete(listener);
+  }
+  close(): Promise<void> {
+    this.detach();
+    return Promise.resolve();
+  }
+}

@@ -1094,8 +1094,10 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * to the status listeners.
    */
   async #restore(f: Record<string, unknown>, live?: () => boolean): Promise<Answer> {
-    for (let i = 0;; i++) {
-      const a = await this.#request({ ...f, rs: 1 });
+    for (let i = 0, a: Answer;; i++) {
+      // Checked before every try: the room may have been left meanwhile.
+      if (i && live && !live()) return a!;
+      a = await this.#request({ ...f, rs: 1 });
       if (a.t === "ok" || this.#ended || live && !live()) return a;
       if (!/^(ra|st|ti|in)/.test(a.code!) && !(live && a.code == "not_member")) {
         for (const cb of this.#listeners) {

@@ -181,6 +181,8 @@ export class PresenceServer {
    * so it would outlive us as a ghost.
    */
   #leaseHeld = false;
+  /** After a store reset: until then, other instances may still be registering again. */
+  #settleUntil = 0;
   /** Store writes that failed and must still happen (leaves, cleanup). */
   #retries: Array<() => Promise<void>> = [];
   #retrying = false;
@@ -268,7 +270,9 @@ export class PresenceServer {
       overflow: (conn) => this.#slowConsumer(conn),
     };
     const unfeed = this.#store.subscribe((ev) => this.#onStoreEvent(ev));
-    const unreset = this.#store.onReset?.(() => void this.#onStoreReset());
+    const unreset = this.#store.onReset?.((id) => {
+      if (id === undefined || id === this.instanceId) this.#onStoreReset();
+    });
     this.#unsubscribeFeed = () => {
       unfeed();
       unreset?.();
@@ -1463,6 +1467,14 @@ export class PresenceServer {
   async #room(name: string): Promise<Room> {
     for (;;) {
       let room = this.#rooms.get(name);
+      const wait = this.#settleUntil - this.#clock.now();
+      if (!room && wait > 0) {
+        // After a store reset, until every instance registered again, a new
+        // view would miss their members, and its first snapshot would tell
+        // subscribers they left. Answer once the window is over.
+        await new Promise<void>((r) => this.#clock.setTimeout(r, wait));
+        continue;
+      }
       if (!room) {
         room = new Room(name, this.#userOf);
         this.#rooms.set(name, room);
@@ -1554,30 +1566,43 @@ export class PresenceServer {
     }
     conn.reregistering = true;
     conn.reregisterAgain = false;
-    void this.#enqueueTask(conn, async () => {
-      if (conn.finished) return;
-      const t = this.#clock.now();
+    // Memberships go outside the request queue, so a request waiting there
+    // (see #room) cannot hold them back; a room left meanwhile is undone.
+    // Own states go through the queue, ordered with the client's own writes.
+    (async () => {
       await this.#renewNow();
       await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta));
       for (const name of [...conn.rooms]) {
+        if (conn.finished) return;
+        if (!conn.rooms.has(name)) continue;
+        const t = this.#clock.now();
         const ev = await this.#timed(
           this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t),
         );
         if (ev) this.#applyLocal(ev);
-        const state = conn.own.get(name);
-        const expiresAt = conn.expiries.get(name) ?? null;
-        if (state === undefined) continue;
-        if (expiresAt !== null && expiresAt <= this.#clock.now()) {
-          conn.own.delete(name);
-          conn.expiries.delete(name);
-          continue;
+        if (ev && (conn.finished || !conn.rooms.has(name))) {
+          const undo = await this.#timed(this.#store.leave(name, conn.id, "leave", t));
+          if (undo) this.#applyLocal(undo);
         }
-        const sev = await this.#timed(
-          this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, t),
-        );
-        if (sev && sev !== "not_member") this.#applyLocal(sev);
       }
-    }).then(() => {
+      await this.#enqueueTask(conn, async () => {
+        for (const name of [...conn.rooms]) {
+          const state = conn.own.get(name);
+          if (state === undefined || conn.finished) continue;
+          const expiresAt = conn.expiries.get(name) ?? null;
+          const t = this.#clock.now();
+          if (expiresAt !== null && expiresAt <= t) {
+            conn.own.delete(name);
+            conn.expiries.delete(name);
+            continue;
+          }
+          const sev = await this.#timed(
+            this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, t),
+          );
+          if (sev && sev !== "not_member") this.#applyLocal(sev);
+        }
+      });
+    })().then(() => {
       conn.reregistering = false;
       if (conn.reregisterAgain) this.#reregister(conn);
     }, (e) => {
@@ -1586,7 +1611,7 @@ export class PresenceServer {
       if (conn.finished || this.#closed) return;
       this.#clock.setTimeout(
         () => this.#reregister(conn, attempt + 1),
-        Math.min(5000, 100 * 2 ** attempt),
+        Math.min(2000, 50 * 2 ** attempt),
       );
     });
   }
@@ -1876,7 +1901,7 @@ export class PresenceServer {
     if (this.#closed) return;
     this.#leaseHeld = false;
     this.#lastLease = -Infinity; // renew at the next sweep
-    const until = this.#clock.now() + this.#leaseTtlMs;
+    const until = this.#settleUntil = this.#clock.now() + this.#leaseTtlMs;
     for (const room of this.#rooms.values()) {
       room.settleUntil = until;
       this.#flushRoom(room);

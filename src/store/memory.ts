@@ -109,6 +109,9 @@ export class MemoryPresenceStore implements PresenceStore {
   #watched = new Map<string, number>();
   #owners = new Map<string, Owner>();
   #leases = new Map<string, number>();
+  /** Instances whose lease this store has recorded at least once. */
+  #held = new Set<string>();
+  #resetListeners = new Set<(instanceId?: string) => void>();
   #metadata = new Map<string, MetaEntry>();
   #heap: StateEntry[] = [];
   #listeners = new Listeners((error, event) => this.#onError(error, event));
@@ -160,7 +163,49 @@ export class MemoryPresenceStore implements PresenceStore {
     now: number,
   ): Promise<void> {
     this.#assertOpen();
+    // Held before and gone now: reaped while alive (the process stalled).
+    const lost = this.#held.has(instanceId) && !this.#leases.has(instanceId);
+    this.#held.add(instanceId);
     this.#leases.set(instanceId, now + ttlMs);
+    if (lost) {
+      for (const listener of this.#resetListeners) {
+        queueMicrotask(() => {
+          try {
+            listener(instanceId);
+          } catch (error) {
+            console.error("A presence store reset listener threw:", error);
+          }
+        });
+      }
+    }
+  }
+
+  /**
+   * Call `listener` with the instance id when a renewal finds that
+   * instance's lease reaped (the process stalled past its TTL, and a sweep
+   * removed its entries), so its server registers its live presence again.
+   * Servers sharing this store each ignore the others' ids.
+   *
+   * @param listener Called once per detected reap.
+   * @returns A function that removes the listener.
+   *
+   * @example
+   * ```ts
+   * import { MemoryPresenceStore } from "@presently/presently";
+   * const store = new MemoryPresenceStore();
+   * const stop = store.onReset(() => console.log("our presence was reaped"));
+   * await store.renewLease("server-1", 1000, 0);
+   * await store.sweep(5000); // the lease lapsed: reaped
+   * await store.renewLease("server-1", 1000, 5000); // logs "our presence was reaped"
+   * await new Promise((r) => setTimeout(r, 0));
+   * stop();
+   * await store.close();
+   * ```
+   */
+  onReset(listener: (instanceId?: string) => void): () => void {
+    const slot = (id?: string) => listener(id);
+    this.#resetListeners.add(slot);
+    return () => void this.#resetListeners.delete(slot);
   }
 
   /**
@@ -182,6 +227,7 @@ export class MemoryPresenceStore implements PresenceStore {
    */
   async releaseLease(instanceId: string): Promise<void> {
     this.#assertOpen();
+    this.#held.delete(instanceId);
     this.#reap(instanceId, "close", Date.now());
   }
 
@@ -609,6 +655,8 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#watched.clear();
     this.#owners.clear();
     this.#leases.clear();
+    this.#held.clear();
+    this.#resetListeners.clear();
     this.#metadata.clear();
     this.#heap = [];
     this.#listeners.clear();

@@ -253,9 +253,11 @@ export interface PresenceStore {
    * instance's data (e.g. a Redis restart without persistence). The server
    * then re-registers its live presence (lease, metadata, memberships,
    * states) and resynchronises every room view from a fresh snapshot.
-   * Returns the unsubscribe.
+   * A store shared by several servers in one process passes the instance id
+   * whose data was lost; each server ignores the other ids. Without an id,
+   * every listener takes it as its own. Returns the unsubscribe.
    */
-  onReset?(listener: () => void): () => void;
+  onReset?(listener: (instanceId?: string) => void): () => void;
 
   /** Release resources (connections, timers). The store is unusable after. */
   close(): Promise<void>;

@@ -87,6 +87,8 @@ interface SimClient {
   own: Map<string, { state: unknown; expiresAt: number | null }>;
   views: Map<string, View>;
   meta: Metadata;
+  /** The operation in flight, for messages. */
+  doing?: string;
   /** Connection ids this client has had, newest last. */
   cids: string[];
 }
@@ -104,6 +106,12 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const withFaults = options.faults ?? true;
   const trace = options.trace ?? false;
   const shared = new SharedStore(sched, rng);
+  const watchCid = Deno.env.get("SIM_WATCH");
+  if (watchCid) {
+    shared.tap = (ev) => {
+      if (ev.connectionId === watchCid) log(`store event ${JSON.stringify(ev)}`);
+    };
+  }
   const faultsSeen: Record<string, number> = {};
   const count = (k: string) => (faultsSeen[k] = (faultsSeen[k] ?? 0) + 1);
   const clients: SimClient[] = [];
@@ -284,6 +292,9 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     }
   };
   const update = (c: SimClient, v: View, u: PresenceUpdate) => {
+    if (watchCid && "connectionId" in u && u.connectionId === watchCid) {
+      log(`client ${c.n} update ${JSON.stringify(u)}`);
+    }
     if (c.views.get(v.room) !== v) return;
     if (!v.live) return;
     switch (u.type) {
@@ -345,6 +356,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   // --- operations ----------------------------------------------------------
   const run = (c: SimClient, what: string, fn: () => Promise<void>) => {
     c.busy = true;
+    c.doing = what;
     log(`client ${c.n}: ${what}`);
     fn().catch((e) => {
       if (!(e instanceof Violation)) pending ??= new Violation(`${what} threw: ${e}`);
@@ -470,7 +482,9 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       run(c, `metadata ${name}`, async () => {
         // Set on the connection at once; a failed store write is retried.
         c.meta = { user: c.user, name };
-        await inst.server!.setConnectionMetadata(cid, { user: c.user, name }).catch(() => {});
+        // A call made inside an instance that crashes never returns: abandon it.
+        const call = inst.server!.setConnectionMetadata(cid, { user: c.user, name }).catch(() => {});
+        await Promise.race([call, inst.crashes()]);
       });
     } else if (r < 0.86) {
       if (!many) return;
@@ -594,7 +608,11 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     log("quiet: faults healed, settling");
     await sched.advance(SETTLE);
     const ok = await sched.until(() => clients.every((c) => c.closed || !c.busy), 60_000);
-    if (!ok) fail("liveness: a request was not answered within 60 s of quiet");
+    if (!ok) {
+      const stuck = clients.filter((c) => !c.closed && c.busy)
+        .map((c) => `client ${c.n} (${c.client.status}, ${c.client.connectionId}): ${c.doing}`);
+      fail(`liveness: a request was not answered within 60 s of quiet: ${stuck.join("; ")}`);
+    }
     await sched.advance(SETTLE);
     quietChecks++;
     blips.clear();

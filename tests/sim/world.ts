@@ -149,7 +149,16 @@ export class Scheduler {
     g.clearTimeout = (t: unknown) => this.clearTimeout(t);
     Date.now = () => this.now;
     Math.random = () => rng.next();
+    // Connection ids and tokens too, so a replay names the same connections.
+    const c = crypto as unknown as { getRandomValues: <T>(a: T) => T };
+    const savedRandomValues = c.getRandomValues;
+    c.getRandomValues = <T>(a: T): T => {
+      const bytes = a as unknown as Uint8Array;
+      for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(rng.next() * 256);
+      return a;
+    };
     return () => {
+      c.getRandomValues = savedRandomValues;
       g.setTimeout = saved.setTimeout;
       g.clearTimeout = saved.clearTimeout;
       Date.now = realDateNow;
@@ -213,7 +222,15 @@ export class Instance {
     }
   }
 
+  #crashWaiters: Array<() => void> = [];
+
+  /** Resolves at this process's next crash. */
+  crashes(): Promise<void> {
+    return new Promise((r) => this.#crashWaiters.push(r));
+  }
+
   crash(): void {
+    for (const r of this.#crashWaiters.splice(0)) r();
     this.crashed = true;
     this.gen++;
     this.#deferred = [];
@@ -429,10 +446,27 @@ export class SharedStore {
   resets = 0;
 
   constructor(readonly sched: Scheduler, readonly rng: Rng) {
-    this.#unfeed = this.inner.subscribe((ev) => this.#fan(ev));
+    this.#unfeed = this.#attach();
   }
 
+  /** Feed and reaps of the current inner store reach every handle. */
+  #attach(): () => void {
+    const offFeed = this.inner.subscribe((ev) => this.#fan(ev));
+    // A renewal that found a lease reaped: that instance's handle hears it.
+    const offReset = this.inner.onReset((id) => {
+      for (const v of this.views) if (v.instanceId() === id) v.fireReset();
+    });
+    return () => {
+      offFeed();
+      offReset();
+    };
+  }
+
+  /** Tracing hook: every event the store emits. */
+  tap: ((ev: PresenceEvent) => void) | null = null;
+
   #fan(ev: PresenceEvent): void {
+    this.tap?.(ev);
     for (const v of this.views) v.feed(ev);
   }
 
@@ -457,7 +491,7 @@ export class SharedStore {
     this.#unfeed();
     void this.inner.close();
     this.inner = new MemoryPresenceStore();
-    this.#unfeed = this.inner.subscribe((ev) => this.#fan(ev));
+    this.#unfeed = this.#attach();
     for (const [room, w] of this.#watches) w.off = this.inner.watchRoom(room);
     // Each instance is cut off until its client reconnects, which is when it
     // notices: until then its calls fail and its feed is silent.
@@ -479,7 +513,7 @@ class InjectedFault extends Error {
 /** One instance's handle on the shared store: its calls and feed go through the instance. */
 export class FaultStore implements PresenceStore {
   #listeners = new Set<StoreListener>();
-  #resetListeners = new Set<() => void>();
+  #resetListeners = new Set<(instanceId?: string) => void>();
   lastFeedAt = 0;
   detached = false;
   /** After a store restart, until this handle has reconnected. */
@@ -605,7 +639,7 @@ export class FaultStore implements PresenceStore {
   sweep(now: number): Promise<void> {
     return this.#call("sweep", (s) => s.sweep(now));
   }
-  onReset(listener: () => void): () => void {
+  onReset(listener: (instanceId?: string) => void): () => void {
     this.#resetListeners.add(listener);
     return () => void this.#resetListeners.delete(listener);
   }

@@ -118,6 +118,7 @@ export type ClientFrame =
     users?: boolean;
     mode?: "full" | "count";
     rs?: boolean;
+    q?: number;
   }
   | { op: "leave"; id: number; room: string }
   | {
@@ -127,6 +128,7 @@ export type ClientFrame =
     users?: boolean;
     mode?: "full" | "count";
     rs?: boolean;
+    q?: number;
   }
   | { op: "unsub"; id: number; room: string }
   | {
@@ -364,6 +366,7 @@ export function parseClientFrame(
         frame.mode = f.mode;
       }
       if (f.rs === 1) frame.rs = true;
+      if (Number.isSafeInteger(f.q) && (f.q as number) > 0) frame.q = f.q as number;
       return { ok: true, frame };
     }
     case "leave":
@@ -383,6 +386,7 @@ export function parseClientFrame(
       if (users !== undefined) frame.users = users;
       if (mode !== undefined) frame.mode = mode;
       if (f.rs === 1) frame.rs = true;
+      if (Number.isSafeInteger(f.q) && (f.q as number) > 0) frame.q = f.q as number;
       return { ok: true, frame };
     }
     case "state": {

@@ -34,6 +34,8 @@ interface Sent {
   patch?: unknown;
   expireAfter?: number;
   users?: boolean;
+  sub?: boolean;
+  rs?: number;
   mode?: string;
 }
 
@@ -187,7 +189,8 @@ function roomServer(
   return (f) => {
     switch (f.op) {
       case "join":
-        return { present: present() };
+        if (!f.sub) return { present: present() };
+        // falls through: join with `sub` answers with the snapshot, as sub does
       case "sub":
         return f.mode === "count"
           ? { c: present().length, u: present().length }
@@ -277,6 +280,7 @@ describe("PresenceClient: requests", () => {
     assert.deepEqual(await b, {
       success: true,
       present: [{ id: "c1", meta: {} }],
+      states: undefined, // only joinRoom(room, cb) answers with the states
     });
     assert.deepEqual((await a).present.map((p) => p.id), ["x", "c1"]);
   });
@@ -307,30 +311,39 @@ describe("PresenceClient: requests", () => {
     );
   });
 
-  it("joinRoom(room, cb) sends join and sub together; leaveRoom() drops both", async () => {
-    const net = fakeNet(roomServer(() => [{ id: "c1", meta: {} }]));
+  it("joinRoom(room, cb) joins and subscribes in one request; leaveRoom() drops both", async () => {
+    const net = fakeNet(roomServer(() => [{ id: "c1", meta: {} }], () => [["c1", "hi"]]));
     const { client, ws } = await open(net);
     const updates: PresenceUpdate[] = [];
     const r = await client.joinRoom("a", (u) => updates.push(u));
-    assert.deepEqual(r, { success: true, present: [{ id: "c1", meta: {} }] });
-    assert.deepEqual(ws.ops(), ["join", "sub"]);
+    assert.deepEqual(r, {
+      success: true,
+      present: [{ id: "c1", meta: {} }],
+      states: new Map([["c1", "hi"]]),
+    });
+    assert.deepEqual(ws.ops(), ["join"]);
+    assert.equal(ws.sent[0]!.sub, true);
     ws.emit({ t: "ev", r: "a", e: [[2, "j", "x", {}]] });
     assert.deepEqual(updates.map((u) => u.type), ["join"]);
     assert.deepEqual(await client.leaveRoom("a"), { success: true });
-    assert.deepEqual(ws.ops(), ["join", "sub", "unsub", "leave"]);
+    assert.deepEqual(ws.ops(), ["join", "unsub", "leave"]);
     ws.emit({ t: "ev", r: "a", e: [[3, "l", "x"]] });
     assert.equal(updates.length, 1);
   });
 
-  it("joinRoom(room, cb) undoes the join when the subscription is refused", async () => {
+  it("joinRoom(room, cb) refused as a whole: nothing to undo, the callback never fires", async () => {
     const net = fakeNet((f) =>
-      f.op === "sub" ? new Error("too_many_subscriptions") : { present: [], left: true }
+      f.op === "join" && f.sub ? new Error("too_many_subscriptions") : { present: [] }
     );
     const { client, ws } = await open(net);
-    const r = await client.joinRoom("a", () => {});
+    const updates: PresenceUpdate[] = [];
+    const r = await client.joinRoom("a", (u) => updates.push(u));
     assert.equal(r.success, false);
     assert.equal(r.error?.code, "too_many_subscriptions");
-    await until(() => ws.ops().includes("leave"));
+    ws.emit({ t: "ev", r: "a", e: [[1, "j", "x", {}]] });
+    await sleep(5);
+    assert.deepEqual(ws.ops(), ["join"]);
+    assert.equal(updates.length, 0);
   });
 
   it("publishPresenceState() and clearPresenceState() send state/patch/clear and return seq", async () => {
@@ -527,6 +540,7 @@ describe("PresenceClient: reconnect", () => {
       op: "state",
       room: "c",
       state: "kept",
+      rs: 1, // a restore: paid from the connection's restore credit
       id: 0,
     });
     assert.equal(sub!.room, "a");

@@ -753,7 +753,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /**
    * Leave a room. Also drops this client's subscription to it and its own
-   * state there.
+   * state there. A refused leave (e.g. `rate_limited`) keeps the room: the
+   * connection is still in it, and a reconnect restores it.
    *
    * @param room The room name.
    * @returns `{ success }`; never rejects.
@@ -781,9 +782,11 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   async leaveRoom(room: string): Promise<PresenceResult> {
-    this.#rooms.delete(room);
     if (this.#subs.delete(room)) void this.#request({ op: "unsub", room });
-    return res(await this.#request({ op: "leave", room }));
+    const a = await this.#request({ op: "leave", room });
+    // Refused (e.g. rate_limited): still in the room, and restored as such.
+    if (a.t == "ok") this.#rooms.delete(room);
+    return res(a);
   }
 
   /**
@@ -1112,7 +1115,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   async #subscribe(sub: Sub<State, Meta>, j?: true): Promise<SubscribeResult<State>> {
     const { v, o, cb } = sub, room = v.room, was = sub.l;
     sub.p = true;
-    const f = { op: j ? "join" : "sub", sub: j, room, ...o };
+    // `q`: the sequence this view has seen, so a lagging instance catches up first.
+    const f = { op: j ? "join" : "sub", sub: j, room, ...o, q: v.seq };
     // A resync is retried; a first subscribe answers its caller.
     const a = await (was ? this.#restore(f, () => this.#subs.get(room) == sub) : this.#request(f));
     const live = this.#subs.get(room) === sub;

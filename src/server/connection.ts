@@ -18,6 +18,8 @@ export class Connection implements PresenceConnection {
   publicMeta: Metadata;
   userId: string | null;
   readonly rooms = new Set<string>();
+  /** Rooms whose join is at the store right now. */
+  readonly joining = new Set<string>();
   readonly subs = new Map<string, Subscription>();
   /** Expiry (clock ms) of this connection's own state per room, when set. */
   readonly expiries = new Map<string, number>();

@@ -57,6 +57,8 @@ export class Room {
    * before `settleUntil`, when a reload tells who is really gone.
    */
   settleUntil = 0;
+  /** The view was complete when the store last reset: it may answer meanwhile. */
+  kept = false;
   /** Consecutive failed loads; the next retry waits longer. */
   failures = 0;
   /** A retry of a failed load is scheduled. */

@@ -438,14 +438,24 @@ export class PresenceServer {
   async #writeMetadata(conn: Connection): Promise<void> {
     try {
       if (!this.#leaseHeld) await this.#renewNow();
-      await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta));
+      await this.#putMetadata(conn);
     } catch (e) {
       this.#report("store_error", "Metadata write failed", e);
-      this.#retryLater(async () => {
-        if (conn.finished) return;
-        await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta));
-      });
+      this.#retryLater(() => this.#putMetadata(conn));
       throw e;
+    }
+  }
+
+  /**
+   * Store the connection's current public metadata, again until what landed
+   * is still current: a change and a re-registration may land out of order.
+   */
+  async #putMetadata(conn: Connection): Promise<void> {
+    for (;;) {
+      const meta = conn.publicMeta;
+      if (conn.finished) return;
+      await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, meta));
+      if (conn.publicMeta === meta) return;
     }
   }
 
@@ -1216,7 +1226,8 @@ export class PresenceServer {
         }
         if (f.sub) this.#checkSubLimit(conn, f.room);
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
-        const { room } = await this.#join(conn, f.room);
+        let { room } = await this.#join(conn, f.room);
+        if (f.sub && f.q !== undefined) room = await this.#caughtUp(room, f.q);
         const count = f.mode === "count";
         if (f.sub) {
           const sub = this.#subscribe(conn, room, f.users === true, count);
@@ -1241,7 +1252,8 @@ export class PresenceServer {
         const track = this.#requireTrack(f.room);
         this.#checkSubLimit(conn, f.room);
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
-        const room = await this.#room(f.room);
+        let room = await this.#room(f.room);
+        if (f.q !== undefined) room = await this.#caughtUp(room, f.q);
         const count = f.mode === "count";
         const sub = this.#subscribe(conn, room, f.users === true, count);
         conn.send(
@@ -1351,6 +1363,7 @@ export class PresenceServer {
     const room = await this.#room(name);
     if (conn.rooms.has(name) || conn.finished) return { room, joined: false };
     conn.rooms.add(name);
+    conn.joining.add(name);
     room.local.add(conn);
     try {
       const ev = await this.#timed(
@@ -1363,6 +1376,8 @@ export class PresenceServer {
       room.local.delete(conn);
       this.#maybeDispose(room);
       throw e;
+    } finally {
+      conn.joining.delete(name);
     }
   }
 
@@ -1379,16 +1394,20 @@ export class PresenceServer {
       if (ev) this.#applyLocal(ev);
       return ev !== null;
     } catch (e) {
-      // The store may still hold the member: a ghost, unless the leave is
-      // retried (and it is not, should the connection join that room again).
+      // The connection has left (that is its intent now); the store is told
+      // again until it holds, or the member would stay as a ghost. Skipped,
+      // should the connection join that room again meanwhile.
+      this.#report("store_error", "Leave failed: retrying", e);
       this.#retryLater(async () => {
+        // A join in flight decides: kept for later until it is over.
+        if (conn.joining.has(name)) throw new PresenceError("store_error", "Join in flight");
         if (!conn.finished && conn.rooms.has(name)) return;
         const ev = await this.#timed(
           this.#store.leave(name, conn.id, reason, this.#clock.now()),
         );
         if (ev) this.#applyLocal(ev);
       });
-      throw e;
+      return true;
     } finally {
       if (room) this.#maybeDispose(room);
     }
@@ -1468,10 +1487,10 @@ export class PresenceServer {
     for (;;) {
       let room = this.#rooms.get(name);
       const wait = this.#settleUntil - this.#clock.now();
-      if (!room && wait > 0) {
-        // After a store reset, until every instance registered again, a new
-        // view would miss their members, and its first snapshot would tell
-        // subscribers they left. Answer once the window is over.
+      if (wait > 0 && !room?.kept) {
+        // After a store reset, until every instance registered again, a view
+        // not carried over from before would miss their members, and its
+        // snapshot would tell subscribers they left. Answer once it is over.
         await new Promise<void>((r) => this.#clock.setTimeout(r, wait));
         continue;
       }
@@ -1546,6 +1565,19 @@ export class PresenceServer {
     room.loading.catch((e) => this.#report("store_error", "Room load failed", e));
   }
 
+  /**
+   * A client resyncing a view that saw `seq` (perhaps through another
+   * instance) must not get an older snapshot: it would tell it members left.
+   * The store has at least what the client saw, so reload once from it.
+   * (After a store reset its seq is lower: the reload answers all the same.)
+   */
+  async #caughtUp(room: Room, seq: number): Promise<Room> {
+    if (room.seq >= seq) return room;
+    this.#flushRoom(room);
+    if (!room.loading) this.#load(room);
+    return await this.#room(room.name);
+  }
+
   #maybeDispose(room: Room): void {
     if (!room.idle || !room.ready || this.#rooms.get(room.name) !== room) return;
     room.unwatch?.();
@@ -1566,29 +1598,38 @@ export class PresenceServer {
     }
     conn.reregistering = true;
     conn.reregisterAgain = false;
+    const live = () => !conn.finished && !this.#closed;
     // Memberships go outside the request queue, so a request waiting there
     // (see #room) cannot hold them back; a room left meanwhile is undone.
-    // Own states go through the queue, ordered with the client's own writes.
+    // Each call is retried on its own: other instances drop what is not back
+    // by the end of their settle window.
     (async () => {
-      await this.#renewNow();
-      await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, conn.publicMeta));
+      await this.#persist(() => this.#renewNow(), live);
+      await this.#persist(() => this.#putMetadata(conn), live);
       for (const name of [...conn.rooms]) {
-        if (conn.finished) return;
+        if (!live()) return;
         if (!conn.rooms.has(name)) continue;
         const t = this.#clock.now();
-        const ev = await this.#timed(
-          this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t),
+        const ev = await this.#persist(
+          () => this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t),
+          live,
         );
         if (ev) this.#applyLocal(ev);
         if (ev && (conn.finished || !conn.rooms.has(name))) {
-          const undo = await this.#timed(this.#store.leave(name, conn.id, "leave", t));
+          const undo = await this.#persist(
+            () => this.#store.leave(name, conn.id, "leave", t),
+            () => !this.#closed,
+          );
           if (undo) this.#applyLocal(undo);
         }
       }
-      await this.#enqueueTask(conn, async () => {
+      // Own states go through the queue, ordered with the client's own
+      // writes. Not awaited: a queue held up by a waiting request must not
+      // hold the next re-registration of memberships back.
+      void this.#enqueueTask(conn, async () => {
         for (const name of [...conn.rooms]) {
           const state = conn.own.get(name);
-          if (state === undefined || conn.finished) continue;
+          if (state === undefined || !live()) continue;
           const expiresAt = conn.expiries.get(name) ?? null;
           const t = this.#clock.now();
           if (expiresAt !== null && expiresAt <= t) {
@@ -1596,11 +1637,15 @@ export class PresenceServer {
             conn.expiries.delete(name);
             continue;
           }
-          const sev = await this.#timed(
-            this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, t),
+          const sev = await this.#persist(
+            () => this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, t),
+            () => live() && conn.own.get(name) === state,
           );
           if (sev && sev !== "not_member") this.#applyLocal(sev);
         }
+      }).catch((e) => {
+        this.#report("store_error", "State restore failed", e);
+        this.#clock.setTimeout(() => this.#reregister(conn, attempt + 1), 50 * 2 ** attempt);
       });
     })().then(() => {
       conn.reregistering = false;
@@ -1608,12 +1653,27 @@ export class PresenceServer {
     }, (e) => {
       conn.reregistering = false;
       this.#report("store_error", "Presence re-registration failed", e);
-      if (conn.finished || this.#closed) return;
+      if (!live()) return;
       this.#clock.setTimeout(
         () => this.#reregister(conn, attempt + 1),
         Math.min(2000, 50 * 2 ** attempt),
       );
     });
+  }
+
+  /**
+   * A store call retried quickly (25 ms doubling to 250 ms, 8 tries) while
+   * `live()`; the last failure is thrown. Undefined when no longer live.
+   */
+  async #persist<T>(call: () => Promise<T>, live: () => boolean): Promise<T> {
+    for (let i = 0;; i++) {
+      try {
+        return await this.#timed(call());
+      } catch (e) {
+        if (i >= 7 || !live()) throw e;
+        await new Promise<void>((r) => this.#clock.setTimeout(r, Math.min(250, 25 * 2 ** i)));
+      }
+    }
   }
 
   /** Renew our lease now, once for everyone waiting: registering needs it held. */
@@ -1903,6 +1963,8 @@ export class PresenceServer {
     this.#lastLease = -Infinity; // renew at the next sweep
     const until = this.#settleUntil = this.#clock.now() + this.#leaseTtlMs;
     for (const room of this.#rooms.values()) {
+      // Only a view loaded before the reset has members to keep meanwhile.
+      room.kept = room.ready || (room.kept && room.settleUntil > 0);
       room.settleUntil = until;
       this.#flushRoom(room);
       if (room.loading) room.reloadAgain = true;

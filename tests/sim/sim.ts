@@ -108,6 +108,13 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const shared = new SharedStore(sched, rng);
   const watchCid = Deno.env.get("SIM_WATCH");
   if (watchCid) {
+    shared.onSnapshot = (i, room, snap) => {
+      const has = snap.present.some((p) => p.id === watchCid);
+      log(
+        `instance ${i} read snapshot of ${room}: seq ${snap.seq}, ${has ? "with" : "without"} it`,
+      );
+    };
+    shared.onResetFired = (i) => log(`instance ${i} is told the store reset`);
     shared.tap = (ev) => {
       if (ev.connectionId === watchCid) log(`store event ${JSON.stringify(ev)}`);
     };
@@ -116,7 +123,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const count = (k: string) => (faultsSeen[k] = (faultsSeen[k] ?? 0) + 1);
   const clients: SimClient[] = [];
   const byCid = new Map<string, SimClient>();
-  /** Explicit leaves asked for, per `cid|room`. */
+  /** Explicit leaves asked for, per `client|room`. */
   const leavesAsked = new Map<string, number>();
   /** Connection ids cut for less than the grace period: no leave may be seen for them. */
   const blips = new Map<string, number>();
@@ -125,6 +132,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const cidInstance = new Map<string, number>();
   /** Connections of crashed instances. */
   const dead = new Set<string>();
+  const bootedAt = new Map<number, number>();
+  let lastResetAt = -Infinity;
   let quietChecks = 0;
   let op = 0;
   let where = "";
@@ -166,6 +175,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     });
     server.trackPresence(/^[rm]\d+$/);
     inst.server = server;
+    bootedAt.set(inst.index, sched.now);
     inst.store = store;
   };
   for (let i = 0; i < (options.instances ?? 3); i++) {
@@ -196,6 +206,12 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     },
     remoteAddr: (ws) => `10.0.0.${(ws.owner as SimClient).n % 3}`,
     latency: () => rng.int(1, 4),
+  };
+  const watchClient = Number(Deno.env.get("SIM_CLIENT") ?? -1);
+  Link.onFrame = (l, up, data) => {
+    if ((l.ws.owner as SimClient).n === watchClient) {
+      log(`client ${watchClient} ${up ? "->" : "<-"} i${l.inst.index}: ${data.slice(0, 160)}`);
+    }
   };
   Link.onServerClose = (l, code) => {
     if (trace) {
@@ -304,10 +320,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       case "leave": {
         v.roster.delete(u.connectionId);
         v.states.delete(u.connectionId);
-        const key = `${u.connectionId}|${v.room}`;
-        const seen = (v.leaves.get(key) ?? 0) + 1;
-        v.leaves.set(key, seen);
-        checkLeave(u.connectionId, v.room, seen, c);
+        checkLeave(u.connectionId, v, c);
         break;
       }
       case "state":
@@ -333,24 +346,36 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   };
 
   /** No false leave: a live connection that did not leave is never reported gone. */
-  const checkLeave = (cid: string, room: string, seen: number, by: SimClient) => {
+  const checkLeave = (cid: string, v: View, by: SimClient) => {
+    const room = v.room;
     const owner = byCid.get(cid);
     if (!owner || owner.closed || dead.has(cid)) return;
-    if ((leavesAsked.get(`${cid}|${room}`) ?? 0) >= seen) return;
     const inst = cidInstance.get(cid);
     if (inst !== undefined && (excusedUntil.get(inst) ?? 0) >= sched.now) return;
     if (insts[inst ?? 0]!.crashed) return;
+    // A documented limit: an instance started after a store restart has no
+    // settle window (it never saw the restart), so for one lease its new
+    // views may miss members that are still being registered again.
+    const at = linkOf(by)?.inst.index;
+    if (
+      at !== undefined && (bootedAt.get(at) ?? 0) > lastResetAt &&
+      sched.now < lastResetAt + LEASE + LEASE / 4 + 100
+    ) return;
+    // A leave of a connection that is live and meant to be in the room must
+    // answer a leave the client asked for (counted by client, not id: a
+    // leave asked while reconnecting runs on the new id).
     const current = owner.client.connectionId === cid && owner.client.status === "open";
-    if (current && owner.joined.has(room)) {
-      fail(
-        `false leave: client ${by.n} saw ${cid} (client ${owner.n}) leave ${room}, but it is live`,
-      );
-    }
-    if (blips.has(cid) && owner.joined.has(room)) {
-      fail(
-        `false leave: client ${by.n} saw ${cid} (client ${owner.n}) leave ${room} after a blip shorter than the grace period`,
-      );
-    }
+    const blipped = blips.has(cid);
+    if (!(current || blipped) || !owner.joined.has(room)) return;
+    const key = `${owner.n}|${room}`;
+    const seen = (v.leaves.get(key) ?? 0) + 1;
+    v.leaves.set(key, seen);
+    if ((leavesAsked.get(key) ?? 0) >= seen) return;
+    fail(
+      `false leave: client ${by.n} saw ${cid} (client ${owner.n}) leave ${room}, but it is live${
+        blipped && !current ? " (after a blip shorter than the grace period)" : ""
+      }`,
+    );
   };
 
   // --- operations ----------------------------------------------------------
@@ -429,13 +454,14 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     } else if (r < 0.38) {
       if (!c.joined.has(room)) return;
       run(c, `leave ${room}`, async () => {
-        const cid = c.client.connectionId!;
-        const key = `${cid}|${room}`;
+        const key = `${c.n}|${room}`;
         leavesAsked.set(key, (leavesAsked.get(key) ?? 0) + 1);
-        c.joined.delete(room);
-        c.own.delete(room);
         c.views.delete(room);
-        await c.client.leaveRoom(room);
+        const res = await c.client.leaveRoom(room);
+        if (res.success) {
+          c.joined.delete(room);
+          c.own.delete(room);
+        }
       });
     } else if (r < 0.5) {
       subscribe(c, room, rng.pick(["full", "users", "count"] as const), false);
@@ -483,7 +509,9 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         // Set on the connection at once; a failed store write is retried.
         c.meta = { user: c.user, name };
         // A call made inside an instance that crashes never returns: abandon it.
-        const call = inst.server!.setConnectionMetadata(cid, { user: c.user, name }).catch(() => {});
+        const call = inst.server!.setConnectionMetadata(cid, { user: c.user, name }).catch(
+          () => {},
+        );
         await Promise.race([call, inst.crashes()]);
       });
     } else if (r < 0.86) {
@@ -575,6 +603,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     } else if (r < 0.45) {
       count("store:reset");
       log("store resets (restart, data lost)");
+      lastResetAt = sched.now;
       shared.reset(LEASE / 4);
     } else if (r < 0.55) {
       const ms = rng.int(100, Math.floor(LEASE / 2));

@@ -281,6 +281,7 @@ export class Link {
   }
 
   toClient(data: string): void {
+    Link.onFrame?.(this, false, this.alive ? data : `(dropped) ${data}`);
     if (!this.alive) return;
     const at = Math.max(this.#toClientAt, this.sched.now + this.router.latency());
     this.#toClientAt = at;
@@ -289,12 +290,17 @@ export class Link {
     }, at - this.sched.now);
   }
 
+  /** Tracing hook: every frame, with its direction and whether it will arrive. */
+  static onFrame: ((link: Link, toServer: boolean, data: string) => void) | null = null;
+
   toServer(data: string): void {
+    Link.onFrame?.(this, true, this.alive ? data : `(dropped) ${data}`);
     if (!this.alive) return;
     const at = Math.max(this.#toServerAt, this.sched.now + this.router.latency());
     this.#toServerAt = at;
     const deliver = this.inst.wrap(() => {
       if (this.alive) this.handlers?.message(data);
+      else Link.onFrame?.(this, true, `(lost in flight) ${data}`);
     });
     this.sched.setTimeout(deliver, at - this.sched.now);
   }
@@ -462,6 +468,10 @@ export class SharedStore {
     };
   }
 
+  /** Tracing hook: every snapshot read, by instance index. */
+  onSnapshot: ((inst: number, room: string, snap: RoomSnapshot) => void) | null = null;
+  /** Tracing hook: every reset delivered, by instance index. */
+  onResetFired: ((inst: number) => void) | null = null;
   /** Tracing hook: every event the store emits. */
   tap: ((ev: PresenceEvent) => void) | null = null;
 
@@ -554,6 +564,7 @@ export class FaultStore implements PresenceStore {
 
   fireReset(): void {
     if (this.detached) return;
+    this.shared.onResetFired?.(this.inst.index);
     this.inst.wrap(() => {
       for (const l of this.#resetListeners) l();
     })();
@@ -618,7 +629,10 @@ export class FaultStore implements PresenceStore {
     return this.#call("setState", (s) => s.setState(room, connectionId, write, expiresAt, now));
   }
   snapshot(room: string, now: number): Promise<RoomSnapshot> {
-    return this.#call("snapshot", (s) => s.snapshot(room, now));
+    return this.#call("snapshot", (s) => s.snapshot(room, now)).then((snap) => {
+      this.shared.onSnapshot?.(this.inst.index, room, snap);
+      return snap;
+    });
   }
   setMetadata(connectionId: string, instanceId: string, meta: Metadata): Promise<void> {
     return this.#call("setMetadata", (s) => s.setMetadata(connectionId, instanceId, meta));

@@ -782,10 +782,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * ```
    */
   async leaveRoom(room: string): Promise<PresenceResult> {
+    // Out of the restore list at once, so no restore can follow the leave;
+    // back in if refused (e.g. rate_limited): still in the room.
+    const r = this.#rooms, own = r.get(room), had = r.delete(room);
     if (this.#subs.delete(room)) void this.#request({ op: "unsub", room });
     const a = await this.#request({ op: "leave", room });
-    // Refused (e.g. rate_limited): still in the room, and restored as such.
-    if (a.t == "ok") this.#rooms.delete(room);
+    if (a.t == "err" && had && !r.has(room)) r.set(room, own);
     return res(a);
   }
 

@@ -181,6 +181,8 @@ export class PresenceServer {
    * so it would outlive us as a ghost.
    */
   #leaseHeld = false;
+  /** The last store call failed (an outage, or reconnecting after a restart). */
+  #storeFailing = false;
   /** After a store reset: until then, other instances may still be registering again. */
   #settleUntil = 0;
   /** Store writes that failed and must still happen (leaves, cleanup). */
@@ -1572,7 +1574,9 @@ export class PresenceServer {
    * (After a store reset its seq is lower: the reload answers all the same.)
    */
   async #caughtUp(room: Room, seq: number): Promise<Room> {
-    if (room.seq >= seq) return room;
+    // While store calls fail, the view may be frozen from before a restart,
+    // its seq not comparable: only a fresh read (or a retryable error) will do.
+    if (room.seq >= seq && !this.#storeFailing) return room;
     this.#flushRoom(room);
     if (!room.loading) this.#load(room);
     return await this.#room(room.name);
@@ -2076,8 +2080,11 @@ export class PresenceServer {
   async #timed<T>(p: Promise<T>): Promise<T> {
     const start = performance.now();
     try {
-      return await p;
+      const result = await p;
+      this.#storeFailing = false;
+      return result;
     } catch (e) {
+      this.#storeFailing = true;
       throw e instanceof PresenceError
         ? e
         : new PresenceError("store_error", "Store call failed", { cause: e });

@@ -106,6 +106,31 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const withFaults = options.faults ?? true;
   const trace = options.trace ?? false;
   const shared = new SharedStore(sched, rng);
+  // Leaves the store made because an instance's lease lapsed: the one
+  // exception to "no false leave". It is excused only if the instance kept
+  // trying to renew at the promised cadence (checked here) and failed.
+  const reaped = new Set<string>();
+  const lastRenew = new Map<number, number>();
+  shared.onRenew = (i) => {
+    const inst = insts[i]!;
+    const since = Math.max(lastRenew.get(i) ?? 0, inst.wokeAt, bootedAt.get(i) ?? 0);
+    const gap = sched.now - since;
+    // A third of a lease, plus a sweep tick, plus a slow call still in flight.
+    if (since > 0 && gap > LEASE / 3 + 2 * SWEEP + 300) {
+      pending ??= new Violation(
+        `lease cadence: instance ${i} tried to renew after ${gap} ms (at most ${
+          LEASE / 3 + 2 * SWEEP + 300
+        })\n  last step: ${where}`,
+      );
+    }
+    lastRenew.set(i, sched.now);
+  };
+  const tapReap = (ev: { type: string; reason?: string; connectionId: string; room: string }) => {
+    if (ev.type === "leave" && ev.reason === "instance") {
+      reaped.add(`${ev.connectionId}|${ev.room}`);
+    }
+  };
+  shared.tap = tapReap;
   const watchCid = Deno.env.get("SIM_WATCH");
   if (watchCid) {
     shared.onSnapshot = (i, room, snap) => {
@@ -117,6 +142,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     shared.onResetFired = (i) => log(`instance ${i} is told the store reset`);
     shared.tap = (ev) => {
       if (ev.connectionId === watchCid) log(`store event ${JSON.stringify(ev)}`);
+      tapReap(ev);
     };
   }
   const faultsSeen: Record<string, number> = {};
@@ -155,6 +181,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const insts: Instance[] = [];
   const boot = (inst: Instance) => {
     inst.crashed = false;
+    bootedAt.set(inst.index, sched.now);
+    lastRenew.delete(inst.index);
     const store = new FaultStore(shared, inst, () => server.instanceId);
     const server: PresenceServer = new PresenceServer({
       store,
@@ -175,7 +203,6 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     });
     server.trackPresence(/^[rm]\d+$/);
     inst.server = server;
-    bootedAt.set(inst.index, sched.now);
     inst.store = store;
   };
   for (let i = 0; i < (options.instances ?? 3); i++) {
@@ -353,6 +380,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     const inst = cidInstance.get(cid);
     if (inst !== undefined && (excusedUntil.get(inst) ?? 0) >= sched.now) return;
     if (insts[inst ?? 0]!.crashed) return;
+    if (reaped.has(`${cid}|${room}`)) return;
     // A documented limit: an instance started after a store restart has no
     // settle window (it never saw the restart), so for one lease its new
     // views may miss members that are still being registered again.

@@ -212,8 +212,12 @@ export class Instance {
     this.stalled = true;
   }
 
+  /** When the process last woke up from a stall (or booted). */
+  wokeAt = 0;
+
   resume(): void {
     this.stalled = false;
+    this.wokeAt = this.sched.now;
     const fns = this.#deferred;
     this.#deferred = [];
     for (const fn of fns) {
@@ -468,6 +472,8 @@ export class SharedStore {
     };
   }
 
+  /** Hook: every lease renewal an instance attempts. */
+  onRenew: ((inst: number) => void) | null = null;
   /** Tracing hook: every snapshot read, by instance index. */
   onSnapshot: ((inst: number, room: string, snap: RoomSnapshot) => void) | null = null;
   /** Tracing hook: every reset delivered, by instance index. */
@@ -597,6 +603,7 @@ export class FaultStore implements PresenceStore {
   }
 
   renewLease(instanceId: string, ttlMs: number, now: number): Promise<void> {
+    this.shared.onRenew?.(this.inst.index);
     return this.#call("renewLease", (s) => s.renewLease(instanceId, ttlMs, now));
   }
   releaseLease(instanceId: string): Promise<void> {

@@ -366,7 +366,7 @@ export function parseClientFrame(
         frame.mode = f.mode;
       }
       if (f.rs === 1) frame.rs = true;
-      if (Number.isSafeInteger(f.q) && (f.q as number) > 0) frame.q = f.q as number;
+      if (Number.isSafeInteger(f.q) && (f.q as number) >= 0) frame.q = f.q as number;
       return { ok: true, frame };
     }
     case "leave":
@@ -386,7 +386,7 @@ export function parseClientFrame(
       if (users !== undefined) frame.users = users;
       if (mode !== undefined) frame.mode = mode;
       if (f.rs === 1) frame.rs = true;
-      if (Number.isSafeInteger(f.q) && (f.q as number) > 0) frame.q = f.q as number;
+      if (Number.isSafeInteger(f.q) && (f.q as number) >= 0) frame.q = f.q as number;
       return { ok: true, frame };
     }
     case "state": {

@@ -388,10 +388,10 @@ const err = (code: PresenceErrorCode, message: string): Answer => ({
 const fail = (a: Answer): PresenceError => new PresenceError(a.code!, a.message!);
 const res = (a: Answer): PresenceResult =>
   a.t === "ok" ? { success: true } : { success: false, error: fail(a) };
-const call = <T>(fn: (arg: T) => void, arg: T): void => {
+const call = <T, U>(fn: (arg: T, more?: U) => void, arg: T, more?: U): void => {
   // A throwing callback must not break the client: report it like an event listener would.
   try {
-    fn(arg);
+    fn(arg, more);
   } catch (e) {
     queueMicrotask(() => {
       throw e;
@@ -1069,7 +1069,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       const o = this.#options, p = this.#requests;
       if (this.#ended) return r(err("closed", CLOSED));
       if (!this.#open && p.size >= (o.maxQueuedRequests ?? 1e3)) {
-        return r(err("queue_full", "Request queue is full"));
+        return r(err("queue_full", "Queue full"));
       }
       // Ids stay within 1 .. 2^31-1 as the protocol requires.
       const id = this.#lastId = this.#lastId % 0x7fffffff + 1;
@@ -1078,7 +1078,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
         r,
         t: setTimeout(() => {
           p.delete(id);
-          r(err("timeout", "Request timed out"));
+          r(err("timeout", "Timed out"));
         }, o.requestTimeoutMs ?? 1e4),
       };
       p.set(id, q);
@@ -1100,17 +1100,21 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    */
   async #restore(f: Record<string, unknown>, live?: () => boolean): Promise<Answer> {
     for (let i = 0, a: Answer;; i++) {
-      // Checked before every try: the room may have been left meanwhile.
-      if (i && live && !live()) return a!;
+      if (i) {
+        await new Promise((r) => setTimeout(r, 50 << i % 8));
+        // The room may have been left, or the subscription dropped, meanwhile.
+        if (live && !live()) return a!;
+      }
       a = await this.#request({ ...f, rs: 1 });
-      if (a.t === "ok" || this.#ended || live && !live()) return a;
-      if (!/^(ra|st|ti|in)/.test(a.code!) && !(live && a.code == "not_member")) {
+      if (a.t == "ok" || this.#ended) return a;
+      // Transient: rate_limited, store_error, timeout, internal, and
+      // not_member (a state restore waits for its join).
+      if (!/^(ra|st|ti|in|not_m)/.test(a.code!)) {
         for (const cb of this.#listeners) {
-          call((e) => cb(this.#status, e), { room: f.room as string, error: fail(a) });
+          call(cb, this.#status, { room: f.room as string, error: fail(a) });
         }
         return a;
       }
-      await new Promise((r) => setTimeout(r, 50 << i % 8));
     }
   }
 
@@ -1120,8 +1124,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     // `q`: the sequence this view has seen, so a lagging instance catches up first.
     const f = { op: j ? "join" : "sub", sub: j, room, ...o, q: v.seq };
     // A resync is retried; a first subscribe answers its caller.
-    const a = await (was ? this.#restore(f, () => this.#subs.get(room) == sub) : this.#request(f));
-    const live = this.#subs.get(room) === sub;
+    const live = () => this.#subs.get(room) == sub;
+    const a = await (was ? this.#restore(f, live) : this.#request(f));
     const view: PresenceView<State> = {
       present: [],
       states: new Map(),
@@ -1129,14 +1133,14 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     };
     sub.p = false;
     if (a.t === "err") {
-      if (live) this.#subs.delete(room);
+      if (live()) this.#subs.delete(room);
       return { success: false, ...view, error: fail(a) };
     }
     sub.l = true;
     if (o.mode === "count") {
       const count = { connections: a.c as number, users: a.u as number };
       view.count = count;
-      if (was && live) call(cb, { type: "count", room, ...count });
+      if (was && live()) call(cb, { type: "count", room, ...count });
     } else {
       const ups = applySnapshot(v, a as unknown as WireSnapshot);
       if (was) this.#emit(sub, ups);
@@ -1301,12 +1305,13 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     if (!f.resumed) {
       // A new connection: restore rooms, own states and subscriptions first.
       for (const [room, own] of this.#rooms) {
-        void this.#restore({ op: "join", room }, () => this.#rooms.has(room)).then((a) =>
-          a.t == "err" && this.#rooms.delete(room)
-        );
+        // A refusal is told to the status listeners; the room stays listed,
+        // so the next reconnect tries again (and tells again).
+        void this.#restore({ op: "join", room }, () => this.#rooms.has(room));
+        // An own state that expired while away is not restored (and a
+        // later patch starts from nothing, as publishPresenceState knows).
         const left = own && own.x - now;
-        if (own && own.x && left! <= 0) this.#rooms.set(room, undefined);
-        else if (own) {
+        if (own && !(own.x && left! <= 0)) {
           void this.#restore(
             { op: "state", room, state: own.s, expireAfter: own.x ? left : undefined },
             () => this.#rooms.get(room) == own,

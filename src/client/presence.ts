@@ -244,30 +244,21 @@ export function createPresence<
     return client.publishPresenceState(room, { state });
   };
 
-  const sub = client.subscribePresence(room, on).then((r) => {
-    // Runs before the next socket message, so no update can be missed.
-    for (const { id, meta } of r.members) {
-      conns.set(id, {
-        m: meta as Meta,
-        s: r.states.get(id) ?? null,
-        t: ++clock,
-      });
+  // One request joins and subscribes, so the roster and its updates start
+  // from the same snapshot. This runs before the next socket message.
+  const ready = client.joinRoom(room, on).then(async (r) => {
+    if (r.error) throw r.error;
+    for (const { id, meta } of r.present) {
+      conns.set(id, { m: meta as Meta, s: r.states?.get(id) ?? null, t: ++clock });
     }
     changed();
-    return r;
+    let saved: State | undefined;
+    try {
+      const text = storageKey && storage()?.getItem(storageKey);
+      if (text) saved = JSON.parse(text);
+    } catch { /* unreadable storage or not JSON */ }
+    if (saved !== undefined) await publish(saved);
   });
-  const ready = Promise.all([client.joinRoom(room), sub]).then(
-    async ([j, s]) => {
-      const error = j.error ?? s.error;
-      if (error) throw error;
-      let saved: State | undefined;
-      try {
-        const text = storageKey && storage()?.getItem(storageKey);
-        if (text) saved = JSON.parse(text);
-      } catch { /* unreadable storage or not JSON */ }
-      if (saved !== undefined) await publish(saved);
-    },
-  );
   // A failure is reported through `ready`; do not crash when nobody awaits it.
   ready.catch(() => {});
 

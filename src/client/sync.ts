@@ -198,8 +198,12 @@ export function applySnapshot<State, Meta extends Metadata>(
   });
   const buffered = view.buffer;
   view.buffer = [];
+  // Only what follows the snapshot without a gap: a buffered event past a
+  // gap came from another stream (an instance left behind, a store before
+  // its restart) and would make every later snapshot a gap again. A real
+  // gap shows again at the next event.
   for (const ev of buffered) {
-    if (ev[0] > seq) out.push(...applyEvent(view, ev).updates);
+    if (ev[0] > seq && ev[0] <= view.seq + 1) out.push(...applyEvent(view, ev).updates);
   }
   return out;
 }

@@ -18,6 +18,8 @@ export class Connection implements PresenceConnection {
   publicMeta: Metadata;
   userId: string | null;
   readonly rooms = new Set<string>();
+  /** Rooms whose state the client wrote on this connection (not as a restore). */
+  readonly stateWritten = new Set<string>();
   /** Rooms whose join is at the store right now. */
   readonly joining = new Set<string>();
   readonly subs = new Map<string, Subscription>();

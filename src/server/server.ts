@@ -1228,7 +1228,7 @@ export class PresenceServer {
         }
         if (f.sub) this.#checkSubLimit(conn, f.room);
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
-        let { room } = await this.#join(conn, f.room);
+        let { room } = await this.#join(conn, f.room, f.rs === true);
         if (f.sub && f.q !== undefined) room = await this.#caughtUp(room, f.q);
         const count = f.mode === "count";
         if (f.sub) {
@@ -1272,6 +1272,13 @@ export class PresenceServer {
       case "state":
       case "clear": {
         const track = this.#requireTrack(f.room);
+        const restore = f.op === "state" && f.rs === true;
+        if (restore && conn.stateWritten.has(f.room)) {
+          // A restore of the state from before a reconnect: void once the
+          // client wrote this room's state on this connection (it is newer).
+          conn.send(encodeOk(f.id, { seq: null }));
+          return;
+        }
         if (!conn.rooms.has(f.room)) throw notMember(f.room);
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
         let write: StateWrite;
@@ -1304,6 +1311,13 @@ export class PresenceServer {
           }
         }
         const now = this.#clock.now();
+        if (restore) {
+          // What the client holds as its state: the intent even if the store
+          // write fails (a patch sent meanwhile merges onto it; it is retried).
+          conn.own.set(f.room, next);
+          if (expiresAt === null) conn.expiries.delete(f.room);
+          else conn.expiries.set(f.room, expiresAt);
+        }
         let ev = await this.#timed(this.#store.setState(f.room, conn.id, write, expiresAt, now));
         if (ev === "not_member" && conn.rooms.has(f.room)) {
           // The store lost this membership (a reset, or a reap while we were
@@ -1332,6 +1346,7 @@ export class PresenceServer {
         else conn.expiries.set(f.room, expiresAt);
         if (write.kind === "clear") conn.own.delete(f.room);
         else conn.own.set(f.room, next);
+        if (!restore) conn.stateWritten.add(f.room);
         if (ev) this.#applyLocal(ev);
         conn.send(encodeOk(f.id, { seq: ev ? ev.seq : null }));
         return;
@@ -1360,7 +1375,11 @@ export class PresenceServer {
   // Rooms and membership
 
   /** Join `conn` to a room; `joined` is false when it was there already. */
-  async #join(conn: Connection, name: string): Promise<{ room: Room; joined: boolean }> {
+  async #join(
+    conn: Connection,
+    name: string,
+    restore = false,
+  ): Promise<{ room: Room; joined: boolean }> {
     if (!this.#leaseHeld) await this.#renewNow();
     const room = await this.#room(name);
     if (conn.rooms.has(name) || conn.finished) return { room, joined: false };
@@ -1372,11 +1391,29 @@ export class PresenceServer {
         this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, this.#clock.now()),
       );
       if (ev) this.#applyLocal(ev);
+      else if (!conn.own.has(name)) {
+        // Still a member: a leave that has not reached the store yet. A new
+        // join starts without a state, so clear what that one left.
+        const cev = await this.#timed(
+          this.#store.setState(name, conn.id, { kind: "clear" }, null, this.#clock.now()),
+        );
+        if (cev && cev !== "not_member") this.#applyLocal(cev);
+      }
       return { room, joined: ev !== null };
     } catch (e) {
+      if (restore && !conn.finished) {
+        // A restore is what the client holds: keep it as the intent, and
+        // let re-registration (retried until it holds) tell the store.
+        this.#report("store_error", "Restore join failed: re-registering", e);
+        this.#reregister(conn);
+        return { room, joined: false };
+      }
       conn.rooms.delete(name);
       room.local.delete(conn);
       this.#maybeDispose(room);
+      // The write may have landed (a timeout), or a re-registration may
+      // have joined meanwhile: make sure the store ends without it.
+      this.#ensureLeft(conn, name, "leave");
       throw e;
     } finally {
       conn.joining.delete(name);
@@ -1400,19 +1437,29 @@ export class PresenceServer {
       // again until it holds, or the member would stay as a ghost. Skipped,
       // should the connection join that room again meanwhile.
       this.#report("store_error", "Leave failed: retrying", e);
-      this.#retryLater(async () => {
-        // A join in flight decides: kept for later until it is over.
-        if (conn.joining.has(name)) throw new PresenceError("store_error", "Join in flight");
+      this.#ensureLeft(conn, name, reason);
+      return true;
+    } finally {
+      if (room) this.#maybeDispose(room);
+    }
+  }
+
+  /**
+   * Tell the store (again, from the sweep, until it holds) that the
+   * connection is not in the room, unless it means to be in it by then.
+   */
+  #ensureLeft(conn: Connection, name: string, reason: LeaveReason): void {
+    // Through the connection's queue: ordered with its own joins, so a join
+    // after this cannot be undone by it.
+    this.#retryLater(() =>
+      this.#enqueueTask(conn, async () => {
         if (!conn.finished && conn.rooms.has(name)) return;
         const ev = await this.#timed(
           this.#store.leave(name, conn.id, reason, this.#clock.now()),
         );
         if (ev) this.#applyLocal(ev);
-      });
-      return true;
-    } finally {
-      if (room) this.#maybeDispose(room);
-    }
+      })
+    );
   }
 
   /** Queue a store write that failed, for the sweep to retry until it holds. */
@@ -1424,15 +1471,13 @@ export class PresenceServer {
     this.#retrying = true;
     const tasks = this.#retries;
     this.#retries = [];
-    void (async () => {
-      for (const task of tasks) {
-        try {
-          await task();
-        } catch {
-          this.#retries.push(task);
-        }
+    void Promise.all(tasks.map(async (task) => {
+      try {
+        await task();
+      } catch {
+        this.#retries.push(task);
       }
-    })().finally(() => (this.#retrying = false));
+    })).finally(() => (this.#retrying = false));
   }
 
   #subscribe(conn: Connection, room: Room, users: boolean, count: boolean): Subscription {

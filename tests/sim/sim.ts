@@ -738,7 +738,13 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         }
         const gs = JSON.stringify([...v.states].sort());
         const ws = JSON.stringify([...states].sort());
-        if (gs !== ws) fail(`${who}: states ${gs}, truth ${ws}`);
+        if (gs !== ws) {
+          const owners = [...new Set([...v.states.keys(), ...states.keys()])].map((cid) => {
+            const o = byCid.get(cid);
+            return `${cid}: client ${o?.n}, own ${JSON.stringify(o?.own.get(room))}`;
+          });
+          fail(`${who}: states ${gs}, truth ${ws}; ${owners.join("; ")}`);
+        }
         if (v.mode === "users") {
           const gu = [...v.users].sort().join(), wu = [...users].sort().join();
           if (gu !== wu) fail(`${who}: users [${gu}], truth [${wu}]`);

@@ -581,7 +581,10 @@ export class FaultStore implements PresenceStore {
     const { sched, rng, faults } = this.shared;
     const slow = rng.chance(faults.slowRate);
     const fail = rng.chance(faults.failRate);
+    // A call in flight across a restart fails: its connection broke.
+    const inner = this.shared.inner;
     await this.#wait(slow ? rng.int(20, 250) : rng.int(0, 2));
+    if (this.shared.inner !== inner) throw new InjectedFault(`${what} cut by a store restart`);
     if (sched.now < faults.outageUntil) throw new InjectedFault(`${what} during an outage`);
     if (sched.now < this.reconnectingUntil) throw new InjectedFault(`${what} while reconnecting`);
     if (fail) throw new InjectedFault(what);
@@ -591,8 +594,9 @@ export class FaultStore implements PresenceStore {
         throw new InjectedFault("lease renewal blocked");
       }
     }
-    const result = await fn(this.shared.inner);
+    const result = await fn(inner);
     await this.#wait(rng.int(0, 2));
+    if (this.shared.inner !== inner) throw new InjectedFault(`${what} cut by a store restart`);
     return result;
   }
 

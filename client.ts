@@ -50,6 +50,7 @@ export {
   type PublishOptions,
   type PublishResult,
   type ReconnectOptions,
+  type RestoreFailure,
   type SubscribeOptions,
   type SubscribeResult,
 } from "./src/client/client.ts";

@@ -199,19 +199,30 @@ describe("buffering before the snapshot", () => {
     assert.deepEqual([...view.members.keys()], ["a", "b", "c"]);
   });
 
-  it("a replay that finds a hole asks for another resync", () => {
+  it("a buffered event past a hole after the snapshot is dropped, not replayed or kept", () => {
     const view = createRoomView("r");
     applyEvent(view, [7, "j", "x", {}]);
     const updates = applySnapshot(view, snap(4, []));
     assert.deepEqual(updates, []);
-    assert.equal(view.resync, true);
-    assert.deepEqual(view.buffer.map((e) => e[0]), [7]);
-    // The next snapshot settles it.
-    assert.deepEqual(
-      applySnapshot(view, snap(6, ["y"])).map((u) => u.type),
-      ["join", "join"],
-    );
-    assert.deepEqual([...view.members.keys()], ["y", "x"]);
+    // No resync loop: the event cannot follow this snapshot, so it came from
+    // another stream (sim seed 326: a store before its restart).
+    assert.equal(view.resync, false);
+    assert.deepEqual(view.buffer, []);
+    // A real hole shows at the next event, which asks for a resync.
+    assert.equal(applyEvent(view, [6, "j", "y", {}]).gap, true);
+  });
+
+  it("a stale event from before a store restart never lands on a later snapshot (sim seed 326)", () => {
+    const view = ready(14, ["a"]);
+    // From the old store: seq 16, while the new store is at 14.
+    assert.equal(applyEvent(view, [16, "j", "ghost", {}]).gap, true);
+    assert.deepEqual(applySnapshot(view, snap(14, ["a"])), []);
+    assert.equal(view.resync, false); // no endless resync
+    // The store moves on to 15: the old event must not apply as 16.
+    applySnapshot(view, snap(15, ["a"]));
+    assert.deepEqual([...view.members.keys()], ["a"]);
+    assert.equal(applyEvent(view, [16, "j", "b", {}]).gap, false);
+    assert.deepEqual([...view.members.keys()], ["a", "b"]);
   });
 });
 

@@ -379,7 +379,7 @@ interface Sub<S, M extends Metadata> {
 /** Own state in a room (merged value) and its absolute expiry (0 = none). */
 type Own = { s: unknown; x: number } | undefined;
 
-const CLOSED = "Connection closed";
+const CLOSED = "Closed";
 const err = (code: PresenceErrorCode, message: string): Answer => ({
   t: "err",
   code,

@@ -174,12 +174,12 @@ export function applySnapshot<State, Meta extends Metadata>(
         out.push({ type: "join", room, connectionId: id, meta, seq });
       }
     }
-    for (const id of new Set([...oldS.keys(), ...states.keys()])) {
+    // Only members' states matter: a state without a member is not shown.
+    for (const id of members.keys()) {
       const state = states.get(id) ?? null;
-      if (
-        members.has(id) &&
-        JSON.stringify(oldS.get(id) ?? null) !== JSON.stringify(state)
-      ) out.push({ type: "state", room, connectionId: id, state, seq });
+      if (JSON.stringify(oldS.get(id) ?? null) !== JSON.stringify(state)) {
+        out.push({ type: "state", room, connectionId: id, state, seq });
+      }
     }
     for (const userId of oldU) {
       if (!users.has(userId)) out.push({ type: "userOffline", room, userId });

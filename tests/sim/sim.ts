@@ -131,7 +131,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     }
   };
   shared.tap = tapReap;
-  const watchCid = Deno.env.get("SIM_WATCH");
+  const watchCid = (globalThis as { process?: { env: Record<string, string | undefined> } }).process
+    ?.env.SIM_WATCH;
   if (watchCid) {
     shared.onSnapshot = (i, room, snap) => {
       const has = snap.present.some((p) => p.id === watchCid);
@@ -234,7 +235,10 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     remoteAddr: (ws) => `10.0.0.${(ws.owner as SimClient).n % 3}`,
     latency: () => rng.int(1, 4),
   };
-  const watchClient = Number(Deno.env.get("SIM_CLIENT") ?? -1);
+  const watchClient = Number(
+    (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env
+      .SIM_CLIENT ?? -1,
+  );
   Link.onFrame = (l, up, data) => {
     if ((l.ws.owner as SimClient).n === watchClient) {
       log(`client ${watchClient} ${up ? "->" : "<-"} i${l.inst.index}: ${data.slice(0, 160)}`);

@@ -1,0 +1,55 @@
+// The cluster simulation's fixed seed set, in the normal test run on both
+// runtimes: every guarantee in docs/GUARANTEES.md is checked at each quiet
+// point of each seed. A longer run: `deno task sim --seeds 100000`.
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { simulate } from "./sim/sim.ts";
+
+const SEEDS = 60;
+const OPS = 300;
+
+describe("cluster simulation (3 instances, one store, faults)", () => {
+  it(`keeps every guarantee over seeds 1..${SEEDS} (${OPS} operations each)`, {
+    timeout: 120_000,
+  }, async () => {
+    let checks = 0;
+    let simulated = 0;
+    const faults: Record<string, number> = {};
+    for (let seed = 1; seed <= SEEDS; seed++) {
+      const r = await simulate({ seed, ops: OPS });
+      assert.equal(
+        r.violation,
+        null,
+        `seed ${seed}: ${r.violation}\nreplay: deno task sim --seed ${seed} --ops ${OPS} --trace`,
+      );
+      // A run that checks nothing proves nothing.
+      assert.ok(r.quietChecks >= 2, `seed ${seed} reached only ${r.quietChecks} quiet points`);
+      checks += r.quietChecks;
+      simulated += r.virtualMs;
+      for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
+    }
+    // Every kind of fault was injected somewhere in the set.
+    for (
+      const kind of [
+        "crash",
+        "stall:short",
+        "stall:long",
+        "store:reset",
+        "store:outage",
+        "lease:lapse",
+        "cut:blip",
+        "cut:long",
+        "cut:silent",
+        "cut:move",
+      ]
+    ) {
+      assert.ok((faults[kind] ?? 0) > 0, `no "${kind}" fault was injected`);
+    }
+    console.log(
+      `[sim] ${SEEDS} seeds x ${OPS} ops: ${checks} quiet checks, ${
+        Math.round(simulated / 1000)
+      } s simulated; faults ${JSON.stringify(faults)}`,
+    );
+  });
+});

@@ -79,6 +79,9 @@ interface MetaEntry {
   owner: Owner;
 }
 
+/** How long the last seq of a forgotten room is kept, per generation (ms). */
+const FORGET_MS = 30_000;
+
 /**
  * The default {@linkcode PresenceStore}: everything lives in this process.
  * Join, leave and state writes are O(1) (plus the size of a patch), snapshots
@@ -105,6 +108,15 @@ export class MemoryPresenceStore implements PresenceStore {
    * however many distinct room names come and go.
    */
   #idleSeq = new Map<string, number>();
+  /**
+   * Last seq of rooms forgotten lately (two generations of FORGET_MS): an
+   * event of a room's earlier life may still be on its way to a view that
+   * watches it again, and must then be older than anything new, never a
+   * next seq. Bounded by how many room names churn per minute.
+   */
+  #forgotten = new Map<string, number>();
+  #forgottenOld = new Map<string, number>();
+  #forgottenSince = -Infinity;
   /** watchRoom reference counts. */
   #watched = new Map<string, number>();
   #owners = new Map<string, Owner>();
@@ -449,7 +461,7 @@ export class MemoryPresenceStore implements PresenceStore {
     const record = this.#rooms.get(room);
     if (record === undefined) {
       return {
-        seq: this.#idleSeq.get(room) ?? 0,
+        seq: this.#lastSeq(room),
         present: [],
         states: new Map(),
       };
@@ -587,6 +599,10 @@ export class MemoryPresenceStore implements PresenceStore {
    */
   watchRoom(room: string): () => void {
     this.#watched.set(room, (this.#watched.get(room) ?? 0) + 1);
+    // Watched while empty: its seq holds from now on, whatever is forgotten.
+    if (!this.#rooms.has(room) && !this.#idleSeq.has(room)) {
+      this.#idleSeq.set(room, this.#lastSeq(room));
+    }
     let done = false;
     return () => {
       if (done) return;
@@ -595,6 +611,8 @@ export class MemoryPresenceStore implements PresenceStore {
       if (n > 0) this.#watched.set(room, n);
       else {
         this.#watched.delete(room);
+        const seq = this.#idleSeq.get(room);
+        if (seq !== undefined) this.#forget(room, seq);
         this.#idleSeq.delete(room);
       }
     };
@@ -621,6 +639,11 @@ export class MemoryPresenceStore implements PresenceStore {
    */
   async sweep(now: number): Promise<void> {
     this.#assertOpen();
+    if (now - this.#forgottenSince >= FORGET_MS) {
+      this.#forgottenSince = now;
+      this.#forgottenOld = this.#forgotten;
+      this.#forgotten = new Map();
+    }
     // Reap first: a reaped member's state goes with its leave, no extra event.
     let lapsed: string[] | undefined;
     for (const [instanceId, expiresAt] of this.#leases) {
@@ -652,6 +675,8 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#closed = true;
     this.#rooms.clear();
     this.#idleSeq.clear();
+    this.#forgotten.clear();
+    this.#forgottenOld.clear();
     this.#watched.clear();
     this.#owners.clear();
     this.#leases.clear();
@@ -672,16 +697,26 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   #openRoom(name: string): Room {
-    const seq = this.#idleSeq.get(name);
-    if (seq !== undefined) this.#idleSeq.delete(name);
+    const seq = this.#lastSeq(name);
+    this.#idleSeq.delete(name);
     const record: Room = {
       name,
-      seq: seq ?? 0,
+      seq,
       members: new Map(),
       states: new Map(),
     };
     this.#rooms.set(name, record);
     return record;
+  }
+
+  /** The seq an empty room goes on from (0 for a name never seen lately). */
+  #lastSeq(name: string): number {
+    return this.#idleSeq.get(name) ?? this.#forgotten.get(name) ??
+      this.#forgottenOld.get(name) ?? 0;
+  }
+
+  #forget(name: string, seq: number): void {
+    this.#forgotten.set(name, seq);
   }
 
   #owner(instanceId: string): Owner {
@@ -711,6 +746,7 @@ export class MemoryPresenceStore implements PresenceStore {
       // Keep only the seq of an empty room, so churny rooms stay cheap.
       this.#rooms.delete(room.name);
       if (this.#watched.has(room.name)) this.#idleSeq.set(room.name, room.seq);
+      else this.#forget(room.name, room.seq);
     }
     this.#emit(event);
     return event;

@@ -142,7 +142,9 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     };
     shared.onResetFired = (i) => log(`instance ${i} is told the store reset`);
     shared.tap = (ev) => {
-      if (ev.connectionId === watchCid) log(`store event ${JSON.stringify(ev)}`);
+      if (ev.connectionId === watchCid || ev.room === watchCid) {
+        log(`store event ${JSON.stringify(ev)}`);
+      }
       tapReap(ev);
     };
   }

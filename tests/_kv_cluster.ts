@@ -12,7 +12,7 @@ export interface KvNode {
 /** Start one instance on the KV file `kvPath`; resolves once it listens. */
 export async function spawnKvNode(
   kvPath: string,
-  env: { LEASE_TTL_MS?: number; POLL_MS?: number } = {},
+  env: { LEASE_TTL_MS?: number; POLL_MS?: number; GRACE_MS?: number } = {},
 ): Promise<KvNode> {
   const fixture = new URL("./fixtures/kv_node.ts", import.meta.url).pathname;
   const root = new URL("..", import.meta.url).pathname;

@@ -9,6 +9,8 @@ export interface CuttableProxy {
   url(path?: string): string;
   /** Destroy every live connection through the proxy. */
   cut(): void;
+  /** Send new connections to another port from now on (a balancer moving a client). */
+  retarget(port: number): void;
   /** Stop accepting new connections until resume(). */
   pause(): void;
   resume(): void;
@@ -16,6 +18,7 @@ export interface CuttableProxy {
 }
 
 export async function startProxy(targetPort: number): Promise<CuttableProxy> {
+  let target = targetPort;
   const live = new Set<net.Socket>();
   let paused = false;
   const server = net.createServer((client) => {
@@ -23,7 +26,7 @@ export async function startProxy(targetPort: number): Promise<CuttableProxy> {
       client.destroy();
       return;
     }
-    const upstream = net.connect(targetPort, "127.0.0.1");
+    const upstream = net.connect(target, "127.0.0.1");
     live.add(client);
     live.add(upstream);
     const drop = () => {
@@ -47,6 +50,9 @@ export async function startProxy(targetPort: number): Promise<CuttableProxy> {
     cut() {
       for (const s of live) s.destroy();
       live.clear();
+    },
+    retarget(port: number) {
+      target = port;
     },
     pause() {
       paused = true;

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { PresenceClient, type PresenceUpdate, type RestoreFailure } from "../client.ts";
 import { MemoryPresenceStore, type PresenceStore } from "../mod.ts";
 import type { RoomSnapshot } from "../src/store/types.ts";
-import { type Running, startServer, waitUntil } from "./_harness.ts";
+import { RawClient, type Running, startServer, waitUntil } from "./_harness.ts";
 import { startProxy } from "./_proxy.ts";
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -154,6 +154,27 @@ describe("convergence regressions (issue 10)", () => {
       assert.deepEqual(states.get(c.connectionId!), { room }, `state in ${room}`);
     }
     assert.deepEqual(lost, []);
+  });
+
+  it("bug 5: restores marked rs are paid from the restore credit, never refused as a flood", async () => {
+    const s = await server({ limits: { requestBurst: 20, requestsPerSecond: 5 } });
+    const raw = new RawClient(s.url);
+    cleanups.push(() => raw.ws.close());
+    await raw.opened;
+    // 70 rooms: a join and a state each, as a client restores them (the
+    // credit is 2 x 100 rooms + 100 subscriptions by default).
+    const answers = [];
+    for (let i = 0; i < 70; i++) {
+      answers.push(raw.request("join", { room: `room:${i}`, rs: 1 }));
+      answers.push(raw.request("state", { room: `room:${i}`, state: i, rs: 1 }));
+    }
+    const refused = (await Promise.all(answers)).filter((a) => a.t === "err");
+    assert.deepEqual(refused.map((a) => a.code), []);
+    // The same burst unmarked is refused: the credit is what let it through.
+    const plain = [];
+    for (let i = 0; i < 40; i++) plain.push(raw.request("leave", { room: `room:${i}` }));
+    const limited = (await Promise.all(plain)).filter((a) => a.code === "rate_limited");
+    assert.ok(limited.length > 0);
   });
 
   it("bug 6: a room whose reload fails once recovers by itself", async () => {

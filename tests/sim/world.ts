@@ -188,12 +188,9 @@ export class Instance {
   readonly clock: Clock;
 
   constructor(readonly index: number, readonly sched: Scheduler) {
-    const self = this;
     this.clock = {
       now: () => sched.now,
-      setTimeout(fn: () => void, ms: number): TimerHandle {
-        return sched.setTimeout(self.wrap(fn), ms);
-      },
+      setTimeout: (fn: () => void, ms: number): TimerHandle => sched.setTimeout(this.wrap(fn), ms),
       clearTimeout: (h: TimerHandle) => sched.clearTimeout(h),
     };
   }
@@ -269,18 +266,13 @@ export class Link {
     readonly sched: Scheduler,
     readonly router: Router,
   ) {
-    const link = this;
     this.serverSocket = {
-      send(data: string): number {
-        link.toClient(data);
+      send: (data: string): number => {
+        this.toClient(data);
         return 1;
       },
-      close(code?: number): void {
-        link.serverClose(code ?? 1000);
-      },
-      get bufferedAmount(): number {
-        return 0;
-      },
+      close: (code?: number): void => this.serverClose(code ?? 1000),
+      bufferedAmount: 0,
     };
   }
 

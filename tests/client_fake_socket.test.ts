@@ -36,6 +36,7 @@ interface Sent {
   users?: boolean;
   sub?: boolean;
   rs?: number;
+  q?: number;
   mode?: string;
 }
 
@@ -189,9 +190,9 @@ function roomServer(
   return (f) => {
     switch (f.op) {
       case "join":
-        if (!f.sub) return { present: present() };
-        // falls through: join with `sub` answers with the snapshot, as sub does
       case "sub":
+        // A join answers the members; with `sub` it answers the snapshot, as sub does.
+        if (f.op === "join" && !f.sub) return { present: present() };
         return f.mode === "count"
           ? { c: present().length, u: present().length }
           : { seq: seq(), present: present(), states: states() };
@@ -621,6 +622,7 @@ describe("PresenceClient: subscriptions", () => {
       op: "sub",
       room: "a",
       users: true,
+      q: 0, // the sequence its view has seen: none yet
       id: 0,
     });
     ws.emit({

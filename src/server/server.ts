@@ -17,7 +17,13 @@ import {
   utf8Length,
 } from "../protocol.ts";
 import { MemoryPresenceStore } from "../store/memory.ts";
-import type { LeaveReason, PresenceEvent, PresenceStore, StateWrite } from "../store/types.ts";
+import type {
+  LeaveReason,
+  PresenceEvent,
+  PresenceStore,
+  RoomSnapshot,
+  StateWrite,
+} from "../store/types.ts";
 import { Connection } from "./connection.ts";
 import {
   DEFAULT_LIMITS,
@@ -181,6 +187,8 @@ export class PresenceServer {
    * so it would outlive us as a ghost.
    */
   #leaseHeld = false;
+  /** Store resets noticed so far. */
+  #resets = 0;
   /** The last store call failed (an outage, or reconnecting after a restart). */
   #storeFailing = false;
   /** After a store reset: until then, other instances may still be registering again. */
@@ -456,6 +464,7 @@ export class PresenceServer {
     for (;;) {
       const meta = conn.publicMeta;
       if (conn.finished) return;
+      if (!this.#leaseHeld) await this.#renewNow();
       await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, meta));
       if (conn.publicMeta === meta) return;
     }
@@ -1228,15 +1237,16 @@ export class PresenceServer {
         }
         if (f.sub) this.#checkSubLimit(conn, f.room);
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
-        let { room } = await this.#join(conn, f.room, f.rs === true);
-        if (f.sub && f.q !== undefined) room = await this.#caughtUp(room, f.q);
+        const { room } = await this.#join(conn, f.room, f.rs === true);
         const count = f.mode === "count";
+        // A member: the room cannot be disposed while this awaits.
+        const fresh = f.sub && !count ? await this.#fresher(room, f.q) : null;
         if (f.sub) {
           const sub = this.#subscribe(conn, room, f.users === true, count);
           conn.send(
             count
               ? encodeOk(f.id, room.counts())
-              : room.snapshotFrame(`{"t":"ok","id":${f.id},`, sub.users),
+              : this.#snapshotFor(`{"t":"ok","id":${f.id},`, room, sub, fresh),
           );
         } else if (count) {
           conn.send(encodeOk(f.id, room.counts()));
@@ -1255,13 +1265,15 @@ export class PresenceServer {
         this.#checkSubLimit(conn, f.room);
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
         let room = await this.#room(f.room);
-        if (f.q !== undefined) room = await this.#caughtUp(room, f.q);
         const count = f.mode === "count";
+        const seen = room;
+        const fresh = count ? null : await this.#fresher(room, f.q);
+        if (this.#rooms.get(f.room) !== seen) room = await this.#room(f.room); // gone meanwhile
         const sub = this.#subscribe(conn, room, f.users === true, count);
         conn.send(
           count
             ? encodeOk(f.id, room.counts())
-            : room.snapshotFrame(`{"t":"ok","id":${f.id},`, sub.users),
+            : this.#snapshotFor(`{"t":"ok","id":${f.id},`, room, sub, fresh),
         );
         return;
       }
@@ -1380,8 +1392,13 @@ export class PresenceServer {
     name: string,
     restore = false,
   ): Promise<{ room: Room; joined: boolean }> {
-    if (!this.#leaseHeld) await this.#renewNow();
-    const room = await this.#room(name);
+    // The lease must be held when the entry is written: checked again after
+    // any wait, since a store reset in between drops it.
+    let room: Room;
+    do {
+      if (!this.#leaseHeld) await this.#renewNow();
+      room = await this.#room(name);
+    } while (!this.#leaseHeld);
     if (conn.rooms.has(name) || conn.finished) return { room, joined: false };
     conn.rooms.add(name);
     conn.joining.add(name);
@@ -1613,18 +1630,50 @@ export class PresenceServer {
   }
 
   /**
-   * A client resyncing a view that saw `seq` (perhaps through another
-   * instance) must not get an older snapshot: it would tell it members left.
-   * The store has at least what the client saw, so reload once from it.
-   * (After a store reset its seq is lower: the reload answers all the same.)
+   * A client resyncing a view that saw `q` (perhaps through another instance)
+   * must not get an older snapshot: it would tell it members left. When this
+   * instance's view is behind `q`, or its store calls fail (the view may be
+   * frozen from before a store restart, its seq not comparable), read the
+   * store: the answer is a fresh snapshot, or `store_error` to retry. Only
+   * this client gets it; the shared view is left to its feed, so a client
+   * cannot make everyone resync. During a settle window the view is right.
    */
-  async #caughtUp(room: Room, seq: number): Promise<Room> {
-    // While store calls fail, the view may be frozen from before a restart,
-    // its seq not comparable: only a fresh read (or a retryable error) will do.
-    if (room.seq >= seq && !this.#storeFailing) return room;
-    this.#flushRoom(room);
-    if (!room.loading) this.#load(room);
-    return await this.#room(room.name);
+  async #fresher(room: Room, q: number | undefined): Promise<RoomSnapshot | null> {
+    for (;;) {
+      // A view not carried over from before a store reset answers no
+      // subscription until the settle window is over (see #room).
+      const wait = this.#settleUntil - this.#clock.now();
+      if (wait > 0 && !room.kept) {
+        await new Promise<void>((r) => this.#clock.setTimeout(r, wait));
+        continue;
+      }
+      if (q === undefined) return null;
+      const now = this.#clock.now();
+      if (room.kept && room.settleUntil > now) return null;
+      if (room.seq >= q && !this.#storeFailing) return null;
+      const resets = this.#resets;
+      const snap = await this.#timed(this.#store.snapshot(room.name, now));
+      // A reset noticed meanwhile: that read may miss who is registering again.
+      if (this.#resets !== resets) continue;
+      return snap.seq === room.seq ? null : snap;
+    }
+  }
+
+  /** The snapshot answer for a new subscription: the view's, or a fresher one. */
+  #snapshotFor(head: string, room: Room, sub: Subscription, fresh: RoomSnapshot | null): string {
+    if (!fresh) return room.snapshotFrame(head, sub.users);
+    // Events the view has yet to apply up to the fresh seq are in the answer.
+    if (fresh.seq > room.seq) sub.fromSeq = fresh.seq;
+    let frame = `${head}"seq":${fresh.seq},"states":${JSON.stringify([...fresh.states])}`;
+    if (sub.users && this.#userOf) {
+      const users = new Set<string>();
+      for (const p of fresh.present) {
+        const u = this.#userOf(p.meta);
+        if (u !== null) users.add(u);
+      }
+      frame += `,"users":${JSON.stringify([...users])}`;
+    }
+    return `${frame},"present":${JSON.stringify(fresh.present)}}`;
   }
 
   #maybeDispose(room: Room): void {
@@ -1659,10 +1708,11 @@ export class PresenceServer {
         if (!live()) return;
         if (!conn.rooms.has(name)) continue;
         const t = this.#clock.now();
-        const ev = await this.#persist(
-          () => this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t),
-          live,
-        );
+        const ev = await this.#persist(async () => {
+          // A reset during this run drops the lease: renew before writing.
+          if (!this.#leaseHeld) await this.#renewNow();
+          return await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
+        }, live);
         if (ev) this.#applyLocal(ev);
         if (ev && (conn.finished || !conn.rooms.has(name))) {
           const undo = await this.#persist(
@@ -2009,6 +2059,7 @@ export class PresenceServer {
   #onStoreReset(): void {
     if (this.#closed) return;
     this.#leaseHeld = false;
+    this.#resets++;
     this.#lastLease = -Infinity; // renew at the next sweep
     const until = this.#settleUntil = this.#clock.now() + this.#leaseTtlMs;
     for (const room of this.#rooms.values()) {

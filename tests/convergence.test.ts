@@ -256,3 +256,41 @@ describe("convergence regressions (issue 10)", () => {
     assert.deepEqual(users, []);
   });
 });
+
+describe("convergence regressions found by the simulation", () => {
+  it("a resync claiming a far-ahead sequence (q) is answered alone: nobody else is resynced", async () => {
+    const s = await server();
+    const bystander = new RawClient(s.url);
+    const liar = new RawClient(s.url);
+    cleanups.push(() => bystander.ws.close(), () => liar.ws.close());
+    await Promise.all([bystander.opened, liar.opened]);
+    await bystander.request("join", { room: "room:q", sub: true });
+    const answer = await liar.request("sub", { room: "room:q", q: 1_000_000 });
+    assert.equal(answer.t, "ok");
+    await liar.request("join", { room: "room:q" });
+    await bystander.waitFor((f) => f.t === "ev"); // the liar's join reached it
+    assert.equal(bystander.frames.filter((f) => f.t === "snap").length, 0);
+  });
+
+  it("a count subscriber that blips gets the counts it missed once resumed", async () => {
+    const s = await server({ countIntervalMs: 50 });
+    const proxy = await startProxy(s.port);
+    cleanups.push(() => proxy.close());
+    const counter = await client(proxy.url());
+    const counts: number[] = [];
+    await counter.subscribePresence("room:c", (u) => {
+      if (u.type === "count") counts.push(u.connections);
+    }, { mode: "count" });
+    const statuses: string[] = [];
+    counter.onStatus((st) => statuses.push(st));
+    proxy.pause(); // it cannot come back yet
+    proxy.cut();
+    await waitUntil(() => statuses.includes("reconnecting"), 2000);
+    const a = await client(s.url);
+    await a.joinRoom("room:c");
+    await sleep(200); // counts go out meanwhile, to a detached connection
+    proxy.resume();
+    await waitUntil(() => counter.status === "open" && counter.resumed, 4000);
+    await waitUntil(() => counts.at(-1) === 1, 3000, "the count it missed");
+  });
+});

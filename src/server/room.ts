@@ -15,6 +15,8 @@ export interface Subscription {
   count: boolean;
   /** Events with `seq <= fromSeq` are already in this subscriber's snapshot. */
   fromSeq: number;
+  /** The server's reset count when this was answered from a fresh store read (else -1). */
+  freshAt: number;
   /** Subscribed to the room's native topic. */
   native: boolean;
   /** Missed events while backed up; gets a fresh snapshot once drained. */

@@ -1479,6 +1479,20 @@ export class PresenceServer {
     );
   }
 
+  /**
+   * A store failure inside a settle window: nobody can register again while
+   * the store is unreachable, so the window lasts a lease past the failure.
+   */
+  #extendSettle(): void {
+    const now = this.#clock.now();
+    const until = now + this.#leaseTtlMs;
+    if (this.#settleUntil <= now || until - this.#settleUntil < this.#sweepMs) return;
+    this.#settleUntil = until;
+    for (const room of this.#rooms.values()) {
+      if (room.settleUntil > now) room.settleUntil = until;
+    }
+  }
+
   /** Queue a store write that failed, for the sweep to retry until it holds. */
   #retryLater(task: () => Promise<void>): void {
     this.#retries.push(task);
@@ -1517,6 +1531,7 @@ export class PresenceServer {
       users,
       count,
       fromSeq: room.seq,
+      freshAt: -1,
       native: false,
       stale: false,
       staleSince: 0,
@@ -1663,7 +1678,10 @@ export class PresenceServer {
   #snapshotFor(head: string, room: Room, sub: Subscription, fresh: RoomSnapshot | null): string {
     if (!fresh) return room.snapshotFrame(head, sub.users);
     // Events the view has yet to apply up to the fresh seq are in the answer.
-    if (fresh.seq > room.seq) sub.fromSeq = fresh.seq;
+    if (fresh.seq > room.seq) {
+      sub.fromSeq = fresh.seq;
+      sub.freshAt = this.#resets;
+    }
     let frame = `${head}"seq":${fresh.seq},"states":${JSON.stringify([...fresh.states])}`;
     if (sub.users && this.#userOf) {
       const users = new Set<string>();
@@ -1753,9 +1771,11 @@ export class PresenceServer {
       conn.reregistering = false;
       this.#report("store_error", "Presence re-registration failed", e);
       if (!live()) return;
+      // Capped at a quarter lease: others drop what is not back a lease
+      // after the store is reachable again.
       this.#clock.setTimeout(
         () => this.#reregister(conn, attempt + 1),
-        Math.min(2000, 50 * 2 ** attempt),
+        Math.min(this.#leaseTtlMs / 4, 50 * 2 ** attempt),
       );
     });
   }
@@ -1874,6 +1894,10 @@ export class PresenceServer {
   #resync(sub: Subscription): void {
     const room = sub.room;
     if (!room.ready || sub.count) return;
+    // Answered from a store read newer than this view (and no reset since):
+    // the view's snapshot would take it back in time. It catches up through
+    // the events.
+    if (sub.freshAt === this.#resets && sub.fromSeq > room.seq) return;
     this.#flushRoom(room);
     const frame = room.snapshotFrame(`{"t":"snap","r":${JSON.stringify(room.name)},`, sub.users);
     sub.stale = false;
@@ -2181,6 +2205,7 @@ export class PresenceServer {
       return result;
     } catch (e) {
       this.#storeFailing = true;
+      this.#extendSettle();
       throw e instanceof PresenceError
         ? e
         : new PresenceError("store_error", "Store call failed", { cause: e });

@@ -17,6 +17,19 @@ import { redisMissing, type RedisServer, startRedis } from "./_redis.ts";
 import { BUN_BIN, type ClusterNode, spawnNode } from "./_cluster.ts";
 import { type CuttableProxy, startProxy } from "./_proxy.ts";
 import { type KvNode, spawnKvNode, stopKvNode } from "./_kv_cluster.ts";
+import { applyMergePatch } from "../src/merge_patch.ts";
+
+/** The workload's seed: `PRESENTLY_CHAOS_SEED=<n> deno test -A tests/chaos_real.test.ts` replays it. */
+const SEED = Number(process.env.PRESENTLY_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+function rng(seed: number): () => number {
+  let t = seed >>> 0;
+  return () => {
+    t = (t + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(t ^ (t >>> 15), t | 1);
+    r ^= r + Math.imul(r ^ (r >>> 7), r | 61);
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 const LEASE_MS = 2_000;
 const GRACE_MS = 3_000;
@@ -145,6 +158,39 @@ class Harness {
     }
   }
 
+  /**
+   * A seeded mix of state operations (set, merge patch, clear) from random
+   * members in random rooms, several at once, as apps produce them.
+   */
+  async churn(next: () => number, ops: number): Promise<void> {
+    const one = async () => {
+      const m = this.members[Math.floor(next() * this.members.length)]!;
+      const room = ROOMS[Math.floor(next() * ROOMS.length)]!;
+      const kind = next();
+      if (kind < 0.2) {
+        const r = await m.client.clearPresenceState(room);
+        assert.ok(r.success, `clear: ${r.error?.code}`);
+        m.states.delete(room);
+      } else if (kind < 0.6) {
+        const patch = { n: Math.floor(next() * 100) };
+        const r = await m.client.publishPresenceState(room, { patch });
+        assert.ok(r.success, `patch: ${r.error?.code}`);
+        const next_ = applyMergePatch(m.states.get(room) ?? null, patch);
+        m.states.set(room, next_);
+      } else {
+        const state = { who: m.name, n: Math.floor(next() * 100) };
+        const r = await m.client.publishPresenceState(room, { state });
+        assert.ok(r.success, `set: ${r.error?.code}`);
+        m.states.set(room, state);
+      }
+    };
+    // Four lanes, each in order (a member's writes stay ordered per lane).
+    const lanes = [0, 1, 2, 3].map(async () => {
+      for (let i = 0; i < ops / 4; i++) await one();
+    });
+    await Promise.all(lanes);
+  }
+
   async close(): Promise<void> {
     for (const m of this.members) {
       await m.client.close();
@@ -162,7 +208,7 @@ if (RUNTIME !== "deno") {
   });
 } else {
   const missing = redisMissing();
-  describe("chaos on real processes: 2 Deno + 1 Bun instances on one redis-server", () => {
+  describe(`chaos on real processes: 2 Deno + 1 Bun instances on one redis-server (seed ${SEED})`, () => {
     if (missing !== null) {
       it.skip(`skipped: ${missing}`, () => {});
       return;
@@ -170,6 +216,7 @@ if (RUNTIME !== "deno") {
     let redis: RedisServer;
     let nodes: ClusterNode[] = [];
     const h = new Harness();
+    const next = rng(SEED);
 
     before(async () => {
       redis = await startRedis();
@@ -201,6 +248,7 @@ if (RUNTIME !== "deno") {
     let killed = false;
 
     it("a Redis restart (empty) reports no live connection gone", async () => {
+      await h.churn(next, 40);
       await redis.restart();
       // Every instance notices and registers again; the settle window ends.
       await h.storeHolds(urls(), "after the restart");
@@ -209,6 +257,7 @@ if (RUNTIME !== "deno") {
     });
 
     it("a Redis outage shorter than 2/3 of the lease (SIGSTOP of redis-server) reports nobody gone", async () => {
+      await h.churn(next, 40);
       const pid = redis.pid();
       stop(pid);
       await sleep(LEASE_MS / 2);
@@ -219,6 +268,7 @@ if (RUNTIME !== "deno") {
     });
 
     it("an instance stopped past its lease is reported left, then joins its connections again by itself", async () => {
+      await h.churn(next, 40);
       const B = nodes[1]!;
       h.excused.add(1);
       h.excusedLeaves = 0;
@@ -233,6 +283,7 @@ if (RUNTIME !== "deno") {
     });
 
     it("blips shorter than the grace period resume: nobody sees a leave", async () => {
+      await h.churn(next, 40);
       const blipped = h.members.filter((x) => x.at === 0);
       const ids = blipped.map((m) => m.client.connectionId);
       for (const m of blipped) m.proxy.cut();
@@ -247,6 +298,7 @@ if (RUNTIME !== "deno") {
     });
 
     it("kill -9 of the Bun instance: its clients come back through another, everyone converges", async () => {
+      await h.churn(next, 40);
       const C = nodes[2]!;
       for (const m of h.members.filter((x) => x.at === 2)) {
         h.gone.add(m.client.connectionId!);
@@ -260,10 +312,11 @@ if (RUNTIME !== "deno") {
     });
   });
 
-  describe("chaos on real processes: 2 Deno instances on one Deno KV file", () => {
+  describe(`chaos on real processes: 2 Deno instances on one Deno KV file (seed ${SEED})`, () => {
     let dir = "";
     const kvNodes: KvNode[] = [];
     const h = new Harness();
+    const next = rng(SEED ^ 0x9e3779b9);
 
     before(async () => {
       dir = await Deno.makeTempDir({ prefix: "presently-chaos-kv-" });
@@ -292,6 +345,7 @@ if (RUNTIME !== "deno") {
     });
 
     it("an instance stopped past its lease is reported left, then joins its connections again by itself", async () => {
+      await h.churn(next, 24);
       h.excused.add(1);
       h.excusedLeaves = 0;
       stop(kvNodes[1]!.child.pid);
@@ -304,6 +358,7 @@ if (RUNTIME !== "deno") {
     });
 
     it("kill -9 of an instance: its clients come back through the other, everyone converges", async () => {
+      await h.churn(next, 24);
       for (const m of h.members.filter((x) => x.at === 1)) {
         h.gone.add(m.client.connectionId!);
         m.proxy.retarget(Number(new URL(kvNodes[0]!.url).port));

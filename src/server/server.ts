@@ -1664,13 +1664,22 @@ export class PresenceServer {
       }
       if (q === undefined) return null;
       const now = this.#clock.now();
-      if (room.kept && room.settleUntil > now) return null;
+      // A kept view is right while the store answers; if calls fail, another
+      // restart may have happened that this instance has not noticed yet.
+      if (room.kept && room.settleUntil > now && !this.#storeFailing) return null;
       if (room.seq >= q && !this.#storeFailing) return null;
       const resets = this.#resets;
+      const before = room.seq;
       const snap = await this.#timed(this.#store.snapshot(room.name, now));
       // A reset noticed meanwhile: that read may miss who is registering again.
       if (this.#resets !== resets) continue;
-      return snap.seq === room.seq ? null : snap;
+      // The view lags the store: answer from the read.
+      if (snap.seq > room.seq) return snap;
+      // The store is behind what the view had before the read: the view is
+      // from before a restart (its seq belongs to another life).
+      if (snap.seq < before) return snap;
+      // The view caught up during the read: it is the newer one.
+      return null;
     }
   }
 

@@ -20,8 +20,6 @@ export class Connection implements PresenceConnection {
   readonly rooms = new Set<string>();
   /** Rooms whose state the client wrote on this connection (not as a restore). */
   readonly stateWritten = new Set<string>();
-  /** Rooms whose join is at the store right now. */
-  readonly joining = new Set<string>();
   readonly subs = new Map<string, Subscription>();
   /** Expiry (clock ms) of this connection's own state per room, when set. */
   readonly expiries = new Map<string, number>();

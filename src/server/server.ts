@@ -111,6 +111,8 @@ function timingSafeEqual(a: string, b: string): boolean {
 }
 
 const TOKEN_SELECTOR = 16;
+/** Longest a subscription waits for a store reset's settle window (ms). */
+const MAX_SETTLE_WAIT_MS = 5_000;
 /** Events held for a room whose view is loading; past this, reload instead. */
 const MAX_EARLY = 10_000;
 
@@ -1401,7 +1403,6 @@ export class PresenceServer {
     } while (!this.#leaseHeld);
     if (conn.rooms.has(name) || conn.finished) return { room, joined: false };
     conn.rooms.add(name);
-    conn.joining.add(name);
     room.local.add(conn);
     try {
       const ev = await this.#timed(
@@ -1432,8 +1433,6 @@ export class PresenceServer {
       // have joined meanwhile: make sure the store ends without it.
       this.#ensureLeft(conn, name, "leave");
       throw e;
-    } finally {
-      conn.joining.delete(name);
     }
   }
 
@@ -1565,14 +1564,6 @@ export class PresenceServer {
   async #room(name: string): Promise<Room> {
     for (;;) {
       let room = this.#rooms.get(name);
-      const wait = this.#settleUntil - this.#clock.now();
-      if (wait > 0 && !room?.kept) {
-        // After a store reset, until every instance registered again, a view
-        // not carried over from before would miss their members, and its
-        // snapshot would tell subscribers they left. Answer once it is over.
-        await new Promise<void>((r) => this.#clock.setTimeout(r, wait));
-        continue;
-      }
       if (!room) {
         room = new Room(name, this.#userOf);
         this.#rooms.set(name, room);
@@ -1654,12 +1645,20 @@ export class PresenceServer {
    * cannot make everyone resync. During a settle window the view is right.
    */
   async #fresher(room: Room, q: number | undefined): Promise<RoomSnapshot | null> {
+    let waited = 0;
     for (;;) {
-      // A view not carried over from before a store reset answers no
-      // subscription until the settle window is over (see #room).
+      // After a store reset, until every instance registered again, a view
+      // not carried over from before misses their members: its snapshot
+      // would tell a resyncing subscriber they left. Wait for the window to
+      // end, at most MAX_SETTLE_WAIT_MS (then a retryable store_error).
       const wait = this.#settleUntil - this.#clock.now();
       if (wait > 0 && !room.kept) {
-        await new Promise<void>((r) => this.#clock.setTimeout(r, wait));
+        if (waited >= MAX_SETTLE_WAIT_MS) {
+          throw new PresenceError("store_error", "Presence is settling after a store reset: retry");
+        }
+        const ms = Math.min(wait, MAX_SETTLE_WAIT_MS - waited);
+        waited += ms;
+        await new Promise<void>((r) => this.#clock.setTimeout(r, ms));
         continue;
       }
       if (q === undefined) return null;

@@ -596,9 +596,11 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   }
 
   /**
-   * Watch status changes.
+   * Watch status changes, and restores that failed for good.
    *
-   * @param cb Called with each new status.
+   * @param cb Called with each new status; called with the current status and
+   * a {@link RestoreFailure} when a room or subscription could not be restored
+   * after a reconnect (transient failures are retried first).
    * @returns A function that stops watching.
    *
    * @example
@@ -699,12 +701,13 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /**
    * Join a room. With `onUpdate` it also subscribes to the room's presence in
-   * the same step (both requests are sent together; if either fails, the
-   * other is undone).
+   * the same request, so `present` (and `states`) and the updates after them
+   * start from one snapshot: nobody who joins meanwhile is missed. If it is
+   * refused, neither happened.
    *
    * @param room The room name.
    * @param onUpdate Optional presence callback, as for {@link PresenceClient.subscribePresence}.
-   * @returns `{ success, present }`; never rejects.
+   * @returns `{ success, present, states? }` (`states` with `onUpdate`); never rejects.
    *
    * @example
    * ```ts

@@ -1241,14 +1241,15 @@ export class PresenceServer {
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
         const { room } = await this.#join(conn, f.room, f.rs === true);
         const count = f.mode === "count";
-        // A member: the room cannot be disposed while this awaits.
-        const fresh = f.sub && !count ? await this.#fresher(room, f.q) : null;
         if (f.sub) {
+          // Nothing may fail after the join (the client would think it did
+          // not join); a join with `sub` starts a new view, which cannot go
+          // back in time, so the view's snapshot always does.
           const sub = this.#subscribe(conn, room, f.users === true, count);
           conn.send(
             count
               ? encodeOk(f.id, room.counts())
-              : this.#snapshotFor(`{"t":"ok","id":${f.id},`, room, sub, fresh),
+              : room.snapshotFrame(`{"t":"ok","id":${f.id},`, sub.users),
           );
         } else if (count) {
           conn.send(encodeOk(f.id, room.counts()));
@@ -1664,8 +1665,13 @@ export class PresenceServer {
       if (q === undefined) return null;
       const now = this.#clock.now();
       // A kept view is right while the store answers; if calls fail, another
-      // restart may have happened that this instance has not noticed yet.
-      if (room.kept && room.settleUntil > now && !this.#storeFailing) return null;
+      // restart may have happened that this instance has not noticed yet:
+      // probe (store_error while unreachable), then decide again.
+      if (room.kept && room.settleUntil > now) {
+        if (!this.#storeFailing) return null;
+        await this.#timed(this.#store.snapshot(room.name, now));
+        continue;
+      }
       if (room.seq >= q && !this.#storeFailing) return null;
       const resets = this.#resets;
       const before = room.seq;

@@ -1647,6 +1647,7 @@ export class PresenceServer {
    */
   async #fresher(room: Room, q: number | undefined): Promise<RoomSnapshot | null> {
     let waited = 0;
+    let lagged = 0;
     for (;;) {
       // After a store reset, until every instance registered again, a view
       // not carried over from before misses their members: its snapshot
@@ -1668,8 +1669,15 @@ export class PresenceServer {
       // restart may have happened that this instance has not noticed yet:
       // probe (store_error while unreachable), then decide again.
       if (room.kept && room.settleUntil > now) {
-        if (!this.#storeFailing) return null;
-        await this.#timed(this.#store.snapshot(room.name, now));
+        if (this.#storeFailing) {
+          await this.#timed(this.#store.snapshot(room.name, now));
+          continue;
+        }
+        // Its feed may lag what the client saw: let it catch up, bounded
+        // (a q from before a restart, or made up, is never reached).
+        if (room.seq >= q || lagged >= MAX_SETTLE_WAIT_MS) return null;
+        lagged += 20;
+        await new Promise<void>((r) => this.#clock.setTimeout(r, 20));
         continue;
       }
       if (room.seq >= q && !this.#storeFailing) return null;

@@ -61,6 +61,8 @@ export class Room {
   settleUntil = 0;
   /** The view was complete when the store last reset: it may answer meanwhile. */
   kept = false;
+  /** The server's reset count when this view was last loaded (-1: never). */
+  loadedAt = -1;
   /** Consecutive failed loads; the next retry waits longer. */
   failures = 0;
   /** A retry of a failed load is scheduled. */

@@ -1591,6 +1591,7 @@ export class PresenceServer {
     // one that is comes from before a store restart, and is dropped, or it
     // would be a gap after every reload.
     const before = new Set(room.early);
+    const resets = this.#resets;
     room.loading = (async () => {
       try {
         const snap = await this.#timed(this.#store.snapshot(room.name, this.#clock.now()));
@@ -1601,6 +1602,7 @@ export class PresenceServer {
         room.failures = 0;
         const keep = this.#clock.now() < room.settleUntil;
         room.load(snap.seq, snap.present, snap.states, keep);
+        room.loadedAt = resets;
         if (!keep) room.settleUntil = 0;
         for (const ev of early) this.#applyToRoom(room, ev);
         if (!room.ready) return; // a gap among the early events started a reload
@@ -1669,6 +1671,13 @@ export class PresenceServer {
       // restart may have happened that this instance has not noticed yet:
       // probe (store_error while unreachable), then decide again.
       if (room.kept && room.settleUntil > now) {
+        if (room.loadedAt !== this.#resets) {
+          // Not reloaded since the latest reset yet: that reload is what
+          // merges the store with the members kept.
+          if (room.loading) await room.loading;
+          else await new Promise<void>((r) => this.#clock.setTimeout(r, 20));
+          continue;
+        }
         if (this.#storeFailing) {
           await this.#timed(this.#store.snapshot(room.name, now));
           continue;

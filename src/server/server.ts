@@ -1294,7 +1294,16 @@ export class PresenceServer {
           conn.send(encodeOk(f.id, { seq: null }));
           return;
         }
-        if (!conn.rooms.has(f.room)) throw notMember(f.room);
+        if (!conn.rooms.has(f.room)) {
+          if (restore && f.state !== undefined && f.state !== null) {
+            // What the client holds, though its join has not landed yet: a
+            // patch after that join merges onto it, and the join writes it.
+            conn.own.set(f.room, f.state);
+            if (f.expireAfter === undefined) conn.expiries.delete(f.room);
+            else conn.expiries.set(f.room, this.#clock.now() + f.expireAfter);
+          }
+          throw notMember(f.room);
+        }
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
         let write: StateWrite;
         let expiresAt: number | null = null;
@@ -1409,8 +1418,28 @@ export class PresenceServer {
       const ev = await this.#timed(
         this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, this.#clock.now()),
       );
-      if (ev) this.#applyLocal(ev);
-      else if (!conn.own.has(name)) {
+      if (ev) {
+        this.#applyLocal(ev);
+        // A state restored before this join landed (see the state op).
+        const state = conn.own.get(name);
+        const expiresAt = conn.expiries.get(name) ?? null;
+        if (state !== undefined && (expiresAt === null || expiresAt > this.#clock.now())) {
+          try {
+            const sev = await this.#timed(
+              this.#store.setState(
+                name,
+                conn.id,
+                { kind: "set", state },
+                expiresAt,
+                this.#clock.now(),
+              ),
+            );
+            if (sev && sev !== "not_member") this.#applyLocal(sev);
+          } catch {
+            this.#reregister(conn); // the join holds; the state follows when it can
+          }
+        }
+      } else if (!conn.own.has(name)) {
         // Still a member: a leave that has not reached the store yet. A new
         // join starts without a state, so clear what that one left.
         const cev = await this.#timed(
@@ -1438,9 +1467,10 @@ export class PresenceServer {
   }
 
   async #leave(conn: Connection, name: string, reason: LeaveReason): Promise<boolean> {
-    if (!conn.rooms.delete(name)) return false;
+    // Out of the room means no state there, even one only restored so far.
     conn.own.delete(name);
     conn.expiries.delete(name);
+    if (!conn.rooms.delete(name)) return false;
     const room = this.#rooms.get(name);
     room?.local.delete(conn);
     try {

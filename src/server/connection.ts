@@ -49,6 +49,10 @@ export class Connection implements PresenceConnection {
   /** Set once the connection is being torn down for good. */
   finished = false;
   readonly inbox: ConnectionTask[] = [];
+  /** Ids of requests received and not answered yet. */
+  readonly pending = new Set<number>();
+  /** Ids a resume found pending: their copies re-sent by the client are dropped. */
+  dupes = new Set<number>();
   busy = false;
   // Token bucket.
   tokens: number;

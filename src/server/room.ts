@@ -61,6 +61,8 @@ export class Room {
   settleUntil = 0;
   /** The view was complete when the store last reset: it may answer meanwhile. */
   kept = false;
+  /** Loaded in a settle window without keeping: incomplete until then (0: complete). */
+  incompleteUntil = 0;
   /** The server's reset count when this view was last loaded (-1: never). */
   loadedAt = -1;
   /** Consecutive failed loads; the next retry waits longer. */

@@ -1102,6 +1102,7 @@ export class PresenceServer {
     conn.socket = socket;
     conn.detachedAt = -1;
     conn.lastSeen = now;
+    conn.dupes = new Set(conn.pending);
     this.#detached.delete(conn);
     this.#hello(conn, true);
     // Re-check guards, then resync every subscription with a fresh snapshot.
@@ -1158,6 +1159,10 @@ export class PresenceServer {
         return;
       }
       const frame = parsed.frame;
+      // A request received before a resume and not answered then is
+      // answered on this socket; the client sent it again (it cannot know
+      // it arrived): drop that copy, or it would get two answers.
+      if ("id" in frame && conn.dupes.delete(frame.id)) return;
       // Pongs take a token too (unanswered), so they cannot be flooded for free.
       const restore = "rs" in frame && frame.rs === true && conn.credit > 0;
       if (restore) conn.credit--;
@@ -1171,6 +1176,7 @@ export class PresenceServer {
         return;
       }
       if (frame.op === "pong") return;
+      conn.pending.add(frame.id);
       conn.inbox.push(frame);
       if (!conn.busy) this.#drain(conn);
     } catch (e) {
@@ -1220,6 +1226,7 @@ export class PresenceServer {
             ));
           }
         }
+        if (task.op !== "pong") conn.pending.delete(task.id);
       }
     })().finally(() => {
       this.#drains.delete(run);
@@ -1633,6 +1640,11 @@ export class PresenceServer {
         const keep = this.#clock.now() < room.settleUntil;
         room.load(snap.seq, snap.present, snap.states, keep);
         room.loadedAt = resets;
+        // Built in a settle window without keeping: it lacks whoever is not
+        // registered again yet, until the window is over.
+        room.incompleteUntil = !keep && this.#settleUntil > this.#clock.now()
+          ? this.#settleUntil
+          : 0;
         if (!keep) room.settleUntil = 0;
         for (const ev of early) this.#applyToRoom(room, ev);
         if (!room.ready) return; // a gap among the early events started a reload
@@ -2148,8 +2160,10 @@ export class PresenceServer {
     this.#lastLease = -Infinity; // renew at the next sweep
     const until = this.#settleUntil = this.#clock.now() + this.#leaseTtlMs;
     for (const room of this.#rooms.values()) {
-      // Only a view loaded before the reset has members to keep meanwhile.
-      room.kept = room.ready || (room.kept && room.settleUntil > 0);
+      // Only a complete view has members to keep meanwhile: one loaded
+      // before the reset, and not itself built (unkept) in an earlier window.
+      room.kept = (room.ready && !(room.incompleteUntil > this.#clock.now())) ||
+        (room.kept && room.settleUntil > 0);
       room.settleUntil = until;
       this.#flushRoom(room);
       if (room.loading) room.reloadAgain = true;

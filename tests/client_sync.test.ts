@@ -212,6 +212,14 @@ describe("buffering before the snapshot", () => {
     assert.equal(applyEvent(view, [6, "j", "y", {}]).gap, true);
   });
 
+  it("a state event for a connection not in the view is ignored, so it cannot outlive it (sim seed 717)", () => {
+    const view = ready(3, ["a"]);
+    const { updates } = applyEvent(view, [4, "s", "ghost", { v: 1 }]);
+    assert.deepEqual(updates, []);
+    assert.equal(view.seq, 4); // the sequence still moves on: no gap later
+    assert.equal(view.states.has("ghost"), false);
+  });
+
   it("a stale event from before a store restart never lands on a later snapshot (sim seed 326)", () => {
     const view = ready(14, ["a"]);
     // From the old store: seq 16, while the new store is at 14.

@@ -270,7 +270,8 @@ export function applyEvent<State, Meta extends Metadata>(
       members.delete(id);
       states.delete(id);
       updates.push({ type: "leave", room, connectionId: id, seq });
-    } else {
+    } else if (members.has(id)) {
+      // Only members have a state: one for anyone else would outlive them.
       const state = (kind === "p" ? applyMergePatch(states.get(id) ?? null, value) : value) as
         | State
         | null;

@@ -111,6 +111,9 @@ function timingSafeEqual(a: string, b: string): boolean {
 }
 
 const TOKEN_SELECTOR = 16;
+/** A store read for one subscriber, and the view's seq when it was read. */
+type FreshSnapshot = RoomSnapshot & { viewSeq: number };
+
 /** Longest a subscription waits for a store reset's settle window (ms). */
 const MAX_SETTLE_WAIT_MS = 5_000;
 /** Events held for a room whose view is loading; past this, reload instead. */
@@ -1689,7 +1692,7 @@ export class PresenceServer {
    * this client gets it; the shared view is left to its feed, so a client
    * cannot make everyone resync. During a settle window the view is right.
    */
-  async #fresher(room: Room, q: number | undefined): Promise<RoomSnapshot | null> {
+  async #fresher(room: Room, q: number | undefined): Promise<FreshSnapshot | null> {
     let waited = 0;
     let lagged = 0;
     for (;;) {
@@ -1738,18 +1741,22 @@ export class PresenceServer {
       // A reset noticed meanwhile: that read may miss who is registering again.
       if (this.#resets !== resets) continue;
       // The view lags the store: answer from the read.
-      if (snap.seq > room.seq) return snap;
+      if (snap.seq > room.seq) return { ...snap, viewSeq: before };
       // The store is behind what the view had before the read: the view is
       // from before a restart (its seq belongs to another life).
-      if (snap.seq < before) return snap;
+      if (snap.seq < before) return { ...snap, viewSeq: before };
       // The view caught up during the read: it is the newer one.
       return null;
     }
   }
 
   /** The snapshot answer for a new subscription: the view's, or a fresher one. */
-  #snapshotFor(head: string, room: Room, sub: Subscription, fresh: RoomSnapshot | null): string {
-    if (!fresh) return room.snapshotFrame(head, sub.users);
+  #snapshotFor(head: string, room: Room, sub: Subscription, fresh: FreshSnapshot | null): string {
+    // The view moved on since the read (its own events may land in the same
+    // tick) and is at least as new: it answers, consistent with `fromSeq`.
+    if (!fresh || (room.seq !== fresh.viewSeq && room.seq >= fresh.seq)) {
+      return room.snapshotFrame(head, sub.users);
+    }
     // Events the view has yet to apply up to the fresh seq are in the answer.
     if (fresh.seq > room.seq) {
       sub.fromSeq = fresh.seq;

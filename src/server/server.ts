@@ -184,7 +184,6 @@ export class PresenceServer {
   #flushCost = 0;
   #sweepTimer: TimerHandle | null = null;
   #sweeping = false;
-  #renewing = false;
   #renewal: Promise<void> | null = null;
   /**
    * The store holds our lease, as far as we know. Entries are written only
@@ -1431,24 +1430,9 @@ export class PresenceServer {
       if (ev) {
         this.#applyLocal(ev);
         // A state restored before this join landed (see the state op).
-        const state = conn.own.get(name);
-        const expiresAt = conn.expiries.get(name) ?? null;
-        if (state !== undefined && (expiresAt === null || expiresAt > this.#clock.now())) {
-          try {
-            const sev = await this.#timed(
-              this.#store.setState(
-                name,
-                conn.id,
-                { kind: "set", state },
-                expiresAt,
-                this.#clock.now(),
-              ),
-            );
-            if (sev && sev !== "not_member") this.#applyLocal(sev);
-          } catch {
-            this.#reregister(conn); // the join holds; the state follows when it can
-          }
-        }
+        await this.#putOwnState(conn, name).catch(() => {
+          this.#reregister(conn); // the join holds; the state follows when it can
+        });
       } else if (!conn.own.has(name)) {
         // Still a member: a leave that has not reached the store yet. A new
         // join starts without a state, so clear what that one left.
@@ -1827,18 +1811,10 @@ export class PresenceServer {
         for (const name of [...conn.rooms]) {
           const state = conn.own.get(name);
           if (state === undefined || !live()) continue;
-          const expiresAt = conn.expiries.get(name) ?? null;
-          const t = this.#clock.now();
-          if (expiresAt !== null && expiresAt <= t) {
-            conn.own.delete(name);
-            conn.expiries.delete(name);
-            continue;
-          }
-          const sev = await this.#persist(
-            () => this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, t),
+          await this.#persist(
+            () => this.#putOwnState(conn, name),
             () => live() && conn.own.get(name) === state,
           );
-          if (sev && sev !== "not_member") this.#applyLocal(sev);
         }
       }).catch((e) => {
         this.#report("store_error", "State restore failed", e);
@@ -1875,6 +1851,26 @@ export class PresenceServer {
     }
   }
 
+  /**
+   * Write the connection's own state in a room (what it means to hold) to
+   * the store, with its remaining expiry; an expired one is forgotten.
+   */
+  async #putOwnState(conn: Connection, name: string): Promise<void> {
+    const state = conn.own.get(name);
+    const expiresAt = conn.expiries.get(name) ?? null;
+    const now = this.#clock.now();
+    if (state === undefined) return;
+    if (expiresAt !== null && expiresAt <= now) {
+      conn.own.delete(name);
+      conn.expiries.delete(name);
+      return;
+    }
+    const ev = await this.#timed(
+      this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, now),
+    );
+    if (ev && ev !== "not_member") this.#applyLocal(ev);
+  }
+
   /** Renew our lease now, once for everyone waiting: registering needs it held. */
   #renewNow(): Promise<void> {
     this.#renewal ??= this.#timed(
@@ -1882,6 +1878,11 @@ export class PresenceServer {
     ).then(() => {
       this.#leaseHeld = true;
       this.#lastLease = this.#clock.now();
+    }, (e) => {
+      // Not known to be held; retried at the next sweep, not a third of a lease later.
+      this.#leaseHeld = false;
+      this.#lastLease = -Infinity;
+      throw e;
     }).finally(() => (this.#renewal = null));
     return this.#renewal;
   }
@@ -2099,17 +2100,9 @@ export class PresenceServer {
           .catch((e) => this.#report("store_error", "Store sweep failed", e))
           .finally(() => (this.#sweeping = false));
       }
-      if (now - this.#lastLease >= this.#leaseTtlMs / 3 && !this.#renewing) {
-        // A failed renewal is retried at the next sweep, not a third of a lease later.
+      if (now - this.#lastLease >= this.#leaseTtlMs / 3) {
         this.#lastLease = now;
-        this.#renewing = true;
-        this.#timed(this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now))
-          .then(() => void (this.#leaseHeld = true), (e) => {
-            this.#leaseHeld = false;
-            this.#lastLease = -Infinity;
-            this.#report("store_error", "Lease renewal failed", e);
-          })
-          .finally(() => (this.#renewing = false));
+        this.#renewNow().catch((e) => this.#report("store_error", "Lease renewal failed", e));
       }
       if (this.#retries.length > 0 && !this.#retrying) this.#runRetries();
       if (now - this.#lastPing >= this.#intervalMs) {

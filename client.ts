@@ -5,7 +5,8 @@
  *
  * - {@link PresenceClient}: the connection, with requests, reconnect/resume
  *   and heartbeat.
- * - {@link createPresence}: a user-level view of one room.
+ * - User-level views and framework bindings (`createPresence`, `roomStore`)
+ *   live in the `@presently/presently/presence` entry, built on this one.
  * - {@link applySnapshot}, {@link applyEvent}, {@link createRoomView}: the pure
  *   sync functions the client is built on.
  *
@@ -40,6 +41,8 @@
  */
 
 export {
+  type AuthParams,
+  type JoinOptions,
   type JoinResult,
   PresenceClient,
   type PresenceClientOptions,
@@ -54,12 +57,6 @@ export {
   type SubscribeOptions,
   type SubscribeResult,
 } from "./src/client/client.ts";
-export {
-  createPresence,
-  type CreatePresenceOptions,
-  type Presence,
-  type PresenceUser,
-} from "./src/client/presence.ts";
 export {
   applyEvent,
   type ApplyEventResult,

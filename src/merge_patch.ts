@@ -46,3 +46,37 @@ export function applyMergePatch(target: unknown, patch: unknown): unknown {
   }
   return result;
 }
+
+/**
+ * One merge patch with the effect of applying `first` then `second`, or
+ * `undefined` when no patch has it: `second` patches into a value that
+ * `first` set to a non-object or deleted, which a merge patch cannot say.
+ *
+ * @param first The earlier patch.
+ * @param second The later patch.
+ * @returns The composed patch, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { applyMergePatch, composeMergePatch } from "./merge_patch.ts";
+ * const both = composeMergePatch({ cursor: { x: 1 } }, { cursor: { y: 2 }, typing: null });
+ * console.log(both); // { cursor: { x: 1, y: 2 }, typing: null }
+ * console.log(applyMergePatch({ typing: true }, both)); // { cursor: { x: 1, y: 2 } }
+ * console.log(composeMergePatch({ cursor: null }, { cursor: { x: 1 } })); // undefined
+ * ```
+ */
+export function composeMergePatch(first: unknown, second: unknown): unknown {
+  if (!isObject(second)) return second;
+  if (!isObject(first)) return undefined;
+  const result: Record<string, unknown> = {};
+  for (const key of Object.keys(first)) put(result, key, first[key]);
+  for (const key of Object.keys(second)) {
+    let value = second[key];
+    if (isObject(value) && Object.hasOwn(result, key)) {
+      value = composeMergePatch(result[key], value);
+      if (value === undefined) return undefined;
+    }
+    put(result, key, value);
+  }
+  return result;
+}

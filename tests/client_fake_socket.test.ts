@@ -3,14 +3,14 @@
 import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  createPresence,
   PresenceClient,
   type PresenceClientOptions,
   PresenceError,
   type PresenceSync,
   type PresenceUpdate,
-  type PresenceUser,
 } from "../client.ts";
+import { createPresence, type PresenceUser } from "../presence.ts";
+import { ThrottledPresenceClient } from "../throttle.ts";
 
 // Captured before any test spies on the globals.
 const realSetTimeout = globalThis.setTimeout;
@@ -244,7 +244,7 @@ describe("PresenceClient: connecting", () => {
       p,
       (e) => e instanceof PresenceError && e.code === "unauthorized",
     );
-    assert.equal(client.status, "closed");
+    assert.equal(client.status, "unauthorized");
     const q = client.connect();
     net.last().drop(1006);
     await assert.rejects(
@@ -259,7 +259,7 @@ describe("PresenceClient: connecting", () => {
       const net = fakeNet();
       const { client, ws } = await open(net);
       ws.drop(code);
-      assert.equal(client.status, "closed");
+      assert.equal(client.status, code === 4401 ? "unauthorized" : "closed");
       assert.equal(client.connectionId, null);
       await sleep(20);
       assert.equal(net.sockets.length, 1);
@@ -928,5 +928,286 @@ describe("createPresence()", () => {
       presence.ready,
       (e) => e instanceof PresenceError && e.code === "forbidden",
     );
+  });
+});
+
+describe("PresenceClient: shared subscriptions and holds", () => {
+  it("listeners on one room share one server subscription; the last to go unsubscribes", async () => {
+    const net = fakeNet(roomServer(() => [{ id: "x", meta: {} }]));
+    const { client, ws } = await open(net);
+    const a: string[] = [], b: string[] = [];
+    const cbA = (u: PresenceUpdate) => a.push(u.type);
+    const cbB = (u: PresenceUpdate) => b.push(u.type);
+    const [ra, rb] = await Promise.all([
+      client.subscribePresence("r", cbA),
+      client.subscribePresence("r", cbB),
+    ]);
+    assert.deepEqual(ws.ops(), ["sub"], "one server subscription");
+    assert.deepEqual(ra.present, ["x"]);
+    assert.deepEqual(rb.present, ["x"]);
+    ws.emit({ t: "ev", r: "r", e: [[2, "j", "y", {}]] });
+    assert.deepEqual(a, ["join"]);
+    assert.deepEqual(b, ["join"]);
+    assert.deepEqual(await client.unsubscribePresence("r", cbA), { success: true });
+    assert.deepEqual(ws.ops(), ["sub"], "another listener remains");
+    ws.emit({ t: "ev", r: "r", e: [[3, "l", "y"]] });
+    assert.deepEqual(a, ["join"]);
+    assert.deepEqual(b, ["join", "leave"]);
+    // A late listener gets the current view without a request.
+    const late: string[] = [];
+    const rl = await client.subscribePresence("r", (u) => late.push(u.type));
+    assert.deepEqual(rl.present, ["x"]);
+    assert.deepEqual(ws.ops(), ["sub"]);
+    await client.unsubscribePresence("r", cbB);
+    assert.deepEqual(ws.ops(), ["sub"]);
+    await client.unsubscribePresence("r");
+    assert.deepEqual(ws.ops(), ["sub", "unsub"], "the last one unsubscribes");
+  });
+
+  it("a listener that needs more widens the subscription; count listeners get counts from the view", async () => {
+    let seq = 1;
+    const net = fakeNet((f) => {
+      if (f.op !== "sub") return {};
+      return f.mode === "count"
+        ? { c: 1, u: 1 }
+        : { seq, present: [{ id: "x", meta: {} }], states: [], users: ["ux"] };
+    });
+    const { client, ws } = await open(net);
+    const counts: unknown[] = [], full: string[] = [];
+    const rc = await client.subscribePresence("r", (u) => counts.push(u), { mode: "count" });
+    assert.deepEqual(rc.count, { connections: 1, users: 1 });
+    assert.equal(ws.sent[0]!.mode, "count");
+    const rf = await client.subscribePresence("r", (u) => full.push(u.type), { users: true });
+    assert.deepEqual(ws.ops(), ["sub", "sub"], "widened to full with users");
+    assert.equal(ws.sent[1]!.mode, undefined);
+    assert.equal(ws.sent[1]!.users, true);
+    assert.deepEqual(rf.users, ["ux"]);
+    assert.deepEqual(counts, [], "the widening itself changes no count");
+    seq = 2;
+    ws.emit({ t: "ev", r: "r", e: [[2, "j", "y", {}], [2, "u", "uy", 1]] });
+    assert.deepEqual(full, ["join", "userOnline"]);
+    assert.deepEqual(counts, [
+      { type: "count", room: "r", connections: 2, users: 1 },
+      { type: "count", room: "r", connections: 2, users: 2 },
+    ]);
+    // A state change is no count change: count listeners hear nothing.
+    ws.emit({ t: "ev", r: "r", e: [[3, "s", "y", { x: 1 }]] });
+    assert.equal(counts.length, 2);
+    assert.deepEqual(full, ["join", "userOnline", "state"]);
+    // A count listener added to the full subscription needs no request.
+    const rc2 = await client.subscribePresence("r", () => {}, { mode: "count" });
+    assert.deepEqual(rc2.count, { connections: 2, users: 2 });
+    assert.equal(ws.sent.length, 2);
+  });
+
+  it("joinRoom holds: two listeners make one join; the room is left when the last lets go", async () => {
+    const net = fakeNet(roomServer(() => [{ id: "c1", meta: {} }]));
+    const { client, ws } = await open(net);
+    const a: string[] = [], b: string[] = [];
+    const cbA = (u: PresenceUpdate) => a.push(u.type);
+    const cbB = (u: PresenceUpdate) => b.push(u.type);
+    const ra = await client.joinRoom("r", cbA);
+    const rb = await client.joinRoom("r", cbB);
+    assert.equal(ra.success && rb.success, true);
+    assert.deepEqual(rb.present, [{ id: "c1", meta: {} }]);
+    assert.deepEqual(ws.ops(), ["join"], "one join with sub on the wire");
+    ws.emit({ t: "ev", r: "r", e: [[2, "j", "z", {}]] });
+    assert.deepEqual([a, b], [["join"], ["join"]]);
+    assert.deepEqual(await client.leaveRoom("r", cbA), { success: true });
+    assert.deepEqual(ws.ops(), ["join"], "still held by B");
+    ws.emit({ t: "ev", r: "r", e: [[3, "l", "z"]] });
+    assert.deepEqual([a, b], [["join"], ["join", "leave"]]);
+    assert.deepEqual(await client.leaveRoom("r", cbB), { success: true });
+    assert.deepEqual(ws.ops(), ["join", "unsub", "leave"]);
+  });
+
+  it("joinRoom(room, cb, { mode: 'count' }) joins and subscribes to counts in one request", async () => {
+    const net = fakeNet((f) => (f.op === "join" ? { c: 2, u: 1 } : {}));
+    const { client, ws } = await open(net);
+    const got: unknown[] = [];
+    const r = await client.joinRoom("r", (u) => got.push(u), { mode: "count" });
+    assert.equal(r.success, true);
+    assert.deepEqual(ws.ops(), ["join"]);
+    assert.equal(ws.sent[0]!.sub, true);
+    assert.equal(ws.sent[0]!.mode, "count");
+    ws.emit({ t: "cnt", r: "r", c: 3, u: 2 });
+    assert.deepEqual(got, [{ type: "count", room: "r", connections: 3, users: 2 }]);
+  });
+
+  it("createPresence, presence() and subscribePresence coexist on one room", async () => {
+    const net = fakeNet(roomServer(() => [{ id: "c1", meta: { userId: "ada" } }]));
+    const { client, ws } = await open(net);
+    const seen: string[] = [];
+    await client.subscribePresence("r", (u) => seen.push(u.type));
+    const p = createPresence({ client, room: "r", metadataIdentifier: (m) => m.userId as string });
+    await p.ready;
+    const reader = client.presence("r").getReader();
+    assert.equal((await reader.read()).value?.type, "sync");
+    ws.emit({ t: "ev", r: "r", e: [[2, "j", "c2", { userId: "bob" }]] });
+    await sleep();
+    assert.deepEqual(seen, ["join"]);
+    assert.deepEqual(p.users.map((u) => u.id), ["ada", "bob"]);
+    assert.equal((await reader.read()).value?.type, "join");
+    await p.destroy();
+    // destroy() released createPresence's hold only: the others still listen.
+    ws.emit({ t: "ev", r: "r", e: [[3, "l", "c2"]] });
+    assert.deepEqual(seen, ["join", "leave"]);
+    assert.equal((await reader.read()).value?.type, "leave");
+    assert.equal(ws.ops().filter((o) => o === "unsub").length, 0);
+    await reader.cancel();
+  });
+});
+
+describe("PresenceClient: auth on every dial", () => {
+  it("calls auth before every dial and uses its params and protocols", async () => {
+    const net = fakeNet();
+    let n = 0;
+    const client = makeClient(net, {
+      params: { keep: "1", token: "stale" },
+      auth: async () => {
+        await sleep(1);
+        n++;
+        return { params: { token: `t${n}` }, protocols: ["presently", `p${n}`] };
+      },
+    });
+    const p = client.connect();
+    await until(() => net.sockets.length === 1);
+    assert.equal(net.last().url.searchParams.get("token"), "t1");
+    assert.equal(net.last().url.searchParams.get("keep"), null, "auth's params replace params");
+    assert.deepEqual(net.last().protocols, ["presently", "p1"]);
+    net.last().hello("c1");
+    await p;
+    net.last().drop(1006);
+    await until(() => net.sockets.length === 2);
+    assert.equal(n, 2);
+    assert.equal(net.last().url.searchParams.get("token"), "t2");
+    assert.equal(net.last().url.searchParams.get("resume"), "token-c1-1");
+  });
+
+  it("a 4401 refusal calls auth again at once; a second in a row stops with unauthorized", async () => {
+    const net = fakeNet();
+    let n = 0;
+    const client = makeClient(net, { auth: () => ({ params: { token: `t${++n}` } }) });
+    const p = client.connect();
+    await until(() => net.sockets.length === 1);
+    net.last().hello("c1");
+    await p;
+    const statuses: string[] = [];
+    client.onStatus((s) => statuses.push(s));
+    net.last().drop(4401); // token expired on the live socket
+    await until(() => net.sockets.length === 2);
+    assert.equal(net.last().url.searchParams.get("token"), "t2");
+    net.last().hello("c1", { resumed: true }); // the fresh token is accepted
+    assert.equal(client.status, "open");
+    net.last().drop(4401);
+    await until(() => net.sockets.length === 3);
+    net.last().drop(4401); // refused again: final
+    await until(() => client.status === "unauthorized");
+    assert.deepEqual(statuses, ["reconnecting", "open", "reconnecting", "unauthorized"]);
+    await sleep(20);
+    assert.equal(net.sockets.length, 3, "no retry loop");
+    assert.equal(n, 3);
+  });
+
+  it("auth that throws stops the client with unauthorized, and connect() rejects", async () => {
+    const net = fakeNet();
+    const client = makeClient(net, {
+      auth: () => Promise.reject(new Error("no session")),
+    });
+    await assert.rejects(
+      client.connect(),
+      (e) => e instanceof PresenceError && e.code === "unauthorized",
+    );
+    assert.equal(client.status, "unauthorized");
+    assert.equal(net.sockets.length, 0);
+  });
+});
+
+describe("ThrottledPresenceClient", () => {
+  it("sends one request per window, one in flight, merges patches, supersedes the rest", async () => {
+    const net = fakeNet(roomServer(() => [{ id: "c1", meta: {} }]));
+    const client = new ThrottledPresenceClient<Record<string, unknown>>("ws://presence.test/ws", {
+      WebSocket: net.WebSocket,
+      throttleMs: 40,
+    });
+    clients.push(client as unknown as PresenceClient<never, never>);
+    const p = client.connect();
+    net.last().hello("c1");
+    await p;
+    const ws = net.last();
+    await client.joinRoom("r");
+    const results = [];
+    results.push(client.publishPresenceState("r", { state: { a: 1 } }));
+    for (let i = 0; i < 5; i++) {
+      results.push(client.publishPresenceState("r", { patch: { cur: { x: i } } }));
+    }
+    results.push(client.publishPresenceState("r", { patch: { cur: { y: 9 } }, expireAfter: 500 }));
+    const out = await Promise.all(results);
+    const states = ws.sent.filter((f) => f.op === "state");
+    assert.equal(states.length, 2, "the first at once, the rest merged into one");
+    assert.deepEqual(states[0]!.state, { a: 1 });
+    assert.deepEqual(states[1]!.patch, { cur: { x: 4, y: 9 } });
+    assert.equal(states[1]!.expireAfter, 500);
+    assert.deepEqual(out.map((r) => r.superseded === true), [
+      false,
+      true,
+      true,
+      true,
+      true,
+      true,
+      false,
+    ]);
+    // A patch into a value an earlier patch deleted cannot merge: sent next, in order.
+    const q = [
+      client.publishPresenceState("r", { patch: { cur: null } }),
+      client.publishPresenceState("r", { patch: { cur: { x: 1 } } }),
+    ];
+    await Promise.all(q);
+    const tail = ws.sent.filter((f) => f.op === "state").slice(2).map((f) => f.patch);
+    assert.deepEqual(tail, [{ cur: null }, { cur: { x: 1 } }]);
+    // clearPresenceState drops what is queued.
+    const a = client.publishPresenceState("r", { state: { a: 2 } });
+    const b = client.publishPresenceState("r", { state: { a: 3 } });
+    await client.clearPresenceState("r");
+    assert.equal((await b).superseded, true);
+    await a;
+    assert.equal(ws.sent.at(-1)!.op, "clear");
+  });
+});
+
+describe("PresenceClient: shared subscription regressions (simulation seeds)", () => {
+  it("a count listener after a full one widens to users, whatever the order (sim seed 4)", async () => {
+    const net = fakeNet(roomServer(() => [{ id: "x", meta: {} }]));
+    const { client, ws } = await open(net);
+    await client.joinRoom("r", () => {});
+    await client.subscribePresence("r", () => {}, { mode: "count" });
+    assert.deepEqual(ws.ops(), ["join", "sub"]);
+    assert.equal(ws.sent[1]!.users, true, "user counts need the user list");
+    assert.equal(ws.sent[1]!.mode, undefined);
+  });
+
+  it("a resync retry stops once a widening request took over (sim seed 23)", async () => {
+    let refuse = true;
+    const net = fakeNet((f) => {
+      if (f.op !== "sub") return {};
+      if (refuse && f.rs) return new Error("store_error");
+      return { seq: 1, present: [], states: [], users: [] };
+    });
+    const { client } = await open(net);
+    await client.subscribePresence("r", () => {});
+    net.last().drop(1006); // a new connection: the subscription is restored
+    await until(() => net.sockets.length === 2);
+    const ws2 = net.last();
+    ws2.hello("c2");
+    await until(() => ws2.sent.some((f) => f.op === "sub"));
+    // While the restore is failing and retried, a listener widens the subscription.
+    const widened = client.subscribePresence("r", () => {}, { users: true });
+    await until(() => ws2.sent.some((f) => f.op === "sub" && f.users));
+    refuse = false;
+    await widened;
+    await sleep(400); // past the restore's next retry
+    const subs = ws2.sent.filter((f) => f.op === "sub");
+    const after = subs.slice(subs.findIndex((f) => f.users));
+    assert.ok(after.every((f) => f.users === true), JSON.stringify(subs));
   });
 });

@@ -4,7 +4,8 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createPresence, PresenceClient, type PresenceUpdate } from "../client.ts";
+import { PresenceClient, type PresenceUpdate } from "../client.ts";
+import { createPresence } from "../presence.ts";
 import { type Running, RUNTIME, startServer, waitUntil } from "./_harness.ts";
 import { startProxy } from "./_proxy.ts";
 

@@ -1,7 +1,7 @@
 // The demo page: a roster grouped by user (createPresence), typing indicators
-// that expire, live cursors (coalesced to one publish per frame and one in
-// flight), a room switcher and a connection-status badge.
-import { createPresence, PresenceClient } from "/client.js";
+// that expire, live cursors (throttled by the client: at most one publish per
+// 50 ms and one in flight), a room switcher and a connection-status badge.
+import { createPresence, ThrottledPresenceClient } from "/client.js";
 
 const ROOMS = ["lobby", "design", "random"];
 const NAMES = [
@@ -51,7 +51,9 @@ const initials = (n) => n.split(/\s+/).map((w) => w[0] ?? "").join("").slice(0, 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 const proto = location.protocol === "https:" ? "wss" : "ws";
-const client = new PresenceClient(`${proto}://${location.host}/ws`, { params: { name, user } });
+const client = new ThrottledPresenceClient(`${proto}://${location.host}/ws`, {
+  params: { name, user },
+});
 // A log for tests and the curious: membership events and roster renders.
 const log = { events: [], rosters: [] };
 globalThis.presently = {
@@ -161,31 +163,16 @@ async function enter(next) {
   for (const [cid, s] of snap.states) drawCursor(cid, s);
 }
 
-// Cursors: at most one publish per animation frame and one in flight; the
-// newest position always wins.
-let pending = null, inFlight = false, frame = 0;
-function flushCursor() {
-  frame = 0;
-  if (inFlight || !pending || !cursorRoom) return;
-  const state = pending;
-  pending = null;
-  inFlight = true;
-  const send = state === "clear"
-    ? client.clearPresenceState(cursorRoom)
-    : client.publishPresenceState(cursorRoom, { state, expireAfter: 30_000 });
-  send.finally(() => {
-    inFlight = false;
-    if (pending && !frame) frame = requestAnimationFrame(flushCursor);
-  });
-}
+// Cursors: every move is handed to the client, which throttles per room (one
+// request per 50 ms, one in flight, the newest position wins).
 $("stage").addEventListener("pointermove", (e) => {
+  if (!cursorRoom) return;
   const r = $("stage").getBoundingClientRect();
-  pending = { x: (e.clientX - r.left) / r.width, y: (e.clientY - r.top) / r.height };
-  if (!frame) frame = requestAnimationFrame(flushCursor);
+  const state = { x: (e.clientX - r.left) / r.width, y: (e.clientY - r.top) / r.height };
+  client.publishPresenceState(cursorRoom, { state, expireAfter: 30_000, throttleMs: 50 });
 });
 $("stage").addEventListener("pointerleave", () => {
-  pending = "clear";
-  if (!frame) frame = requestAnimationFrame(flushCursor);
+  if (cursorRoom) client.clearPresenceState(cursorRoom); // drops a queued move
 });
 
 // Typing: a state that expires on its own 3 s after the last keystroke.

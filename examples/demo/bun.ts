@@ -18,7 +18,7 @@ const Bun = (globalThis as unknown as { Bun: BunLike }).Bun;
 const here = new URL(".", import.meta.url).pathname;
 
 const built = await Bun.build({
-  entrypoints: [`${here}../../client.ts`],
+  entrypoints: [`${here}client_entry.ts`],
   target: "browser",
   format: "esm",
 });

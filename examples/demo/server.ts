@@ -9,7 +9,7 @@ const here = new URL(".", import.meta.url);
 async function bundleClient(): Promise<string> {
   // `deno bundle` (esbuild inside) turns client.ts into one browser module.
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--quiet", "--platform=browser", new URL("../../client.ts", here).pathname],
+    args: ["bundle", "--quiet", "--platform=browser", new URL("client_entry.ts", here).pathname],
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -24,7 +24,7 @@ import {
  * const status: PresenceStatus = client.status; // "closed"
  * ```
  */
-export type PresenceStatus = "connecting" | "open" | "reconnecting" | "closed";
+export type PresenceStatus = "connecting" | "open" | "reconnecting" | "closed" | "unauthorized";
 
 /**
  * Reconnect policy: exponential backoff with full jitter, the delay before
@@ -75,6 +75,39 @@ export interface PresenceClientOptions {
   params?: Record<string, string>;
   /** The WebSocket constructor to use (default `globalThis.WebSocket`). */
   WebSocket?: typeof WebSocket;
+  /**
+   * Called before every connect and reconnect; what it resolves to is used
+   * for that dial, over `params` and `protocols`. A refusal after the upgrade
+   * (close code 4401, e.g. `token_expired`) calls it again at once; when it
+   * throws, or the server refuses twice in a row, the client stops with
+   * status `"unauthorized"`. A resume keeps the connection id, so a fresh
+   * token is not a rejoin.
+   */
+  auth?: () => AuthParams | Promise<AuthParams>;
+}
+
+/**
+ * What {@link PresenceClientOptions.auth} resolves to for one dial.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient, type AuthParams } from "@presently/presently/client";
+ * const fetchToken = (): Promise<string> => Promise.resolve("t0k3n");
+ * const client = new PresenceClient("wss://example.com/presence", {
+ *   auth: async (): Promise<AuthParams> => ({ params: { token: await fetchToken() } }),
+ * });
+ * ```
+ */
+export interface AuthParams {
+  /** Query parameters for this dial (replace the `params` option). */
+  params?: Record<string, string>;
+  /** Subprotocols for this dial (replace the `protocols` option). */
+  protocols?: string | string[];
+  /**
+   * Request headers for this dial. Browsers cannot set WebSocket headers;
+   * Deno and Bun can.
+   */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -196,6 +229,20 @@ export interface SubscribeOptions {
   /** Also receive `userOnline`/`userOffline` updates and the online user list. */
   users?: boolean;
   /** `"count"` receives occupancy counts instead of members (default `"full"`). */
+  mode?: "full" | "count";
+}
+
+/**
+ * Options of {@link PresenceClient.joinRoom} with a callback.
+ *
+ * @example
+ * ```ts
+ * import type { JoinOptions } from "@presently/presently/client";
+ * const options: JoinOptions = { mode: "count" };
+ * ```
+ */
+export interface JoinOptions {
+  /** `"count"`: the callback gets occupancy counts instead of members (default `"full"`). */
   mode?: "full" | "count";
 }
 
@@ -367,19 +414,32 @@ interface Req {
   /** Sent on the current socket. */
   s?: boolean;
 }
+type Cb<S, M extends Metadata> = (u: PresenceUpdate<S, M>) => void;
+/** A subscription listener: its options, and whether it has its view yet. */
+type Ear = { o: SubscribeOptions; on?: boolean };
+/** One server subscription per room, shared by its listeners. */
 interface Sub<S, M extends Metadata> {
   v: RoomView<S, M>;
-  cb: (u: PresenceUpdate<S, M>) => void;
+  /** Listeners. */
+  ls: Map<Cb<S, M>, Ear>;
+  /** What the server subscription covers: the union of the listeners' needs. */
   o: SubscribeOptions;
+  /** The latest `sub` request sent (first or widening). */
+  w?: Promise<Answer>;
   /** A `sub` request is in flight. */
   p?: boolean;
   /** The server has answered a `sub` once. */
   l?: boolean;
+  /** The occupancy last told to count listeners, and its key. */
+  c?: { connections: number; users: number };
+  k?: string;
 }
+
 /** Own state in a room (merged value) and its absolute expiry (0 = none). */
 type Own = { s: unknown; x: number } | undefined;
 
 const CLOSED = "Closed";
+
 const err = (code: PresenceErrorCode, message: string): Answer => ({
   t: "err",
   code,
@@ -479,6 +539,9 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   #requests = new Map<number, Req>(); // requests, queued and in flight
   #rooms = new Map<string, Own>(); // joined rooms and own state there
   #subs = new Map<string, Sub<State, Meta>>(); // subscriptions
+  #holds = new Map<string, Set<unknown>>(); // who holds each joined room
+  #dials = 0; // bumped per dial and per loss: a late auth answer is dropped
+  #refused = 0; // 4401 refusals in a row
   #listeners = new Set<(s: PresenceStatus, f?: RestoreFailure) => void>(); // status listeners
   #waiters: Array<[() => void, (e: PresenceError) => void]> = []; // connect() waiters
 
@@ -648,7 +711,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   connect(): Promise<void> {
     return this.#open ? Promise.resolve() : new Promise((resolve, reject) => {
       this.#waiters.push([resolve, reject]);
-      if (this.#status === "closed") {
+      if (this.#status == "closed" || this.#status == "unauthorized") {
         this.#ended = false;
         this.#setStatus("connecting");
         this.#dial();
@@ -736,21 +799,35 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   async joinRoom(
     room: string,
     onUpdate?: (update: PresenceUpdate<State, Meta>) => void,
+    options: JoinOptions = {},
   ): Promise<JoinResult<State>> {
-    // With a callback: one request that joins and subscribes, so the view
-    // and the updates after it start from the same snapshot.
+    const h = this.#holds, hold = onUpdate ?? 0, held = h.get(room) ?? new Set();
+    h.set(room, held.add(hold));
     let present: unknown, error: PresenceError | undefined, states;
-    if (onUpdate) {
-      const sub = { v: createRoomView<State, Meta>(room), cb: onUpdate, o: {} };
-      this.#subs.set(room, sub);
-      ({ members: present, states, error } = await this.#subscribe(sub, true));
-    } else {
+    // With a callback and no subscription yet: one request that joins and
+    // subscribes, so the view and the updates after it start from the same
+    // snapshot. Otherwise a join (unless joined) and a listener on the
+    // room's shared subscription.
+    const both = onUpdate && !this.#subs.has(room);
+    if (!both && !(onUpdate && this.#rooms.has(room))) {
       const a = await this.#request({ op: "join", room });
       if (a.t === "err") error = fail(a);
       present = a.present;
     }
-    if (error) return { success: false, present: [], error };
-    if (!this.#rooms.has(room)) this.#rooms.set(room, undefined);
+    if (onUpdate && !error) {
+      ({ members: present, states, error } = await this.subscribePresence(
+        room,
+        onUpdate,
+        options,
+        both,
+      ));
+    }
+    if (error) {
+      held.delete(hold);
+      return { success: false, present: [], error };
+    }
+    // Left meanwhile: not in the restore list.
+    if (h.get(room)?.has(hold) && !this.#rooms.has(room)) this.#rooms.set(room, undefined);
     return { success: true, present: present as PresentEntry[], states };
   }
 
@@ -784,11 +861,19 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * await http.shutdown();
    * ```
    */
-  async leaveRoom(room: string): Promise<PresenceResult> {
+  async leaveRoom(
+    room: string,
+    onUpdate?: (update: PresenceUpdate<State, Meta>) => void,
+  ): Promise<PresenceResult> {
+    const h = this.#holds.get(room);
+    if (onUpdate) h?.delete(onUpdate);
+    if (this.#subs.has(room)) void this.unsubscribePresence(room, onUpdate);
+    // Other holders (another listener, a plain join) keep the room joined.
+    if (onUpdate && h?.size) return { success: true };
+    this.#holds.delete(room);
     // Out of the restore list at once, so no restore can follow the leave;
     // back in if refused (e.g. rate_limited): still in the room.
     const r = this.#rooms, own = r.get(room), had = r.delete(room);
-    if (this.#subs.delete(room)) void this.#request({ op: "unsub", room });
     const a = await this.#request({ op: "leave", room });
     if (a.t == "err" && had && !r.has(room)) r.set(room, own);
     return res(a);
@@ -828,14 +913,46 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * await http.shutdown();
    * ```
    */
-  subscribePresence(
+  async subscribePresence(
     room: string,
     cb: (update: PresenceUpdate<State, Meta>) => void,
     options: SubscribeOptions = {},
+    /** @internal A join with `sub`, from joinRoom. */
+    join?: boolean,
   ): Promise<SubscribeResult<State>> {
-    const sub: Sub<State, Meta> = { v: createRoomView(room), cb, o: options };
-    this.#subs.set(room, sub);
-    return this.#subscribe(sub);
+    const s = this.#subs, ear: Ear = { o: options }, o = options;
+    let sub = s.get(room);
+    if (!sub) s.set(room, sub = { v: createRoomView(room), ls: new Map(), o: {} });
+    const w = sub.o, { ls, v } = sub, count = o.mode == "count";
+    ls.set(cb, ear);
+    // Widen the server subscription when this listener needs more of it: a
+    // count listener on a full subscription counts users from the view.
+    if (!sub.w || (!count && w.mode) || (o.users || count && !w.mode) && !w.users) {
+      let full, users, cnt;
+      for (const { o } of ls.values()) o.mode == "count" ? cnt = 1 : (full = 1, users ||= o.users);
+      sub.o = full ? users || cnt ? { users: true } : {} : { mode: "count" };
+      sub.w = this.#subscribe(sub, join);
+    }
+    const a = await sub.w;
+    const view: PresenceView<State> = { present: [], states: new Map(), members: [] };
+    if (a.t == "err" && s.get(room) == sub) {
+      ls.delete(cb);
+      if (!ls.size) s.delete(room);
+    }
+    if (ls.get(cb) != ear) {
+      return { success: false, ...view, error: fail(a.t == "err" ? a : err("closed", CLOSED)) };
+    }
+    ear.on = true;
+    if (count) view.count = sub.o.mode ? sub.c! : this.#count(sub);
+    else {
+      for (const [id, meta] of v.members) {
+        view.present.push(id);
+        view.members.push({ id, meta });
+      }
+      view.states = new Map(v.states);
+      if (o.users) view.users = [...v.users];
+    }
+    return { success: true, ...view };
   }
 
   /**
@@ -866,8 +983,14 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * await http.shutdown();
    * ```
    */
-  async unsubscribePresence(room: string): Promise<PresenceResult> {
-    this.#subs.delete(room);
+  async unsubscribePresence(
+    room: string,
+    cb?: (update: PresenceUpdate<State, Meta>) => void,
+  ): Promise<PresenceResult> {
+    const s = this.#subs, sub = s.get(room);
+    if (cb) sub?.ls.delete(cb);
+    if (cb && sub?.ls.size) return { success: true };
+    s.delete(room);
     return res(await this.#request({ op: "unsub", room }));
   }
 
@@ -1032,18 +1155,18 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     room: string,
     options?: SubscribeOptions,
   ): ReadableStream<PresenceUpdate<State, Meta> | PresenceSync<State>> {
-    let off: (() => void) | undefined, gone = false;
+    let off: (() => void) | undefined, gone = false, cb: Cb<State, Meta>;
     return new ReadableStream({
       start: async (c) => {
         const { success, error, ...view } = await this.subscribePresence(
           room,
-          (u) => c.enqueue(u),
+          cb = (u) => c.enqueue(u),
           options,
         );
         if (gone) return;
         if (!success) return c.error(error);
-        off = this.onStatus((s) => {
-          if (s === "closed") {
+        off = this.onStatus(() => {
+          if (this.#ended) {
             off!();
             c.close();
           }
@@ -1053,7 +1176,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       cancel: () => {
         gone = true;
         off?.();
-        void this.unsubscribePresence(room);
+        void this.unsubscribePresence(room, cb);
       },
     });
   }
@@ -1121,75 +1244,88 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     }
   }
 
-  async #subscribe(sub: Sub<State, Meta>, j?: true): Promise<SubscribeResult<State>> {
-    const { v, o, cb } = sub, room = v.room, was = sub.l;
+  /** Send a `sub` (a join with `sub` when `j`) for the subscription's listeners, and apply the answer. */
+  async #subscribe(sub: Sub<State, Meta>, j?: boolean): Promise<Answer> {
+    const { v, o } = sub, room = v.room, was = sub.l;
     sub.p = true;
     // `q`: the sequence this view has seen, so a lagging instance catches up first.
     const f = { op: j ? "join" : "sub", sub: j, room, ...o, q: v.seq };
-    // A resync is retried; a first subscribe answers its caller.
-    const live = () => this.#subs.get(room) == sub;
+    // A resync is retried (unless the subscription went, or was widened by
+    // a request of its own); a first subscribe answers its caller.
+    const live = () => this.#subs.get(room) == sub && sub.o == o;
     const a = await (was ? this.#restore(f, live) : this.#request(f));
-    const view: PresenceView<State> = {
-      present: [],
-      states: new Map(),
-      members: [],
-    };
     sub.p = false;
-    if (a.t === "err") {
-      if (live()) this.#subs.delete(room);
-      return { success: false, ...view, error: fail(a) };
-    }
-    sub.l = true;
-    if (o.mode === "count") {
-      const count = { connections: a.c as number, users: a.u as number };
-      view.count = count;
-      if (was && live()) call(cb, { type: "count", room, ...count });
-    } else {
-      const ups = applySnapshot(v, a as unknown as WireSnapshot);
-      if (was) this.#emit(sub, ups);
-      if (v.resync) this.#resync(sub);
-      for (const [id, meta] of v.members) {
-        view.present.push(id);
-        view.members.push({ id, meta });
+    if (a.t == "ok") {
+      sub.l = true;
+      if (o.mode) {
+        sub.c = { connections: a.c as number, users: a.u as number };
+        this.#emit(sub, [{ type: "count", room, ...sub.c }]);
+      } else {
+        this.#emit(sub, applySnapshot(v, a as unknown as WireSnapshot));
+        if (v.resync) this.#resync(sub);
       }
-      view.states = new Map(v.states);
-      if (o.users) view.users = [...v.users];
     }
-    return { success: true, ...view };
+    return a;
   }
 
-  /** Resubscribe for a fresh snapshot unless one is on its way. */
+  /** A full subscription's occupancy, for its count listeners. */
+  #count({ v }: Sub<State, Meta>): { connections: number; users: number } {
+    return { connections: v.members.size, users: v.users.size };
+  }
+
   #resync(sub: Sub<State, Meta>): void {
     if (!sub.p && this.#subs.get(sub.v.room) === sub) void this.#subscribe(sub);
   }
 
-  /** Deliver updates to a subscription that is still current. */
-  #emit(
-    sub: Sub<State, Meta>,
-    ups: PresenceUpdate<State, Meta>[],
-  ): void {
-    // `u` events reach every subscriber of a room; only `users: true` ones want them.
+  /** Tell the listeners that have their view: `u` updates only to `users: true` ones; counts to count ones. */
+  #emit(sub: Sub<State, Meta>, ups: PresenceUpdate<State, Meta>[]): void {
+    if (!sub.o.mode && sub.v.ready) {
+      ups = [...ups, { type: "count", room: sub.v.room, ...this.#count(sub) }];
+    }
     for (const u of ups) {
-      if (
-        this.#subs.get(sub.v.room) === sub && (sub.o.users || u.type[0] !== "u")
-      ) {
-        call(sub.cb, u);
+      // A count is told when it changed (a widening or resync may not).
+      if (u.type == "count") {
+        const k = u.connections + "," + u.users;
+        if (k == sub.k) continue;
+        sub.k = k;
+      }
+      for (const [cb, { o, on }] of sub.ls) {
+        if (
+          on && this.#subs.get(sub.v.room) === sub &&
+          (o.mode == "count"
+            ? u.type == "count"
+            : u.type != "count" && (o.users || u.type[0] != "u"))
+        ) call(cb, u);
       }
     }
   }
 
-  /** Open a socket (first connect or reconnect). */
-  #dial(): void {
-    const o = this.#options, u = new URL(this.#url), q = u.searchParams;
-    for (const [k, v] of Object.entries(o.params ?? {})) q.set(k, v);
-    q.set("v", "1");
-    if (this.#token) q.set("resume", this.#token);
-    // Until hello, the request timeout bounds the wait.
+  async #dial(): Promise<void> {
+    const o = this.#options, u = new URL(this.#url), q = u.searchParams, n = ++this.#dials;
+    // Until hello, the request timeout bounds the wait (auth included).
     this.#lastFrame = Date.now();
     this.#beat(this.#deadline = o.requestTimeoutMs ?? 1e4);
+    let x: AuthParams = o;
+    if (o.auth) {
+      try {
+        x = { ...o, ...await o.auth() };
+      } catch {
+        x = 0 as never;
+      }
+      // A dial given up meanwhile (deadline, close) drops its late answer.
+      if (n != this.#dials || this.#ended) return;
+      if (!x) return this.#finish("unauthorized");
+    }
+    for (const [k, v] of Object.entries(x.params ?? {})) q.set(k, v);
+    q.set("v", "1");
+    if (this.#token) q.set("resume", this.#token);
     try {
-      const WS = o.WebSocket ?? WebSocket, p = o.protocols;
-      const ws = this.#ws = p ? new WS(u, p) : new WS(u);
+      const WS = o.WebSocket ?? WebSocket, p = x.protocols, headers = x.headers;
+      const ws = this.#ws = headers
+        ? new WS(u, { protocols: p, headers } as never)
+        : p
+        ? new WS(u, p)
+        : new WS(u);
       ws.onmessage = (e) => ws === this.#ws && this.#message(e.data);
       ws.onclose = (e) => ws === this.#ws && this.#lost(e.code);
     } catch {
@@ -1211,21 +1347,25 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /** The current socket ended without close(). */
   #lost(code: number): void {
-    const r = this.#options.reconnect;
+    const o = this.#options, r = o.reconnect || undefined, cid = this.#cid;
+    // A refusal after the upgrade (4401, e.g. token_expired) with `auth`:
+    // dial again at once with a fresh answer; a second in a row is final.
+    const again = code == 4401 && o.auth && !this.#refused++;
+    this.#dials++;
     this.#ws = null;
     this.#open = false;
     clearTimeout(this.#beatTimer);
     for (const q of this.#requests.values()) q.s = false;
     if (
-      !this.#cid || r === false || code === 4400 || code === 4401 ||
-      this.#attempts >= (r?.maxRetries ?? Infinity)
+      !again && (!cid || o.reconnect === false || code === 4400 || code === 4401 ||
+        this.#attempts >= (r?.maxRetries ?? Infinity))
     ) return this.#finish(code === 4401 ? "unauthorized" : "closed");
     const min = r?.minDelayMs ?? 250, max = r?.maxDelayMs ?? 1e4;
     this.#retryTimer = setTimeout(
       () => this.#dial(),
-      Math.random() * Math.min(max, min * 2 ** this.#attempts++),
+      again ? 0 : Math.random() * Math.min(max, min * 2 ** this.#attempts++),
     );
-    this.#setStatus("reconnecting");
+    if (cid) this.#setStatus("reconnecting");
   }
 
   /** Terminal: fail everything waiting, status "closed". */
@@ -1243,7 +1383,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     }
     this.#requests.clear();
     for (const w of this.#waiters.splice(0)) w[1](new PresenceError(code, CLOSED));
-    this.#setStatus("closed");
+    this.#setStatus(code == "unauthorized" ? code : "closed");
   }
 
   /** Handle one inbound frame; never throws. */
@@ -1268,7 +1408,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
           return;
         }
         case "ev":
-          if (sub && sub.o.mode !== "count") {
+          if (sub && !sub.o.mode) {
             for (const e of f.e) {
               const { updates, gap } = applyEvent(sub.v, e);
               this.#emit(sub, updates);
@@ -1277,19 +1417,18 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
           }
           return;
         case "snap":
-          if (sub?.l && sub.o.mode !== "count") {
+          if (sub?.l && !sub.o.mode) {
             this.#emit(sub, applySnapshot(sub.v, f));
             if (sub.v.resync) this.#resync(sub);
           }
           return;
         case "cnt":
-          if (sub) {
-            call(sub.cb, {
+          if (sub?.o.mode) {
+            this.#emit(sub, [{
               type: "count",
               room: f.r,
-              connections: f.c,
-              users: f.u,
-            });
+              ...(sub.c = { connections: f.c, users: f.u }),
+            }]);
           }
       }
     } catch { /* a malformed frame is ignored */ }
@@ -1301,7 +1440,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     this.#cid = f.cid;
     this.#token = f.token;
     this.#resumed = f.resumed;
-    this.#attempts = 0;
+    this.#attempts = this.#refused = 0;
     this.#open = true;
     if ((this.#deadline = f.hb?.[1]) > 0) this.#beat(this.#deadline);
     else clearTimeout(this.#beatTimer);

@@ -9,7 +9,7 @@ import type { PresenceUpdate } from "./sync.ts";
  *
  * @example
  * ```ts
- * import type { PresenceUser } from "@presently/presently/client";
+ * import type { PresenceUser } from "@presently/presently/presence";
  * const label = (u: PresenceUser<{ name: string }>) =>
  *   `${u.state?.name ?? u.id}${u.tabCount > 1 ? ` (${u.tabCount} tabs)` : ""}`;
  * ```
@@ -35,7 +35,8 @@ export interface PresenceUser<
  *
  * @example
  * ```ts
- * import { PresenceClient, type CreatePresenceOptions } from "@presently/presently/client";
+ * import { PresenceClient } from "@presently/presently/client";
+ * import type { CreatePresenceOptions } from "@presently/presently/presence";
  * const url = "wss://example.com/presence";
  * const client = new PresenceClient<{ name: string }, { userId: string }>(url);
  * const options: CreatePresenceOptions<{ name: string }, { userId: string }> = {
@@ -49,15 +50,11 @@ export interface PresenceUser<
 export interface CreatePresenceOptions<
   State = unknown,
   Meta extends Metadata = Metadata,
-> {
+> extends UserIdentifiers<State, Meta> {
   /** The client to use (connected or not). */
   client: PresenceClient<State, Meta>;
   /** The room to join and watch. */
   room: string;
-  /** The user id carried in a connection's state, if any. */
-  stateIdentifier?: (state: State) => string | null | undefined;
-  /** The user id carried in a connection's metadata, if any (checked first). */
-  metadataIdentifier?: (meta: Meta) => string | null | undefined;
   /** `localStorage` key that keeps the last published state across reloads. */
   storageKey?: string;
   /** Called with the user list whenever it changes (bursts are coalesced). */
@@ -71,7 +68,8 @@ export interface CreatePresenceOptions<
  * ```ts
  * import { PresenceServer } from "@presently/presently";
  * import { presenceHandler } from "@presently/presently/deno";
- * import { createPresence, PresenceClient } from "@presently/presently/client";
+ * import { PresenceClient } from "@presently/presently/client";
+ * import { createPresence } from "@presently/presently/presence";
  *
  * const server = new PresenceServer();
  * server.trackPresence("lobby");
@@ -113,6 +111,65 @@ export interface Presence<State = unknown, Meta extends Metadata = Metadata> {
   destroy(): Promise<void>;
 }
 
+/** One connection as the user views see it: metadata, state, when the state last changed. */
+export type Conn<State, Meta> = { m: Meta; s: State | null; t: number };
+
+/** How connections map to users. */
+export interface UserIdentifiers<State, Meta> {
+  /** The user id carried in a connection's state, if any. */
+  stateIdentifier?: ((state: State) => string | null | undefined) | undefined;
+  /** The user id carried in a connection's metadata, if any (checked first). */
+  metadataIdentifier?: ((meta: Meta) => string | null | undefined) | undefined;
+}
+
+/**
+ * Group connections into users, keeping the users of `previous` in their
+ * place. A user's state is that of its most recently updated connection.
+ */
+export function groupUsers<State, Meta extends Metadata>(
+  conns: Map<string, Conn<State, Meta>>,
+  previous: PresenceUser<State, Meta>[],
+  { metadataIdentifier, stateIdentifier }: UserIdentifiers<State, Meta>,
+): PresenceUser<State, Meta>[] {
+  // Seed with the previous order so users keep their place.
+  const byId = new Map<string, PresenceUser<State, Meta> | undefined>(
+    previous.map((u) => [u.id, undefined]),
+  );
+  const at = new Map<string, number>();
+  for (const [cid, c] of conns) {
+    const id = metadataIdentifier?.(c.m) ??
+      (c.s === null ? null : stateIdentifier?.(c.s)) ?? cid;
+    let u = byId.get(id);
+    if (!u) byId.set(id, u = { id, meta: c.m, state: null, connections: [], tabCount: 0 });
+    u.tabCount = u.connections.push(cid);
+    if (c.s !== null && c.t >= (at.get(id) ?? 0)) {
+      at.set(id, c.t);
+      u.state = c.s;
+    }
+  }
+  return [...byId.values()].filter((u) => u !== undefined);
+}
+
+/**
+ * Apply a presence update to a connection map; `false` when it changed
+ * nothing a user view shows.
+ */
+export function applyToConns<State, Meta extends Metadata>(
+  conns: Map<string, Conn<State, Meta>>,
+  u: PresenceUpdate<State, Meta>,
+  tick: () => number,
+): boolean {
+  if (u.type === "join") conns.set(u.connectionId, { m: u.meta, s: null, t: 0 });
+  else if (u.type === "leave") conns.delete(u.connectionId);
+  else if (u.type === "state") {
+    const c = conns.get(u.connectionId);
+    if (!c) return false;
+    c.s = u.state;
+    c.t = tick();
+  } else return false;
+  return true;
+}
+
 const storage = (): Storage | undefined => {
   // Absent in Bun, may throw in Deno without a location.
   try {
@@ -135,7 +192,8 @@ const storage = (): Storage | undefined => {
  * ```ts
  * import { PresenceServer } from "@presently/presently";
  * import { presenceHandler } from "@presently/presently/deno";
- * import { createPresence, PresenceClient } from "@presently/presently/client";
+ * import { PresenceClient } from "@presently/presently/client";
+ * import { createPresence } from "@presently/presently/presence";
  *
  * // Every connection of user "ada" (e.g. two tabs) counts as one user.
  * const server = new PresenceServer({ authenticate: () => ({ userId: "ada" }) });
@@ -174,44 +232,17 @@ export function createPresence<
 >(
   options: CreatePresenceOptions<State, Meta>,
 ): Presence<State, Meta> {
-  const {
-    client,
-    room,
-    stateIdentifier,
-    metadataIdentifier,
-    storageKey,
-    onUpdate,
-  } = options;
+  const { client, room, storageKey, onUpdate } = options;
   // Per connection: metadata, state, and when the state last changed.
-  const conns = new Map<string, { m: Meta; s: State | null; t: number }>();
+  const conns = new Map<string, Conn<State, Meta>>();
   let users: PresenceUser<State, Meta>[] = [];
   let dirty = false, queued = false, dead = false, clock = 0;
+  const tick = () => ++clock;
 
   const list = (): PresenceUser<State, Meta>[] => {
     if (dirty) {
       dirty = false;
-      // Seed with the previous order so users keep their place.
-      const byId = new Map<string, PresenceUser<State, Meta> | undefined>(
-        users.map((u) => [u.id, undefined]),
-      );
-      const at = new Map<string, number>();
-      for (const [cid, c] of conns) {
-        const id = metadataIdentifier?.(c.m) ??
-          (c.s === null ? null : stateIdentifier?.(c.s)) ?? cid;
-        let u = byId.get(id);
-        if (!u) {
-          byId.set(
-            id,
-            u = { id, meta: c.m, state: null, connections: [], tabCount: 0 },
-          );
-        }
-        u.tabCount = u.connections.push(cid);
-        if (c.s !== null && c.t >= (at.get(id) ?? 0)) {
-          at.set(id, c.t);
-          u.state = c.s;
-        }
-      }
-      users = [...byId.values()].filter((u) => u !== undefined);
+      users = groupUsers(conns, users, options);
     }
     return users;
   };
@@ -226,16 +257,7 @@ export function createPresence<
     }
   };
   const on = (u: PresenceUpdate<State, Meta>): void => {
-    if (u.type === "join") {
-      conns.set(u.connectionId, { m: u.meta, s: null, t: 0 });
-    } else if (u.type === "leave") conns.delete(u.connectionId);
-    else if (u.type === "state") {
-      const c = conns.get(u.connectionId);
-      if (!c) return;
-      c.s = u.state;
-      c.t = ++clock;
-    } else return;
-    changed();
+    if (applyToConns(conns, u, tick)) changed();
   };
   const publish = (state: State): Promise<PublishResult> => {
     try {
@@ -249,7 +271,7 @@ export function createPresence<
   const ready = client.joinRoom(room, on).then(async (r) => {
     if (r.error) throw r.error;
     for (const { id, meta } of r.present) {
-      conns.set(id, { m: meta as Meta, s: r.states?.get(id) ?? null, t: ++clock });
+      conns.set(id, { m: meta as Meta, s: r.states?.get(id) ?? null, t: tick() });
     }
     changed();
     let saved: State | undefined;
@@ -270,7 +292,7 @@ export function createPresence<
     publish,
     async destroy() {
       dead = true;
-      await client.leaveRoom(room);
+      await client.leaveRoom(room, on);
     },
   };
 }

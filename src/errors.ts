@@ -26,6 +26,7 @@ export type PresenceErrorCode =
   | "invalid_state"
   | "not_found"
   | "unauthorized"
+  | "token_expired"
   | "timeout"
   | "closed"
   | "queue_full"

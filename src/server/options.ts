@@ -286,6 +286,11 @@ export interface PresenceServerOptions {
   /**
    * Authenticate an upgrade request. Resolve metadata to accept (it becomes the
    * connection's metadata), or `null` (or throw) to refuse with HTTP 401.
+   * Throw a `PresenceError` with code `"token_expired"` or `"unauthorized"`
+   * to refuse after the upgrade instead: the socket is closed with 4401 and
+   * the code as reason, which a browser can read (it cannot read an HTTP
+   * 401), and a client with an `auth` callback fetches a fresh token and
+   * dials again (resuming its connection id within the grace period).
    */
   authenticate?: (request: Request) => Metadata | null | Promise<Metadata | null>;
   /** Allowed `Origin` header values; others get HTTP 403. Default: any. */

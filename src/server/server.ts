@@ -47,6 +47,8 @@ interface Ticket {
   remoteAddr: string | null;
   resume: string | null;
   badVersion: boolean;
+  /** Refused after the upgrade: close with 4401 and this reason. */
+  refuse?: PresenceErrorCode;
 }
 
 /**
@@ -930,13 +932,13 @@ export class PresenceServer {
     let result: Metadata | null | Promise<Metadata | null>;
     try {
       result = auth(request);
-    } catch {
-      result = null;
+    } catch (e) {
+      return this.#admitWith(request, remoteAddr, null, e);
     }
     if (result instanceof Promise) {
       return result.then(
         (meta) => this.#admitWith(request, remoteAddr, meta),
-        () => this.#admitWith(request, remoteAddr, null),
+        (e) => this.#admitWith(request, remoteAddr, null, e),
       );
     }
     return this.#admitWith(request, remoteAddr, result);
@@ -946,15 +948,24 @@ export class PresenceServer {
     request: Request,
     remoteAddr: string | null,
     meta: Metadata | null,
+    thrown?: unknown,
   ): Admission {
-    if (meta === null || typeof meta !== "object") {
+    // A PresenceError("token_expired" | "unauthorized") from authenticate is
+    // told after the upgrade, as close code 4401 with the code as reason:
+    // browsers cannot read an HTTP 401, and the client re-authenticates.
+    const refuse = thrown instanceof PresenceError &&
+        (thrown.code === "token_expired" || thrown.code === "unauthorized")
+      ? thrown.code
+      : undefined;
+    if (!refuse && (meta === null || typeof meta !== "object")) {
       return { ok: false, status: 401, message: "Unauthorized" };
     }
-    const user = this.#userOf?.(meta) ?? null;
+    meta ??= {};
+    const user = refuse ? null : this.#userOf?.(meta) ?? null;
     const url = new URL(request.url);
     const resume = url.searchParams.get("resume");
     if (
-      user !== null && !this.#resumable(resume) &&
+      !refuse && user !== null && !this.#resumable(resume) &&
       (this.#perUser.get(user) ?? 0) >= this.#limits.maxConnectionsPerUser
     ) {
       return { ok: false, status: 429, message: "Too many connections for this user" };
@@ -967,6 +978,7 @@ export class PresenceServer {
       resume,
       badVersion: v !== null && v !== String(PROTOCOL_VERSION),
     };
+    if (refuse) ticket.refuse = refuse;
     const offered = (request.headers.get("sec-websocket-protocol") ?? "")
       .split(",").map((p) => p.trim()).filter((p) => p.length > 0);
     const admission: Admission = { ok: true, ticket };
@@ -1012,6 +1024,10 @@ export class PresenceServer {
     }
     if (ticket.badVersion) {
       socket.close(CloseCode.badVersion, "Unsupported protocol version");
+      return NOOP_HANDLERS;
+    }
+    if (ticket.refuse) {
+      socket.close(CloseCode.unauthorized, ticket.refuse);
       return NOOP_HANDLERS;
     }
     const now = this.#clock.now();

@@ -70,6 +70,7 @@ describe("auth on every dial, with short-lived tokens", () => {
   it("a token that lives 1 s, a drop at 2 s: the client resumes the same id on a fresh token, no leave", async () => {
     const seen = await observer();
     let dials = 0;
+    const statuses: string[] = [];
     const client = new PresenceClient(proxy.url("/"), {
       reconnect: { minDelayMs: 50, maxDelayMs: 200 },
       auth: () => {
@@ -78,13 +79,15 @@ describe("auth on every dial, with short-lived tokens", () => {
       },
     });
     clients.push(client);
+    client.onStatus((s) => statuses.push(s));
     await client.connect();
     assert.equal((await client.joinRoom("doc")).success, true);
     const id = client.connectionId!;
     await sleep(2_000); // the first token has expired
     proxy.cut();
-    await waitUntil(() => client.status === "reconnecting", 3_000);
-    await waitUntil(() => client.status === "open", 5_000);
+    // (The reconnect can be faster than a poll: watch the status events.)
+    await waitUntil(() => dials === 2 && client.status === "open", 5_000, "reconnected");
+    assert.deepEqual(statuses.slice(-2), ["reconnecting", "open"]);
     assert.equal(dials, 2, "auth was called again for the reconnect");
     assert.equal(client.connectionId, id, "same connection id");
     assert.equal(client.resumed, true);
@@ -168,14 +171,23 @@ describe("ThrottledPresenceClient on a real server", () => {
         else expected = { ...expected, cursor: { ...(expected.cursor as object), x: i } };
         results.push(client.publishPresenceState("board", { patch }));
       }
-      const due = t0 + i + 1;
+      // Paced over 950 ms, so all 1000 calls fall inside the second even
+      // when a timer fires late on a loaded machine.
+      const due = t0 + Math.floor((i + 1) * 0.95);
       if (Date.now() < due) await sleep(due - Date.now());
     }
+    const span = Date.now() - t0;
     const out = await Promise.all(results);
     const frames = sent.filter((f) => f.op === "state").length;
     const elapsed = Date.now() - t0;
-    console.log(`[throttle] 1000 publishes in ${elapsed} ms -> ${frames} state frames`);
-    assert.ok(frames <= 21, `${frames} state frames`);
+    console.log(
+      `[throttle] 1000 publishes over ${span} ms (answered by ${elapsed} ms) -> ${frames} state frames`,
+    );
+    // One request at once, then at most one per 50 ms window while calls come
+    // in, plus the trailing one: floor(span / 50) + 2, which is 21 for a
+    // span under 1 s.
+    assert.ok(frames <= Math.floor(span / 50) + 2, `${frames} state frames over ${span} ms`);
+    if (span < 1000) assert.ok(frames <= 21, `${frames} state frames`);
     assert.ok(frames >= 2);
     assert.ok(out.every((r) => r.success), "nothing refused (rate_limited or other)");
     assert.equal(out.filter((r) => !r.superseded).length, frames, "one real answer per frame");

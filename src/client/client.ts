@@ -447,7 +447,7 @@ const err = (code: PresenceErrorCode, message: string): Answer => ({
 });
 const fail = (a: Answer): PresenceError => new PresenceError(a.code!, a.message!);
 const res = (a: Answer): PresenceResult =>
-  a.t === "ok" ? { success: true } : { success: false, error: fail(a) };
+  a.t == "ok" ? { success: true } : { success: false, error: fail(a) };
 const call = <T, U>(fn: (arg: T, more?: U) => void, arg: T, more?: U): void => {
   // A throwing callback must not break the client: report it like an event listener would.
   try {
@@ -540,6 +540,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   #rooms = new Map<string, Own>(); // joined rooms and own state there
   #subs = new Map<string, Sub<State, Meta>>(); // subscriptions
   #holds = new Map<string, Set<unknown>>(); // who holds each joined room
+  #joins = new Map<string, Promise<unknown>>(); // each room's latest joinRoom
   #dials = 0; // bumped per dial and per loss: a late auth answer is dropped
   #refused = 0; // 4401 refusals in a row
   #listeners = new Set<(s: PresenceStatus, f?: RestoreFailure) => void>(); // status listeners
@@ -796,12 +797,26 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * await http.shutdown();
    * ```
    */
-  async joinRoom(
+  joinRoom(
     room: string,
     onUpdate?: (update: PresenceUpdate<State, Meta>) => void,
     options: JoinOptions = {},
   ): Promise<JoinResult<State>> {
-    const h = this.#holds, hold = onUpdate ?? 0, held = h.get(room) ?? new Set();
+    const j = this.#joins, p = this.#join(room, onUpdate, options, j.get(room));
+    j.set(room, p);
+    return p;
+  }
+
+  async #join(
+    room: string,
+    onUpdate: Cb<State, Meta> | undefined,
+    options: JoinOptions,
+    prior?: Promise<unknown>,
+  ): Promise<JoinResult<State>> {
+    const h = this.#holds, hold = onUpdate ?? 0;
+    // Another holder's join settles first: then this one knows if the room is joined.
+    if (h.get(room)?.size) await prior;
+    const held = h.get(room) ?? new Set();
     h.set(room, held.add(hold));
     let present: unknown, error: PresenceError | undefined, states;
     // With a callback and no subscription yet: one request that joins and
@@ -811,7 +826,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     const both = onUpdate && !this.#subs.has(room);
     if (!both && !(onUpdate && this.#rooms.has(room))) {
       const a = await this.#request({ op: "join", room });
-      if (a.t === "err") error = fail(a);
+      if (a.t == "err") error = fail(a);
       present = a.present;
     }
     if (onUpdate && !error) {
@@ -871,6 +886,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     // Other holders (another listener, a plain join) keep the room joined.
     if (onUpdate && h?.size) return { success: true };
     this.#holds.delete(room);
+    this.#joins.delete(room);
     // Out of the restore list at once, so no restore can follow the leave;
     // back in if refused (e.g. rate_limited): still in the room.
     const r = this.#rooms, own = r.get(room), had = r.delete(room);
@@ -1032,7 +1048,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   ): Promise<PublishResult> {
     const at = Date.now();
     const a = await this.#request({ op: "state", room, ...options });
-    if (a.t === "err") return { success: false, error: fail(a) };
+    if (a.t == "err") return { success: false, error: fail(a) };
     if (this.#rooms.has(room)) {
       const prev = this.#rooms.get(room);
       const { patch, expireAfter: ms } = options;
@@ -1078,7 +1094,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    */
   async clearPresenceState(room: string): Promise<PresenceResult> {
     const a = await this.#request({ op: "clear", room });
-    if (a.t === "ok" && this.#rooms.has(room)) this.#rooms.set(room, undefined);
+    if (a.t == "ok" && this.#rooms.has(room)) this.#rooms.set(room, undefined);
     return res(a);
   }
 
@@ -1113,7 +1129,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    */
   async getConnectionMetadata(connectionId: string): Promise<Meta | null> {
     const a = await this.#request({ op: "meta", cid: connectionId });
-    if (a.t === "err") throw fail(a);
+    if (a.t == "err") throw fail(a);
     return (a.meta ?? null) as Meta | null;
   }
 
@@ -1183,7 +1199,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /** Set the status and tell the listeners. */
   #setStatus(s: PresenceStatus): void {
-    if (this.#status !== s) {
+    if (this.#status != s) {
       this.#status = s;
       for (const cb of this.#listeners) call(cb, s);
     }
@@ -1274,7 +1290,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   }
 
   #resync(sub: Sub<State, Meta>): void {
-    if (!sub.p && this.#subs.get(sub.v.room) === sub) void this.#subscribe(sub);
+    if (!sub.p && this.#subs.get(sub.v.room) == sub) void this.#subscribe(sub);
   }
 
   /** Tell the listeners that have their view: `u` updates only to `users: true` ones; counts to count ones. */
@@ -1291,7 +1307,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       }
       for (const [cb, { o, on }] of sub.ls) {
         if (
-          on && this.#subs.get(sub.v.room) === sub &&
+          on && this.#subs.get(sub.v.room) == sub &&
           (o.mode == "count"
             ? u.type == "count"
             : u.type != "count" && (o.users || u.type[0] != "u"))
@@ -1326,8 +1342,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
         : p
         ? new WS(u, p)
         : new WS(u);
-      ws.onmessage = (e) => ws === this.#ws && this.#message(e.data);
-      ws.onclose = (e) => ws === this.#ws && this.#lost(e.code);
+      ws.onmessage = (e) => ws == this.#ws && this.#message(e.data);
+      ws.onclose = (e) => ws == this.#ws && this.#lost(e.code);
     } catch {
       this.#lost(1006);
     }
@@ -1357,9 +1373,9 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     clearTimeout(this.#beatTimer);
     for (const q of this.#requests.values()) q.s = false;
     if (
-      !again && (!cid || o.reconnect === false || code === 4400 || code === 4401 ||
+      !again && (!cid || o.reconnect === false || code == 4400 || code == 4401 ||
         this.#attempts >= (r?.maxRetries ?? Infinity))
-    ) return this.#finish(code === 4401 ? "unauthorized" : "closed");
+    ) return this.#finish(code == 4401 ? "unauthorized" : "closed");
     const min = r?.minDelayMs ?? 250, max = r?.maxDelayMs ?? 1e4;
     this.#retryTimer = setTimeout(
       () => this.#dial(),

@@ -96,8 +96,9 @@ export interface RoomStoreOptions<State = unknown, Meta extends Metadata = Metad
  *   change (coalesced per microtask), and returns the unsubscribe function:
  *   this is Svelte's store contract and what React's `useSyncExternalStore`,
  *   Vue's `shallowRef` glue and Solid's `from` take.
- * - The first subscriber joins the room (one `join` with `sub` on the wire);
- *   when the last one leaves, the room is left after `lingerMs`.
+ * - The first subscriber joins the room (one `join` with `sub` on the wire),
+ *   connecting the client if it is not; when the last one leaves, the room
+ *   is left after `lingerMs`.
  *
  * @example
  * ```ts
@@ -291,6 +292,8 @@ function createRoomStore<State, Meta extends Metadata>(
       }
       changed();
     });
+    // Mounting means being in the room: connect if nobody did yet.
+    client.connect().catch(() => {});
     void client.joinRoom(room, on).then((r) => {
       if (mine !== generation) return;
       if (r.success) {

@@ -1,6 +1,5 @@
 // The framework-free presence store (examples/signals/presence_signal.ts) on a
-// real server, its pure reducer, and the React hook that wraps it
-// (examples/react/usePresence.ts) with a stand-in for React.
+// real server, and its pure reducer.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -11,7 +10,6 @@ import {
   type PresenceSnapshot,
   reducePresence,
 } from "../examples/signals/presence_signal.ts";
-import { createUsePresence, type ReactLike } from "../examples/react/usePresence.ts";
 import { type Running, RUNTIME, startServer, waitUntil } from "./_harness.ts";
 
 describe("reducePresence()", () => {
@@ -135,31 +133,5 @@ describe(`presenceSignal() on a real server (${RUNTIME})`, () => {
     await waitUntil(() => s.get().status === "error", 3000, "error");
     assert.equal((s.get().error as { code?: string }).code, "not_tracked");
     stop();
-  });
-
-  it("usePresence() is useSyncExternalStore over the same store", async () => {
-    const eve = client("eve");
-    await eve.connect();
-    await eve.joinRoom("room:hook");
-    // A stand-in for React: subscribe once, re-render (call the hook again) on change.
-    let renders = 0;
-    let unsubscribe: (() => void) | null = null;
-    let render: () => void = () => {};
-    const React: ReactLike = {
-      useSyncExternalStore(subscribe, getSnapshot) {
-        renders++;
-        unsubscribe ??= subscribe(() => render());
-        return getSnapshot();
-      },
-    };
-    const usePresence = createUsePresence(React);
-    let last: PresenceSnapshot<{ typing: boolean }, { userId: string }> | null = null;
-    render = () => (last = usePresence(eve, "room:hook"));
-    render();
-    await waitUntil(() => last?.status === "ready", 3000, "rendered ready");
-    assert.deepEqual([...last!.members.values()], [{ userId: "eve" }]);
-    assert.equal(last, presenceSignal(eve, "room:hook").get());
-    assert.ok(renders >= 2);
-    unsubscribe!();
   });
 });

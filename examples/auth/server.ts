@@ -7,7 +7,12 @@
 // Env: AUTH_SECRET, PORT (8000; 0 picks a free one), HOST (0.0.0.0).
 
 import process from "node:process";
-import { type Metadata, PresenceServer, type PresenceServerOptions } from "../../mod.ts";
+import {
+  type Metadata,
+  PresenceError,
+  PresenceServer,
+  type PresenceServerOptions,
+} from "../../mod.ts";
 import { signToken, verifyToken } from "./token.ts";
 import { onShutdown, serve } from "../_serve.ts";
 
@@ -45,11 +50,19 @@ export function tokenFromRequest(request: Request): string | null {
  */
 export function authOptions(secret: string): PresenceServerOptions {
   return {
-    // A `null` (or a throw) refuses the upgrade with HTTP 401.
+    // A missing or forged token: `null` refuses the upgrade with HTTP 401.
+    // A genuine token past its `exp`: refused after the upgrade with close
+    // code 4401 and reason "token_expired", which a browser can read; a
+    // client with an `auth` callback then fetches a fresh token and resumes.
     authenticate: async (request): Promise<Metadata | null> => {
       const token = tokenFromRequest(request);
       const payload = token === null ? null : await verifyToken(token, secret);
-      if (payload === null) return null;
+      if (payload === null) {
+        if (token !== null && (await verifyToken(token, secret, 0)) !== null) {
+          throw new PresenceError("token_expired", "Token expired");
+        }
+        return null;
+      }
       const { sub, exp: _exp, ...claims } = payload;
       return { ...claims, userId: sub };
     },

@@ -1,7 +1,8 @@
 // A framework-free presence store on `client.presence(room)`: `get()` returns an
 // immutable snapshot `{ status, members, states }` and `subscribe()` tells you
-// when it changes. Copy this file into your app; examples/react/usePresence.ts
-// turns it into a React hook in three lines.
+// when it changes. It only watches (it never joins); for a store that joins on
+// mount and knows `self` and `others`, use `roomStore` from
+// `@presently/presently/presence` (recipes per framework in examples/frameworks).
 
 import type { Metadata, PresenceClient, PresenceSync, PresenceUpdate } from "../../client.ts";
 

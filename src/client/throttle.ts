@@ -144,6 +144,8 @@ export class ThrottledPresenceClient<State = unknown, Meta extends Metadata = Me
   #windows = new Map<string, Window<State>>();
 
   /**
+   * Create a throttled client; nothing connects until `connect()`.
+   *
    * @param url The server's WebSocket URL.
    * @param options As for `PresenceClient`, plus the default `throttleMs`.
    */

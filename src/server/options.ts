@@ -314,6 +314,14 @@ export interface PresenceServerOptions {
   leaveGraceMs?: number;
   /** Instance lease TTL in the store. Default 10000; renewed every third. */
   leaseTtlMs?: number;
+  /**
+   * Deadline of every store call: one that has not answered by then fails
+   * with `store_error` (a partitioned store must not hang requests or queue
+   * lease renewals). The call may still land later; what it wrote is
+   * reconciled as for any failed call. Default: a quarter of `leaseTtlMs`
+   * (2500 ms), so a hung renewal fails well before the lease lapses.
+   */
+  storeTimeoutMs?: number;
   /** Expiry and housekeeping resolution. Default 100 ms. */
   sweepIntervalMs?: number;
   /** Throttle of `mode: "count"` updates. Default 1000 ms. */

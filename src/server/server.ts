@@ -158,6 +158,9 @@ export class PresenceServer {
   readonly #timeoutMs: number;
   readonly #graceMs: number;
   readonly #leaseTtlMs: number;
+  readonly #storeTimeoutMs: number;
+  /** Store calls that passed their deadline and have not settled yet. */
+  readonly #late = new Set<Promise<unknown>>();
   readonly #sweepMs: number;
   readonly #countMs: number;
   readonly #options: PresenceServerOptions;
@@ -267,6 +270,7 @@ export class PresenceServer {
     }
     this.#graceMs = options.leaveGraceMs ?? 5000;
     this.#leaseTtlMs = options.leaseTtlMs ?? 10_000;
+    this.#storeTimeoutMs = options.storeTimeoutMs ?? this.#leaseTtlMs / 4;
     this.#sweepMs = options.sweepIntervalMs ?? 100;
     this.#countMs = options.countIntervalMs ?? 1000;
     const key = options.userKey;
@@ -471,7 +475,7 @@ export class PresenceServer {
       const meta = conn.publicMeta;
       if (conn.finished) return;
       if (!this.#leaseHeld) await this.#renewNow();
-      await this.#timed(this.#store.setMetadata(conn.id, this.instanceId, meta));
+      await this.#timed(() => this.#store.setMetadata(conn.id, this.instanceId, meta));
       if (conn.publicMeta === meta) return;
     }
   }
@@ -507,7 +511,7 @@ export class PresenceServer {
   async getConnectionMetadata(connectionId: string): Promise<Metadata | null> {
     const conn = this.#conns.get(connectionId);
     if (conn) return conn.metadata;
-    return await this.#timed(this.#store.getMetadata(connectionId));
+    return await this.#timed(() => this.#store.getMetadata(connectionId));
   }
 
   /**
@@ -538,7 +542,7 @@ export class PresenceServer {
    * ```
    */
   async getPresentConnections(room: string): Promise<string[]> {
-    const snap = await this.#timed(this.#store.snapshot(room, this.#clock.now()));
+    const snap = await this.#timed(() => this.#store.snapshot(room, this.#clock.now()));
     return snap.present.map((p) => p.id);
   }
 
@@ -572,7 +576,7 @@ export class PresenceServer {
    * ```
    */
   async getPresenceStates(room: string): Promise<Map<string, unknown>> {
-    const snap = await this.#timed(this.#store.snapshot(room, this.#clock.now()));
+    const snap = await this.#timed(() => this.#store.snapshot(room, this.#clock.now()));
     return snap.states;
   }
 
@@ -1367,16 +1371,25 @@ export class PresenceServer {
           if (expiresAt === null) conn.expiries.delete(f.room);
           else conn.expiries.set(f.room, expiresAt);
         }
-        let ev = await this.#timed(this.#store.setState(f.room, conn.id, write, expiresAt, now));
+        // A write that times out may land later: the connection's own state
+        // (what it was told it has) is written again after it.
+        const late = () => this.#reconcileState(conn, f.room);
+        let ev = await this.#timed(
+          () => this.#store.setState(f.room, conn.id, write, expiresAt, now),
+          late,
+        );
         if (ev === "not_member" && conn.rooms.has(f.room)) {
           // The store lost this membership (a reset, or a reap while we were
           // cut off) and re-registration has not run yet: register it now.
           if (!this.#leaseHeld) await this.#renewNow();
-          const jev = await this.#timed(
-            this.#store.join(f.room, conn.id, this.instanceId, conn.publicMeta, now),
+          const jev = await this.#timed(() =>
+            this.#store.join(f.room, conn.id, this.instanceId, conn.publicMeta, now)
           );
           if (jev) this.#applyLocal(jev);
-          ev = await this.#timed(this.#store.setState(f.room, conn.id, write, expiresAt, now));
+          ev = await this.#timed(
+            () => this.#store.setState(f.room, conn.id, write, expiresAt, now),
+            late,
+          );
         }
         if (ev === "not_member") throw notMember(f.room);
         if (
@@ -1386,7 +1399,9 @@ export class PresenceServer {
           // The store merged onto another base: set what was meant.
           if (ev) this.#applyLocal(ev);
           const fix = await this.#timed(
-            this.#store.setState(f.room, conn.id, { kind: "set", state: next }, expiresAt, now),
+            () =>
+              this.#store.setState(f.room, conn.id, { kind: "set", state: next }, expiresAt, now),
+            late,
           );
           ev = fix === "not_member" ? null : fix;
         }
@@ -1404,7 +1419,7 @@ export class PresenceServer {
         const local = this.#conns.get(f.cid);
         const meta = local && !local.finished
           ? local.publicMeta
-          : await this.#timed(this.#store.getMetadata(f.cid));
+          : await this.#timed(() => this.#store.getMetadata(f.cid));
         conn.send(encodeOk(f.id, { meta }));
         return;
       }
@@ -1440,8 +1455,8 @@ export class PresenceServer {
     conn.rooms.add(name);
     room.local.add(conn);
     try {
-      const ev = await this.#timed(
-        this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, this.#clock.now()),
+      const ev = await this.#timed(() =>
+        this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, this.#clock.now())
       );
       if (ev) {
         this.#applyLocal(ev);
@@ -1452,8 +1467,8 @@ export class PresenceServer {
       } else if (!conn.own.has(name)) {
         // Still a member: a leave that has not reached the store yet. A new
         // join starts without a state, so clear what that one left.
-        const cev = await this.#timed(
-          this.#store.setState(name, conn.id, { kind: "clear" }, null, this.#clock.now()),
+        const cev = await this.#timed(() =>
+          this.#store.setState(name, conn.id, { kind: "clear" }, null, this.#clock.now())
         );
         if (cev && cev !== "not_member") this.#applyLocal(cev);
       }
@@ -1484,8 +1499,8 @@ export class PresenceServer {
     const room = this.#rooms.get(name);
     room?.local.delete(conn);
     try {
-      const ev = await this.#timed(
-        this.#store.leave(name, conn.id, reason, this.#clock.now()),
+      const ev = await this.#timed(() =>
+        this.#store.leave(name, conn.id, reason, this.#clock.now())
       );
       if (ev) this.#applyLocal(ev);
       return ev !== null;
@@ -1505,14 +1520,31 @@ export class PresenceServer {
    * Tell the store (again, from the sweep, until it holds) that the
    * connection is not in the room, unless it means to be in it by then.
    */
+  /**
+   * Make the store hold the connection's own state in a room again (set, or
+   * cleared), after a state write that timed out landed late.
+   */
+  #reconcileState(conn: Connection, name: string): void {
+    this.#retryLater(() =>
+      this.#enqueueTask(conn, async () => {
+        if (conn.finished || !conn.rooms.has(name)) return; // ensureLeft's job
+        if (conn.own.has(name)) return await this.#putOwnState(conn, name);
+        const ev = await this.#timed(() =>
+          this.#store.setState(name, conn.id, { kind: "clear" }, null, this.#clock.now())
+        );
+        if (ev && ev !== "not_member") this.#applyLocal(ev);
+      })
+    );
+  }
+
   #ensureLeft(conn: Connection, name: string, reason: LeaveReason): void {
     // Through the connection's queue: ordered with its own joins, so a join
     // after this cannot be undone by it.
     this.#retryLater(() =>
       this.#enqueueTask(conn, async () => {
         if (!conn.finished && conn.rooms.has(name)) return;
-        const ev = await this.#timed(
-          this.#store.leave(name, conn.id, reason, this.#clock.now()),
+        const ev = await this.#timed(() =>
+          this.#store.leave(name, conn.id, reason, this.#clock.now())
         );
         if (ev) this.#applyLocal(ev);
       })
@@ -1634,7 +1666,7 @@ export class PresenceServer {
     const resets = this.#resets;
     room.loading = (async () => {
       try {
-        const snap = await this.#timed(this.#store.snapshot(room.name, this.#clock.now()));
+        const snap = await this.#timed(() => this.#store.snapshot(room.name, this.#clock.now()));
         room.loading = null;
         if (this.#rooms.get(room.name) !== room) return;
         const early = room.early.filter((ev) => !(before.has(ev) && ev.seq > snap.seq));
@@ -1724,7 +1756,7 @@ export class PresenceServer {
           continue;
         }
         if (this.#storeFailing) {
-          await this.#timed(this.#store.snapshot(room.name, now));
+          await this.#timed(() => this.#store.snapshot(room.name, now));
           continue;
         }
         // Its feed may lag what the client saw: let it catch up, bounded
@@ -1737,7 +1769,7 @@ export class PresenceServer {
       if (room.seq >= q && !this.#storeFailing) return null;
       const resets = this.#resets;
       const before = room.seq;
-      const snap = await this.#timed(this.#store.snapshot(room.name, now));
+      const snap = await this.#timed(() => this.#store.snapshot(room.name, now));
       // A reset noticed meanwhile: that read may miss who is registering again.
       if (this.#resets !== resets) continue;
       // The view lags the store: answer from the read.
@@ -1806,11 +1838,17 @@ export class PresenceServer {
         if (!live()) return;
         if (!conn.rooms.has(name)) continue;
         const t = this.#clock.now();
-        const ev = await this.#persist(async () => {
-          // A reset during this run drops the lease: renew before writing.
-          if (!this.#leaseHeld) await this.#renewNow();
-          return await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
-        }, live);
+        const ev = await this.#persist(
+          async () => {
+            // A reset during this run drops the lease: renew before writing.
+            if (!this.#leaseHeld) await this.#renewNow();
+            return await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
+          },
+          live,
+          // A join that timed out and landed after the connection finished
+          // (or left the room): undo it, after it.
+          () => this.#ensureLeft(conn, name, "leave"),
+        );
         if (ev) this.#applyLocal(ev);
         if (ev && (conn.finished || !conn.rooms.has(name))) {
           const undo = await this.#persist(
@@ -1856,10 +1894,14 @@ export class PresenceServer {
    * A store call retried quickly (25 ms doubling to 250 ms, 8 tries) while
    * `live()`; the last failure is thrown. Undefined when no longer live.
    */
-  async #persist<T>(call: () => Promise<T>, live: () => boolean): Promise<T> {
+  async #persist<T>(
+    call: () => Promise<T>,
+    live: () => boolean,
+    onLate?: () => void,
+  ): Promise<T> {
     for (let i = 0;; i++) {
       try {
-        return await this.#timed(call());
+        return await this.#timed(call, onLate);
       } catch (e) {
         if (i >= 7 || !live()) throw e;
         await new Promise<void>((r) => this.#clock.setTimeout(r, Math.min(250, 25 * 2 ** i)));
@@ -1881,16 +1923,16 @@ export class PresenceServer {
       conn.expiries.delete(name);
       return;
     }
-    const ev = await this.#timed(
-      this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, now),
+    const ev = await this.#timed(() =>
+      this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, now)
     );
     if (ev && ev !== "not_member") this.#applyLocal(ev);
   }
 
   /** Renew our lease now, once for everyone waiting: registering needs it held. */
   #renewNow(): Promise<void> {
-    this.#renewal ??= this.#timed(
-      this.#store.renewLease(this.instanceId, this.#leaseTtlMs, this.#clock.now()),
+    this.#renewal ??= this.#timed(() =>
+      this.#store.renewLease(this.instanceId, this.#leaseTtlMs, this.#clock.now())
     ).then(() => {
       this.#leaseHeld = true;
       this.#lastLease = this.#clock.now();
@@ -2091,10 +2133,10 @@ export class PresenceServer {
         }
       }
       try {
-        await this.#timed(this.#store.deleteMetadata(conn.id));
+        await this.#timed(() => this.#store.deleteMetadata(conn.id));
       } catch (e) {
         this.#report("store_error", "Metadata cleanup failed", e);
-        this.#retryLater(() => this.#timed(this.#store.deleteMetadata(conn.id)));
+        this.#retryLater(() => this.#timed(() => this.#store.deleteMetadata(conn.id)));
       }
       this.#conns.delete(conn.id);
       if (conn.remoteAddr !== null) bump(this.#perIp, conn.remoteAddr, -1);
@@ -2112,7 +2154,7 @@ export class PresenceServer {
     try {
       if (!this.#sweeping) {
         this.#sweeping = true;
-        this.#timed(this.#store.sweep(now))
+        this.#timed(() => this.#store.sweep(now))
           .catch((e) => this.#report("store_error", "Store sweep failed", e))
           .finally(() => (this.#sweeping = false));
       }
@@ -2288,19 +2330,45 @@ export class PresenceServer {
     return out;
   }
 
-  async #timed<T>(p: Promise<T>): Promise<T> {
+  /**
+   * Every store call goes through here: latency stats, failures as
+   * `store_error`, and a deadline. A call past its deadline fails, but it
+   * may still land: calls made after it wait until it settles (within their
+   * own deadline), so a stale write never lands after a newer one.
+   */
+  async #timed<T>(call: () => Promise<T>, onLate?: () => void): Promise<T> {
     const start = performance.now();
+    let timer: TimerHandle | undefined, p: Promise<T> | undefined;
+    const expired = new PresenceError("store_error", "Store call timed out");
+    const deadline = new Promise<never>((_, reject) => {
+      timer = this.#clock.setTimeout(() => reject(expired), this.#storeTimeoutMs);
+    });
+    deadline.catch(() => {});
     try {
-      const result = await p;
+      if (this.#late.size > 0) await Promise.race([Promise.allSettled(this.#late), deadline]);
+      const result = await Promise.race([p = call(), deadline]);
       this.#storeFailing = false;
       return result;
     } catch (e) {
+      if (e === expired && p) {
+        // Landed after all: the caller's reconciliation runs (its writes
+        // wait behind this one, like every call made after the deadline).
+        const late: Promise<unknown> = p.then(
+          () => {
+            this.#late.delete(late);
+            if (onLate) this.#safe(onLate);
+          },
+          () => this.#late.delete(late),
+        );
+        this.#late.add(late);
+      }
       this.#storeFailing = true;
       this.#extendSettle();
       throw e instanceof PresenceError
         ? e
         : new PresenceError("store_error", "Store call failed", { cause: e });
     } finally {
+      if (timer !== undefined) this.#clock.clearTimeout(timer);
       const lat = this.#storeLatency;
       if (lat.length >= 256) lat.shift();
       lat.push(performance.now() - start);

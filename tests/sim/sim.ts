@@ -111,9 +111,18 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   // trying to renew at the promised cadence (checked here) and failed.
   const reaped = new Set<string>();
   const lastRenew = new Map<number, number>();
+  // While an instance's store traffic is black-holed its renewals cannot
+  // reach the store (they wait behind the calls that timed out): the cadence
+  // counts from when the partition healed.
+  const healedAt = new Map<number, number>();
   shared.onRenew = (i) => {
     const inst = insts[i]!;
-    const since = Math.max(lastRenew.get(i) ?? 0, inst.wokeAt, bootedAt.get(i) ?? 0);
+    const since = Math.max(
+      lastRenew.get(i) ?? 0,
+      inst.wokeAt,
+      bootedAt.get(i) ?? 0,
+      healedAt.get(i) ?? 0,
+    );
     const gap = sched.now - since;
     // A third of a lease, plus a sweep tick, plus a slow call still in flight.
     if (since > 0 && gap > LEASE / 3 + 2 * SWEEP + 300) {
@@ -651,6 +660,19 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       log(`instance ${inst.index} lease renewals fail for ${ms}ms`);
       f.leaseBlocked.set(inst.server!.instanceId, sched.now + ms);
       excusedUntil.set(inst.index, sched.now + ms + SETTLE);
+    } else if (r < 0.72) {
+      // A partition between one instance and the store: its calls hang (the
+      // server's deadline fails them) and land late, in order, on healing.
+      const inst = rng.pick(liveInsts());
+      const ms = rng.int(200, Math.floor(LEASE * 1.5));
+      count("store:partition");
+      log(`instance ${inst.index} store traffic black-holed for ${ms}ms`);
+      const id = inst.server!.instanceId;
+      const heal = Math.max(f.partitioned.get(id) ?? 0, sched.now + ms);
+      f.partitioned.set(id, heal);
+      healedAt.set(inst.index, heal);
+      // Past about two thirds of a lease, the others may reap it.
+      if (heal - sched.now > LEASE / 2) excusedUntil.set(inst.index, heal + SETTLE);
     } else {
       f.failRate = rng.pick([0, 0, 0.02, 0.1]);
       f.slowRate = rng.pick([0, 0.05, 0.2]);
@@ -665,6 +687,11 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     f.failRate = f.slowRate = f.reorderRate = 0;
     f.outageUntil = 0;
     f.leaseBlocked.clear();
+    for (const inst of insts) {
+      const heal = f.partitioned.get(inst.server?.instanceId ?? "");
+      if (heal !== undefined && heal > sched.now) healedAt.set(inst.index, sched.now);
+    }
+    f.partitioned.clear();
     partitioned = new Set();
     for (const inst of insts) if (inst.stalled) inst.resume();
     for (const inst of insts) if (inst.crashed) boot(inst);

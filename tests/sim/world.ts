@@ -430,6 +430,11 @@ export interface StoreFaults {
   outageUntil: number;
   /** Lease renewals of these instances fail until then. */
   leaseBlocked: Map<string, number>;
+  /**
+   * These instances' store traffic is black-holed until then: calls hang,
+   * and are delivered (in order) when the partition heals.
+   */
+  partitioned: Map<string, number>;
 }
 
 /** The one store every instance shares, and the faults on it. */
@@ -441,6 +446,7 @@ export class SharedStore {
     reorderRate: 0,
     outageUntil: 0,
     leaseBlocked: new Map(),
+    partitioned: new Map(),
   };
   readonly views = new Set<FaultStore>();
   #watches = new Map<string, { n: number; off: () => void }>();
@@ -574,6 +580,10 @@ export class FaultStore implements PresenceStore {
     const slow = rng.chance(faults.slowRate);
     const fail = rng.chance(faults.failRate);
     // A call in flight across a restart fails: its connection broke.
+    // Held while partitioned (a partition may be extended, or healed early).
+    for (let heal; (heal = faults.partitioned.get(this.instanceId())) && sched.now < heal;) {
+      await this.#wait(Math.min(heal - sched.now, 50));
+    }
     const inner = this.shared.inner;
     await this.#wait(slow ? rng.int(20, 250) : rng.int(0, 2));
     if (this.shared.inner !== inner) throw new InjectedFault(`${what} cut by a store restart`);

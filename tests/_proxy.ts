@@ -13,6 +13,13 @@ export interface CuttableProxy {
   retarget(port: number): void;
   /** Stop accepting new connections until resume(). */
   pause(): void;
+  /**
+   * Black-hole the live connections (and new ones): bytes in either
+   * direction are held, not forwarded, until `heal()`, then delivered in
+   * order, as TCP does across a partition that heals in time.
+   */
+  blackhole(): void;
+  heal(): void;
   resume(): void;
   close(): Promise<void>;
 }
@@ -21,6 +28,7 @@ export async function startProxy(targetPort: number): Promise<CuttableProxy> {
   let target = targetPort;
   const live = new Set<net.Socket>();
   let paused = false;
+  let held: Array<() => void> | null = null;
   const server = net.createServer((client) => {
     if (paused) {
       client.destroy();
@@ -39,8 +47,14 @@ export async function startProxy(targetPort: number): Promise<CuttableProxy> {
     upstream.on("error", drop);
     client.on("close", drop);
     upstream.on("close", drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    const forward = (from: net.Socket, to: net.Socket) => {
+      from.on("data", (chunk: Buffer) => {
+        if (held) held.push(() => to.write(chunk));
+        else to.write(chunk);
+      });
+    };
+    forward(client, upstream);
+    forward(upstream, client);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as net.AddressInfo).port;
@@ -56,6 +70,14 @@ export async function startProxy(targetPort: number): Promise<CuttableProxy> {
     },
     pause() {
       paused = true;
+    },
+    blackhole() {
+      held ??= [];
+    },
+    heal() {
+      const pending = held ?? [];
+      held = null;
+      for (const send of pending) send();
     },
     resume() {
       paused = false;

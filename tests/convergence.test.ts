@@ -294,3 +294,78 @@ describe("convergence regressions found by the simulation", () => {
     await waitUntil(() => counts.at(-1) === 1, 3000, "the count it missed");
   });
 });
+
+/** A memory store whose calls of the named kinds hang while `held` (a partition). */
+class PartitionedStore extends MemoryPresenceStore {
+  held = false;
+  #waiting: Array<() => void> = [];
+  heal(): void {
+    this.held = false;
+    for (const go of this.#waiting.splice(0)) go();
+  }
+  async #gate(): Promise<void> {
+    if (this.held) await new Promise<void>((r) => this.#waiting.push(r));
+  }
+  override async join(...args: Parameters<MemoryPresenceStore["join"]>) {
+    await this.#gate();
+    return super.join(...args);
+  }
+  override async setState(...args: Parameters<MemoryPresenceStore["setState"]>) {
+    await this.#gate();
+    return super.setState(...args);
+  }
+  override async leave(...args: Parameters<MemoryPresenceStore["leave"]>) {
+    await this.#gate();
+    return super.leave(...args);
+  }
+}
+
+describe("store partitions (issue 11): deadlines and late landings", () => {
+  it("a hung join answers store_error at the deadline; landing late, it is undone after it", async () => {
+    const store = new PartitionedStore();
+    const s = await server({ store, storeTimeoutMs: 300 });
+    const watcher = await client(s.url);
+    const seen: PresenceUpdate[] = [];
+    await watcher.subscribePresence("room:p", (u) => seen.push(u));
+    const c = await client(s.url);
+    store.held = true;
+    const t0 = Date.now();
+    const r = await c.joinRoom("room:p");
+    const took = Date.now() - t0;
+    assert.equal(r.success, false);
+    assert.equal(r.error?.code, "store_error");
+    assert.ok(took >= 250 && took < 2_000, `answered after ${took} ms`);
+    store.heal(); // the join lands now, after it was refused
+    await waitUntil(
+      async () => {
+        const snap = await store.snapshot("room:p", Date.now());
+        return snap.present.length === 0 && seen.some((u) => u.type === "leave");
+      },
+      3_000,
+      "the late join undone",
+    );
+    assert.deepEqual(await s.server.getPresentConnections("room:p"), []);
+  });
+
+  it("a hung state write answers store_error; landing late, the own state is written again", async () => {
+    const store = new PartitionedStore();
+    const s = await server({ store, storeTimeoutMs: 300 });
+    const c = await client(s.url);
+    assert.equal((await c.joinRoom("room:q")).success, true);
+    assert.equal((await c.publishPresenceState("room:q", { state: "a" })).success, true);
+    store.held = true;
+    const r = await c.publishPresenceState("room:q", { state: "b" });
+    assert.equal(r.error?.code, "store_error");
+    store.heal(); // "b" lands late; the connection was told it still has "a"
+    await waitUntil(
+      async () => {
+        const states = await s.server.getPresenceStates("room:q");
+        return states.get(c.connectionId!) === "a";
+      },
+      3_000,
+      "the own state written again",
+    );
+    await sleep(200);
+    assert.equal((await s.server.getPresenceStates("room:q")).get(c.connectionId!), "a");
+  });
+});

@@ -581,10 +581,13 @@ export class FaultStore implements PresenceStore {
     const fail = rng.chance(faults.failRate);
     // A call in flight across a restart fails: its connection broke.
     // Held while partitioned (a partition may be extended, or healed early).
+    // A store restart meanwhile breaks the connection the call was on.
+    const sentTo = this.shared.inner;
     for (let heal; (heal = faults.partitioned.get(this.instanceId())) && sched.now < heal;) {
       await this.#wait(Math.min(heal - sched.now, 50));
     }
     const inner = this.shared.inner;
+    if (inner !== sentTo) throw new InjectedFault(`${what} cut by a store restart`);
     await this.#wait(slow ? rng.int(20, 250) : rng.int(0, 2));
     if (this.shared.inner !== inner) throw new InjectedFault(`${what} cut by a store restart`);
     if (sched.now < faults.outageUntil) throw new InjectedFault(`${what} during an outage`);

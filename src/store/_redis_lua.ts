@@ -4,7 +4,7 @@
 // Key layout (P = prefix). Rooms and ids are embedded verbatim after a type
 // tag ending in ":", so distinct tags never collide:
 //   P epoch            string   random id; gone after a data loss
-//   P leases           zset     instance -> lease expiry (caller's clock)
+//   P leases           zset     instance -> lease expiry (Redis's clock)
 //   P lease:<inst>     string   liveness marker with a real PX TTL
 //   P x                zset     state entry -> expiresAt
 //   P i:<inst>         set      the instance's membership entries
@@ -17,6 +17,11 @@
 //   P l:<room>         list     the last events for catch-up: "<ms> <JSON>"
 //   P c:<room>         channel  event batches: a JSON array of events
 // An entry is "<byte length of room>:<room><cid>".
+//
+// Time: every instant in the scripts (leases, expiries, "now") is on Redis's
+// clock. Each store handle translates its caller's clock by an offset it
+// measures against TIME at every lease renewal, so instances whose clocks
+// are skewed still agree on when a lease or a state lapses.
 
 /** Shared prelude. ARGV[1..4]: prefix, key TTL ms, log length, log TTL ms. */
 const PRELUDE = `
@@ -225,16 +230,21 @@ end
 return r
 `;
 
-/** ARGV[5..]: instance, lease expiry, ttl ms. Answers '1' when it already held a lease. */
+/**
+ * ARGV[5..]: instance, lease expiry, ttl ms. Answers {'1' when it already
+ * held a lease else '0', Redis's TIME in ms}.
+ */
 const RENEW = `
 local inst, at, ttl = ARGV[5], ARGV[6], ARGV[7]
+local t = redis.call('TIME')
+local nowMs = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local prev = redis.call('ZSCORE', P .. 'leases', inst)
 redis.call('ZADD', P .. 'leases', at, inst)
 redis.call('SET', P .. 'lease:' .. inst, at, 'PX', ttl)
 redis.call('PEXPIRE', P .. 'i:' .. inst, KEYTTL)
 redis.call('PEXPIRE', P .. 'k:' .. inst, KEYTTL)
-if prev then return '1' end
-return '0'
+if prev then return { '1', nowMs } end
+return { '0', nowMs }
 `;
 
 /** ARGV[5..]: instance, now. */

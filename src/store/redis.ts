@@ -260,6 +260,13 @@ export class RedisPresenceStore implements PresenceStore {
   #watches = new Map<string, Watch>();
   /** Instances this handle holds a lease for. */
   #leases = new Set<string>();
+  /**
+   * Redis's clock minus this process's wall clock (ms), measured at each
+   * lease renewal: every instant sent to Redis is moved onto Redis's clock,
+   * so instances whose clocks are skewed agree on when leases and states
+   * lapse.
+   */
+  #offset = 0;
   #touchedAt = new Map<string, number>();
   #epoch: string | null = null;
   #recovering = false;
@@ -345,11 +352,25 @@ export class RedisPresenceStore implements PresenceStore {
     ttlMs: number,
     now: number,
   ): Promise<void> {
-    const reply = await this.#run("renew", [
-      instanceId,
-      time(now + ttlMs, "lease expiry"),
-      String(Math.max(1, Math.ceil(ttlMs))),
-    ]);
+    const sent = Date.now();
+    const [held0, redisNow] = asStrings(
+      await this.#run("renew", [
+        instanceId,
+        time(this.#toRedis(now) + ttlMs, "lease expiry"),
+        String(Math.max(1, Math.ceil(ttlMs))),
+      ]),
+    );
+    const reply = held0;
+    // Redis's clock minus this process's wall clock, at the middle of the
+    // round trip, changed only when it moved by more than the measurement
+    // can tell (half the round trip, plus a ms of TIME's rounding): clocks
+    // that agree keep offset 0. The lease written above used the previous
+    // offset, which is close enough (renewals come every third of a lease).
+    const rtt = Date.now() - sent;
+    const measured = Number(redisNow) - (sent + rtt / 2);
+    if (Math.abs(measured - this.#offset) > rtt / 2 + 1) {
+      this.#offset = Math.abs(measured) > rtt / 2 + 1 ? measured : 0;
+    }
     const held = this.#leases.has(instanceId);
     this.#leases.add(instanceId);
     if (held && reply === "0") this.#queueReset();
@@ -417,7 +438,7 @@ export class RedisPresenceStore implements PresenceStore {
       connectionId,
       instanceId,
       JSON.stringify(meta),
-      time(now, "time"),
+      time(this.#toRedis(now), "time"),
       this.#since(room),
     ]);
     return result.status === "ok" ? result.events.at(-1)! : null;
@@ -454,7 +475,7 @@ export class RedisPresenceStore implements PresenceStore {
       room,
       connectionId,
       reason,
-      time(now, "time"),
+      time(this.#toRedis(now), "time"),
       this.#since(room),
     ]);
     return result.status === "ok" ? result.events.at(-1)! : null;
@@ -497,8 +518,8 @@ export class RedisPresenceStore implements PresenceStore {
     expiresAt: number | null,
     now: number,
   ): Promise<PresenceEvent | null | "not_member"> {
-    const at = expiresAt === null ? "" : time(expiresAt, "expiry");
-    const stamp = time(now, "time");
+    const at = expiresAt === null ? "" : time(this.#toRedis(expiresAt), "expiry");
+    const stamp = time(this.#toRedis(now), "time");
     // One write at a time per member from this handle: keeps call order, and
     // its own patches never conflict with each other.
     const key = `${room.length}:${room}${connectionId}`;
@@ -623,7 +644,7 @@ export class RedisPresenceStore implements PresenceStore {
       const a = v.indexOf(":");
       const b = v.indexOf(":", a + 1);
       const at = v.slice(0, a);
-      if (at === "" || Number(at) > now) {
+      if (at === "" || Number(at) > this.#toRedis(now)) {
         live.set(states[j]!, JSON.parse(v.slice(b + 1)));
       }
     }
@@ -805,8 +826,13 @@ export class RedisPresenceStore implements PresenceStore {
    * await store.close();
    * ```
    */
+  /** An instant of the caller's clock on Redis's clock. */
+  #toRedis(t: number): number {
+    return Math.round(t + this.#offset);
+  }
+
   async sweep(now: number): Promise<void> {
-    const stamp = time(now, "time");
+    const stamp = time(this.#toRedis(now), "time");
     for (let round = 0; round < 64; round++) {
       const result = await this.#mutate("sweep", [
         stamp,

@@ -25,6 +25,7 @@ import type {
   StateWrite,
 } from "../store/types.ts";
 import { Connection } from "./connection.ts";
+import { renderMetrics } from "./metrics.ts";
 import {
   DEFAULT_LIMITS,
   type PresenceConnection,
@@ -88,6 +89,10 @@ export interface PresenceStats {
   slowClosed: number;
   /** Mean store call latency in ms over the last 256 calls. */
   storeLatencyMs: number;
+  /** Store calls that failed (timeouts included) since start. */
+  storeErrors: number;
+  /** Store calls that passed `storeTimeoutMs` since start. */
+  storeTimeouts: number;
   /** Outbound bytes queued in open sockets, summed (`bufferedAmount`). */
   bufferedBytes: number;
 }
@@ -216,6 +221,8 @@ export class PresenceServer {
     framesOut: 0,
     coalesced: 0,
     slowClosed: 0,
+    storeErrors: 0,
+    storeTimeouts: 0,
   };
   #storeLatency: number[] = [];
   #rates = { at: 0, eventsIn: 0, framesOut: 0, eventsInPerSecond: 0, framesOutPerSecond: 0 };
@@ -823,6 +830,29 @@ export class PresenceServer {
       storeLatencyMs: lat.length ? lat.reduce((a, b) => a + b, 0) / lat.length : 0,
       bufferedBytes,
     };
+  }
+
+  /**
+   * The counters and gauges of {@link PresenceServer.stats} as Prometheus
+   * text (exposition format 0.0.4), each labelled with this instance's id.
+   * Serve it as `text/plain; version=0.0.4`; the names are listed in the
+   * README (Metrics) and do not change.
+   *
+   * @returns The exposition text.
+   *
+   * @example Serve /metrics next to the socket
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const presence = new PresenceServer();
+   * const res = new Response(presence.metrics(), {
+   *   headers: { "content-type": "text/plain; version=0.0.4" },
+   * });
+   * console.log((await res.text()).includes("presently_connections")); // true
+   * await presence.close();
+   * ```
+   */
+  metrics(): string {
+    return renderMetrics(this.stats(), this.instanceId);
   }
 
   /**
@@ -2363,6 +2393,8 @@ export class PresenceServer {
         this.#late.add(late);
       }
       this.#storeFailing = true;
+      this.#stats.storeErrors++;
+      if (e === expired) this.#stats.storeTimeouts++;
       this.#extendSettle();
       throw e instanceof PresenceError
         ? e

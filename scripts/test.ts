@@ -144,6 +144,48 @@ if (only !== "deno" && bun) {
   });
 }
 
+// Node 20 (the Node adapter with the real `ws`): the runtime-agnostic suites,
+// bundled to plain JS by esbuild (Node cannot run TypeScript), run by
+// `node --test`. Node 20 needs --experimental-websocket for the clients.
+const NODE_SUITES = ["tests/adapter.test.ts"];
+const nodeFiles = files.filter((f) => NODE_SUITES.includes(f));
+const node = await which("node");
+if (!only && nodeFiles.length > 0) {
+  if (!node) {
+    console.log("\n!!!!! [test] MISSING: node -- the Node adapter suites are SKIPPED !!!!!\n");
+    if (requireAll) results.push({ runtime: "node", code: 1, passed: 0, failed: 1 });
+  } else {
+    console.log(`\n[test] ===== Node: ${nodeFiles.length} files (bundled with esbuild) =====`);
+    const outdir = `${root}.tmp/node-tests`;
+    const bundled = await run(`${root}node_modules/.bin/esbuild`, [
+      ...nodeFiles,
+      "--bundle",
+      "--platform=node",
+      "--format=esm",
+      "--target=node20",
+      "--packages=external",
+      `--outdir=${outdir}`,
+      "--out-extension:.js=.mjs",
+      "--log-level=warning",
+    ]);
+    const out = nodeFiles.map((f) => `${outdir}/${f.slice("tests/".length, -3)}.mjs`);
+    const r = bundled.code !== 0 ? bundled : await run(node, [
+      "--experimental-websocket",
+      "--test",
+      "--test-reporter=spec",
+      ...out,
+    ], { env });
+    const p = r.out.match(/ℹ pass (\d+)/);
+    const f = r.out.match(/ℹ fail (\d+)/);
+    results.push({
+      runtime: "node",
+      code: r.code,
+      passed: p ? Number(p[1]) : 0,
+      failed: f ? Number(f[1]) : (r.code === 0 ? 0 : 1),
+    });
+  }
+}
+
 console.log("\n[test] ===== summary =====");
 let passed = 0;
 let failed = 0;

@@ -1,10 +1,29 @@
 // Test harness: start a PresenceServer on the current runtime's adapter on
 // 127.0.0.1 port 0, and a raw protocol-level client.
 
+import net from "node:net";
 import { PresenceServer, type PresenceServerOptions } from "../mod.ts";
 
+/** `Promise.withResolvers()`, which Node 20 lacks. */
+export function resolvers<T>(): {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (reason?: unknown) => void;
+} {
+  let resolve!: (value: T) => void, reject!: (reason?: unknown) => void;
+  const promise = new Promise<T>((a, b) => {
+    resolve = a;
+    reject = b;
+  });
+  return { promise, resolve, reject };
+}
+
 /** The runtime this test process runs on. */
-export const RUNTIME: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
+export const RUNTIME: "deno" | "bun" | "node" = "Bun" in globalThis
+  ? "bun"
+  : "Deno" in globalThis
+  ? "deno"
+  : "node";
 
 export interface Running {
   server: PresenceServer;
@@ -26,7 +45,7 @@ export async function startServer(
     const D = (globalThis as unknown as { Deno: typeof Deno }).Deno;
     const ac = new AbortController();
     let port = 0;
-    const ready = Promise.withResolvers<void>();
+    const ready = resolvers<void>();
     const httpServer = D.serve({
       hostname: "127.0.0.1",
       port: 0,
@@ -45,6 +64,37 @@ export async function startServer(
         await server.close();
         ac.abort();
         await httpServer.finished;
+      },
+    };
+  }
+  if (RUNTIME === "node") {
+    // Node: node:http + the `ws` package, through the Node adapter.
+    const http = await import("node:http");
+    const ws = await import("ws");
+    const { attachPresence } = await import("../src/adapters/node.ts");
+    const httpServer = http.createServer(async (req, res) => {
+      const response = fallback
+        ? await fallback(new Request(`http://127.0.0.1${req.url ?? "/"}`))
+        : new Response("Expected a WebSocket upgrade", { status: 426 });
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      res.end(new Uint8Array(await response.arrayBuffer()));
+    });
+    attachPresence(server, httpServer, ws);
+    await new Promise<void>((r) => httpServer.listen(0, "127.0.0.1", () => r()));
+    const port = (httpServer.address() as { port: number }).port;
+    const sockets = new Set<{ destroy(): void }>();
+    httpServer.on("connection", (s) => {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+    });
+    return {
+      server,
+      port,
+      url: `ws://127.0.0.1:${port}/`,
+      async close() {
+        await server.close();
+        for (const s of sockets) s.destroy();
+        await new Promise<void>((r) => httpServer.close(() => r()));
       },
     };
   }
@@ -82,7 +132,7 @@ export class RawClient {
 
   constructor(url: string, protocols?: string | string[]) {
     this.ws = new WebSocket(url, protocols);
-    const hello = Promise.withResolvers<void>();
+    const hello = resolvers<void>();
     this.opened = hello.promise;
     this.ws.onmessage = (e) => {
       const frame = JSON.parse(String(e.data));
@@ -182,4 +232,37 @@ export async function waitUntil(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** The HTTP status of a raw WebSocket upgrade request with `headers`. */
+export function upgradeStatus(port: number, path: string, headers: Record<string, string> = {}) {
+  return new Promise<number>((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => {
+      const lines = [
+        `GET ${path} HTTP/1.1`,
+        `Host: 127.0.0.1:${port}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+      ];
+      socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+    });
+    let data = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      data += chunk;
+      const m = data.match(/^HTTP\/1\.1 (\d{3})/);
+      if (m) {
+        socket.destroy();
+        resolve(Number(m[1]));
+      }
+    });
+    socket.on("error", reject);
+    socket.setTimeout(5000, () => {
+      socket.destroy();
+      reject(new Error("no answer to the upgrade"));
+    });
+  });
 }

@@ -11,7 +11,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { PresenceClient, type PresenceUpdate } from "../client.ts";
-import { PresenceServer } from "../mod.ts";
+import type { PresenceServer } from "../mod.ts";
 import { RedisPresenceStore } from "../src/store/redis.ts";
 import { type Running, startServer, waitUntil } from "./_harness.ts";
 import { type CuttableProxy, startProxy } from "./_proxy.ts";

@@ -5,13 +5,12 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { PresenceClient, PresenceError, type PresenceUpdate } from "../client.ts";
 import { PresenceServer } from "../mod.ts";
 import { signToken, type TokenPayload, verifyToken } from "../examples/auth/token.ts";
 import { authOptions, bearerWebSocket, tokenFromRequest } from "../examples/auth/server.ts";
 import { serve, type Served } from "../examples/_serve.ts";
-import { RUNTIME, waitUntil } from "./_harness.ts";
+import { RUNTIME, upgradeStatus, waitUntil } from "./_harness.ts";
 
 const SECRET = "a-test-secret-that-is-at-least-32-bytes-long";
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
@@ -29,39 +28,6 @@ function tamper(token: string): string {
   const i = Math.floor(body.length / 2);
   const flipped = body[i] === "A" ? "B" : "A";
   return `${body.slice(0, i)}${flipped}${body.slice(i + 1)}.${sig}`;
-}
-
-/** The HTTP status of a raw WebSocket upgrade request with `headers`. */
-function upgradeStatus(port: number, path: string, headers: Record<string, string> = {}) {
-  return new Promise<number>((resolve, reject) => {
-    const socket = net.connect(port, "127.0.0.1", () => {
-      const lines = [
-        `GET ${path} HTTP/1.1`,
-        `Host: 127.0.0.1:${port}`,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-      ];
-      socket.write(`${lines.join("\r\n")}\r\n\r\n`);
-    });
-    let data = "";
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      data += chunk;
-      const m = data.match(/^HTTP\/1\.1 (\d{3})/);
-      if (m) {
-        socket.destroy();
-        resolve(Number(m[1]));
-      }
-    });
-    socket.on("error", reject);
-    socket.setTimeout(5000, () => {
-      socket.destroy();
-      reject(new Error("no answer to the upgrade"));
-    });
-  });
 }
 
 describe("auth recipe: tokens", () => {

@@ -653,10 +653,10 @@ export class PresenceServer {
    *
    * const closed = Promise.withResolvers<void>();
    * client.onStatus((status) => {
-   *   if (status === "closed") closed.resolve();
+   *   if (status === "unauthorized") closed.resolve();
    * });
    * console.log(presence.disconnect(client.connectionId!)); // true
-   * await closed.promise; // the client does not reconnect after 4401
+   * await closed.promise; // 4401: the client stops with "unauthorized", no reconnect
    *
    * await client.close();
    * await presence.close();

@@ -187,6 +187,20 @@ function asStrings(reply: unknown): string[] {
   return reply.map((x) => String(x));
 }
 
+/** `Promise.withResolvers()`, which Node 20 lacks. */
+function resolvers(): {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+} {
+  let resolve!: () => void, reject!: (e: unknown) => void;
+  const promise = new Promise<void>((a, b) => {
+    resolve = a;
+    reject = b;
+  });
+  return { promise, resolve, reject };
+}
+
 function time(value: number, what: string): string {
   if (!Number.isFinite(value)) {
     throw new PresenceError(
@@ -789,7 +803,7 @@ export class RedisPresenceStore implements PresenceStore {
       // Nothing this handle made itself is news to it.
       w.lastSeq = this.#known.get(room) ?? -1;
       w.startedAt = Date.now();
-      w.ready ??= Promise.withResolvers<void>();
+      w.ready ??= resolvers();
       // Until the first catch-up is done, a pub/sub message may be ahead of
       // events only the log has: hold it back.
       this.#hold(w);
@@ -1064,7 +1078,7 @@ export class RedisPresenceStore implements PresenceStore {
   #hold(w: Watch): void {
     if (w.held !== null) return;
     w.held = [];
-    w.drained = Promise.withResolvers<void>();
+    w.drained = resolvers();
   }
 
   /** Stop holding: the held events go out as they are, in seq order. */

@@ -43,7 +43,7 @@ export const BUN_BIN: string | null = (() => {
 export async function spawnRecipe(
   file: string,
   env: Record<string, string> = {},
-  runtime: "deno" | "bun" = RUNTIME,
+  runtime: "deno" | "bun" = RUNTIME === "bun" ? "bun" : "deno",
 ): Promise<RecipeProcess> {
   const path = `${root}examples/${file}`;
   const bin = runtime === RUNTIME ? process.execPath : runtime === "bun" ? BUN_BIN : null;

@@ -319,7 +319,8 @@ export interface PresenceServerOptions {
    * with `store_error` (a partitioned store must not hang requests or queue
    * lease renewals). The call may still land later; what it wrote is
    * reconciled as for any failed call. Default: a quarter of `leaseTtlMs`
-   * (2500 ms), so a hung renewal fails well before the lease lapses.
+   * (2500 ms), so a hung renewal fails well before the lease lapses. Checked
+   * at every sweep, so a call fails up to `sweepIntervalMs` after it.
    */
   storeTimeoutMs?: number;
   /** Expiry and housekeeping resolution. Default 100 ms. */

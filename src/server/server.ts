@@ -166,6 +166,8 @@ export class PresenceServer {
   readonly #storeTimeoutMs: number;
   /** Store calls that passed their deadline and have not settled yet. */
   readonly #late = new Set<Promise<unknown>>();
+  /** Store calls in flight, with their deadline (checked by the sweep). */
+  readonly #deadlines = new Set<{ at: number; expire: () => void }>();
   readonly #sweepMs: number;
   readonly #countMs: number;
   readonly #options: PresenceServerOptions;
@@ -2181,6 +2183,12 @@ export class PresenceServer {
   #sweep(): void {
     if (this.#closed) return;
     const now = this.#clock.now();
+    for (const d of this.#deadlines) {
+      if (d.at <= now) {
+        this.#deadlines.delete(d);
+        d.expire();
+      }
+    }
     try {
       if (!this.#sweeping) {
         this.#sweeping = true;
@@ -2368,12 +2376,15 @@ export class PresenceServer {
    */
   async #timed<T>(call: () => Promise<T>, onLate?: () => void): Promise<T> {
     const start = performance.now();
-    let timer: TimerHandle | undefined, p: Promise<T> | undefined;
+    let p: Promise<T> | undefined;
+    // Checked by the sweep (every sweepIntervalMs), not a timer per call.
     const expired = new PresenceError("store_error", "Store call timed out");
+    const entry = { at: this.#clock.now() + this.#storeTimeoutMs, expire: () => {} };
     const deadline = new Promise<never>((_, reject) => {
-      timer = this.#clock.setTimeout(() => reject(expired), this.#storeTimeoutMs);
+      entry.expire = () => reject(expired);
     });
     deadline.catch(() => {});
+    this.#deadlines.add(entry);
     try {
       if (this.#late.size > 0) await Promise.race([Promise.allSettled(this.#late), deadline]);
       const result = await Promise.race([p = call(), deadline]);
@@ -2400,7 +2411,7 @@ export class PresenceServer {
         ? e
         : new PresenceError("store_error", "Store call failed", { cause: e });
     } finally {
-      if (timer !== undefined) this.#clock.clearTimeout(timer);
+      this.#deadlines.delete(entry);
       const lat = this.#storeLatency;
       if (lat.length >= 256) lat.shift();
       lat.push(performance.now() - start);

@@ -144,6 +144,28 @@ describe("auth on every dial, with short-lived tokens", () => {
   });
 });
 
+describe("auth headers (Deno and Bun clients can set them; browsers cannot)", () => {
+  it("the headers auth returns reach authenticate", async () => {
+    let calls = 0;
+    const s = await startServer({
+      authenticate: (req) =>
+        req.headers.get("authorization") === "Bearer abc" ? { userId: "ada" } : null,
+    });
+    const c = new PresenceClient(s.url, {
+      auth: () => {
+        calls++;
+        return { headers: { authorization: "Bearer abc" } };
+      },
+    });
+    await c.connect();
+    assert.equal(c.status, "open");
+    assert.equal(calls, 1);
+    assert.deepEqual(await c.getConnectionMetadata(c.connectionId!), { userId: "ada" });
+    await c.close();
+    await s.close();
+  });
+});
+
 describe("ThrottledPresenceClient on a real server", () => {
   let running: Running;
   after(() => running?.close());

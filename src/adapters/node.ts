@@ -103,13 +103,6 @@ export interface AttachedPresence {
   detach(): void;
 }
 
-const STATUS_TEXT: Record<number, string> = {
-  401: "Unauthorized",
-  403: "Forbidden",
-  429: "Too Many Requests",
-  503: "Service Unavailable",
-};
-
 /**
  * Take the WebSocket upgrades of a Node `http.Server` for a presence server:
  * each upgrade goes through `presence.admit()` (origin, limits,
@@ -121,18 +114,6 @@ const STATUS_TEXT: Record<number, string> = {
  * @param ws Your `ws` module (`import * as ws from "ws"`).
  * @param options `path` and `maxPayload`.
  * @returns `{ detach }`.
- *
- * @example
- * ```ts ignore
- * import http from "node:http";
- * import * as ws from "ws";
- * import { PresenceServer } from "@presently/presently";
- * import { attachPresence } from "@presently/presently/node";
- * const presence = new PresenceServer();
- * const server = http.createServer();
- * attachPresence(presence, server, ws);
- * server.listen(8000);
- * ```
  */
 export function attachPresence(
   presence: PresenceServer,
@@ -156,21 +137,15 @@ export function attachPresence(
     for (const [k, v] of Object.entries(req.headers)) {
       if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
     }
-    let admission;
-    try {
-      admission = await presence.admit(
-        new Request(url, { headers }),
-        req.socket.remoteAddress ?? null,
-      );
-    } catch {
-      admission = { ok: false as const, status: 503, message: "Server error" };
-    }
+    const admission = await Promise.resolve(
+      presence.admit(new Request(url, { headers }), req.socket.remoteAddress ?? null),
+    ).catch(() => ({ ok: false as const, status: 503, message: "Server error" }));
     if (!admission.ok) {
-      const body = admission.message;
+      // The refusal's message (ASCII) is the reason phrase and the body.
+      const { status, message } = admission;
       socket.write(
-        `HTTP/1.1 ${admission.status} ${STATUS_TEXT[admission.status] ?? "Refused"}\r\n` +
-          `Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-          `Content-Length: ${new TextEncoder().encode(body).length}\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${message}\r\nConnection: close\r\n` +
+          `Content-Type: text/plain\r\nContent-Length: ${message.length}\r\n\r\n${message}`,
       );
       socket.destroy();
       return;

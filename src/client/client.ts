@@ -1289,13 +1289,15 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     return { connections: v.members.size, users: v.users.size };
   }
 
+  /** Resubscribe for a fresh snapshot unless one is on its way. */
   #resync(sub: Sub<State, Meta>): void {
     if (!sub.p && this.#subs.get(sub.v.room) == sub) void this.#subscribe(sub);
   }
 
   /** Tell the listeners that have their view: `u` updates only to `users: true` ones; counts to count ones. */
   #emit(sub: Sub<State, Meta>, ups: PresenceUpdate<State, Meta>[]): void {
-    if (!sub.o.mode && sub.v.ready) {
+    // Counts from the view only when a count listener made it carry users.
+    if (sub.o.users && sub.v.ready) {
       ups = [...ups, { type: "count", room: sub.v.room, ...this.#count(sub) }];
     }
     for (const u of ups) {
@@ -1316,21 +1318,21 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     }
   }
 
+  /** Open a socket (first connect or reconnect), asking `auth` first. */
   async #dial(): Promise<void> {
     const o = this.#options, u = new URL(this.#url), q = u.searchParams, n = ++this.#dials;
     // Until hello, the request timeout bounds the wait (auth included).
     this.#lastFrame = Date.now();
     this.#beat(this.#deadline = o.requestTimeoutMs ?? 1e4);
-    let x: AuthParams = o;
+    let x: AuthParams = o, got;
     if (o.auth) {
       try {
-        x = { ...o, ...await o.auth() };
-      } catch {
-        x = 0 as never;
-      }
+        got = await o.auth();
+      } catch { /* refused: below */ }
       // A dial given up meanwhile (deadline, close) drops its late answer.
       if (n != this.#dials || this.#ended) return;
-      if (!x) return this.#finish("unauthorized");
+      if (!got) return this.#finish("unauthorized");
+      x = { ...o, ...got };
     }
     for (const [k, v] of Object.entries(x.params ?? {})) q.set(k, v);
     q.set("v", "1");

@@ -225,8 +225,9 @@ function createRoomStore<State, Meta extends Metadata>(
       else others.push(m);
     }
     for (const id of members.keys()) if (!conns.has(id)) members.delete(id);
+    const before = new Map(prev.users.map((u) => [u.id, u]));
     const users = groupUsers(conns, prev.users, options).map((u) => {
-      const old = prev.users.find((p) => p.id === u.id);
+      const old = before.get(u.id);
       return old && old.meta === u.meta && old.state === u.state &&
           same(old.connections, u.connections) === old.connections
         ? old

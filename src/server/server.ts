@@ -1499,10 +1499,7 @@ export class PresenceServer {
       } else if (!conn.own.has(name)) {
         // Still a member: a leave that has not reached the store yet. A new
         // join starts without a state, so clear what that one left.
-        const cev = await this.#timed(() =>
-          this.#store.setState(name, conn.id, { kind: "clear" }, null, this.#clock.now())
-        );
-        if (cev && cev !== "not_member") this.#applyLocal(cev);
+        await this.#clearStoredState(conn, name);
       }
       return { room, joined: ev !== null };
     } catch (e) {
@@ -1560,11 +1557,8 @@ export class PresenceServer {
     this.#retryLater(() =>
       this.#enqueueTask(conn, async () => {
         if (conn.finished || !conn.rooms.has(name)) return; // ensureLeft's job
-        if (conn.own.has(name)) return await this.#putOwnState(conn, name);
-        const ev = await this.#timed(() =>
-          this.#store.setState(name, conn.id, { kind: "clear" }, null, this.#clock.now())
-        );
-        if (ev && ev !== "not_member") this.#applyLocal(ev);
+        if (conn.own.has(name)) await this.#putOwnState(conn, name);
+        else await this.#clearStoredState(conn, name);
       })
     );
   }
@@ -1957,6 +1951,14 @@ export class PresenceServer {
     }
     const ev = await this.#timed(() =>
       this.#store.setState(name, conn.id, { kind: "set", state }, expiresAt, now)
+    );
+    if (ev && ev !== "not_member") this.#applyLocal(ev);
+  }
+
+  /** Clear the connection's state in a room in the store (its own state is none). */
+  async #clearStoredState(conn: Connection, name: string): Promise<void> {
+    const ev = await this.#timed(() =>
+      this.#store.setState(name, conn.id, { kind: "clear" }, null, this.#clock.now())
     );
     if (ev && ev !== "not_member") this.#applyLocal(ev);
   }
@@ -2376,12 +2378,12 @@ export class PresenceServer {
    */
   async #timed<T>(call: () => Promise<T>, onLate?: () => void): Promise<T> {
     const start = performance.now();
-    let p: Promise<T> | undefined;
+    let p: Promise<T> | undefined, expired: PresenceError | undefined;
     // Checked by the sweep (every sweepIntervalMs), not a timer per call.
-    const expired = new PresenceError("store_error", "Store call timed out");
     const entry = { at: this.#clock.now() + this.#storeTimeoutMs, expire: () => {} };
     const deadline = new Promise<never>((_, reject) => {
-      entry.expire = () => reject(expired);
+      entry.expire = () =>
+        reject(expired = new PresenceError("store_error", "Store call timed out"));
     });
     deadline.catch(() => {});
     this.#deadlines.add(entry);
@@ -2391,7 +2393,7 @@ export class PresenceServer {
       this.#storeFailing = false;
       return result;
     } catch (e) {
-      if (e === expired && p) {
+      if (expired && e === expired && p) {
         // Landed after all: the caller's reconciliation runs (its writes
         // wait behind this one, like every call made after the deadline).
         const late: Promise<unknown> = p.then(
@@ -2405,7 +2407,7 @@ export class PresenceServer {
       }
       this.#storeFailing = true;
       this.#stats.storeErrors++;
-      if (e === expired) this.#stats.storeTimeouts++;
+      if (expired && e === expired) this.#stats.storeTimeouts++;
       this.#extendSettle();
       throw e instanceof PresenceError
         ? e

@@ -52,11 +52,16 @@ local function nextseq(room)
   return tostring(s)
 end
 local clock = false
-local function emit(room, ev)
+-- Redis's time in ms, read once per script.
+local function rtime()
   if not clock then
     local t = redis.call('TIME')
     clock = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   end
+  return clock
+end
+local function emit(room, ev)
+  rtime()
   local lk = P .. 'l:' .. room
   redis.call('RPUSH', lk, clock .. ' ' .. ev)
   redis.call('LTRIM', lk, -LOGLEN, -1)
@@ -236,8 +241,7 @@ return r
  */
 const RENEW = `
 local inst, at, ttl = ARGV[5], ARGV[6], ARGV[7]
-local t = redis.call('TIME')
-local nowMs = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local nowMs = rtime()
 local prev = redis.call('ZSCORE', P .. 'leases', inst)
 redis.call('ZADD', P .. 'leases', at, inst)
 redis.call('SET', P .. 'lease:' .. inst, at, 'PX', ttl)
@@ -329,8 +333,7 @@ if since >= 0 then
   end
   return r
 end
-local t = redis.call('TIME')
-local from = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - age
+local from = tonumber(rtime()) - age
 for _, e in ipairs(redis.call('LRANGE', lk, 0, -1)) do
   local i = string.find(e, ' ', 1, true)
   if tonumber(string.sub(e, 1, i - 1)) >= from then r[#r + 1] = string.sub(e, i + 1) end

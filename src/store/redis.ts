@@ -367,14 +367,13 @@ export class RedisPresenceStore implements PresenceStore {
     now: number,
   ): Promise<void> {
     const sent = Date.now();
-    const [held0, redisNow] = asStrings(
+    const [reply, redisNow] = asStrings(
       await this.#run("renew", [
         instanceId,
         time(this.#toRedis(now) + ttlMs, "lease expiry"),
         String(Math.max(1, Math.ceil(ttlMs))),
       ]),
     );
-    const reply = held0;
     // Redis's clock minus this process's wall clock, at the middle of the
     // round trip, changed only when it moved by more than the measurement
     // can tell (half the round trip, plus a ms of TIME's rounding): clocks

@@ -1139,5 +1139,186 @@ export function runStoreConformance(
       }
       await check(end);
     });
-  });
+  
+    // -- cluster-wide queries: counts, rooms, users --------------------------
+
+    it("count() follows joins, leaves and reaps; users are distinct, anonymous ones count once each", async () => {
+      const room = uid("count");
+      const now = Date.now();
+      assert.deepEqual(await b.count(room, now), { connections: 0, users: 0 });
+      const j1 = asEvent(await a.join(room, "c1", "i1", {}, now, "ada"));
+      const j2 = asEvent(await b.join(room, "c2", "i2", {}, now, "ada"));
+      await a.join(room, "c3", "i1", {}, now);
+      await b.join(room, "c4", "i2", {}, now, "bob");
+      assert.ok(j1.type === "join" && j2.type === "join");
+      assert.equal(j1.user, "ada");
+      assert.equal(j1.firstOfUser, true);
+      assert.equal(j2.user, "ada");
+      assert.equal(j2.firstOfUser, undefined, "ada's second tab is not her first");
+      assert.deepEqual(await b.count(room, now), { connections: 4, users: 3 });
+      assert.deepEqual(await a.count(room, now), { connections: 4, users: 3 });
+
+      const snap = await b.snapshot(room, now);
+      assert.deepEqual(
+        [...(snap.users ?? new Map())].sort(),
+        [["c1", "ada"], ["c2", "ada"], ["c4", "bob"]],
+      );
+
+      const l1 = asEvent(await b.leave(room, "c1", "leave", now));
+      assert.ok(l1.type === "leave");
+      assert.equal(l1.user, "ada");
+      assert.equal(l1.lastOfUser, undefined, "ada still has c2");
+      assert.deepEqual(await a.count(room, now), { connections: 3, users: 3 });
+      const l2 = asEvent(await a.leave(room, "c2", "close", now));
+      assert.ok(l2.type === "leave");
+      assert.equal(l2.lastOfUser, true);
+      assert.deepEqual(await a.count(room, now), { connections: 2, users: 2 });
+
+      // A released instance's members leave the counters too.
+      await b.releaseLease("i2");
+      assert.deepEqual(await a.count(room, now), { connections: 1, users: 1 });
+      await a.leave(room, "c3", "leave", now);
+      assert.deepEqual(await b.count(room, now), { connections: 0, users: 0 });
+    });
+
+    it("listRooms() pages non-empty rooms by prefix, in name order", async () => {
+      const p = uid("list") + ":";
+      const now = Date.now();
+      const names = ["d", "a", "c", "b", "e"].map((n) => p + n);
+      for (const [i, name] of names.entries()) {
+        await (i % 2 ? a : b).join(name, "c1", "i1", {}, now);
+      }
+      await a.join(p.slice(0, -1) + "-other", "c1", "i1", {}, now); // shares no prefix
+      const first = await b.listRooms({ prefix: p, limit: 2 });
+      assert.deepEqual(first.rooms, [p + "a", p + "b"]);
+      assert.ok(first.cursor !== null);
+      const second = await a.listRooms({ prefix: p, limit: 2, cursor: first.cursor });
+      assert.deepEqual(second.rooms, [p + "c", p + "d"]);
+      const third = await b.listRooms({ prefix: p, limit: 2, cursor: second.cursor! });
+      assert.deepEqual(third, { rooms: [p + "e"], cursor: null });
+      assert.deepEqual((await a.listRooms({ prefix: p })).rooms, [...names].sort());
+
+      // An emptied room is no longer listed.
+      await a.leave(p + "c", "c1", "leave", now);
+      assert.deepEqual((await b.listRooms({ prefix: p })).rooms, [p + "a", p + "b", p + "d", p + "e"]);
+      for (const name of [...names, p.slice(0, -1) + "-other"]) await a.leave(name, "c1", "leave", now);
+      assert.deepEqual(await b.listRooms({ prefix: p }), { rooms: [], cursor: null });
+    });
+
+    it("userRooms() lists where a user has a connection, across handles and reaps", async () => {
+      const user = uid("user");
+      const r1 = uid("ur-a");
+      const r2 = uid("ur-b");
+      const now = Date.now();
+      assert.deepEqual(await a.userRooms(user), []);
+      await a.join(r1, "c1", "i1", {}, now, user);
+      const doomed = uid("inst");
+      await b.join(r2, "c2", doomed, {}, now, user);
+      await b.join(r2, "c3", doomed, {}, now, user);
+      assert.deepEqual(await a.userRooms(user), [r1, r2].sort());
+      await a.leave(r2, "c2", "leave", now);
+      assert.deepEqual(await b.userRooms(user), [r1, r2].sort(), "c3 still holds r2");
+      await a.renewLease(doomed, 10, now);
+      await b.sweep(now + 1_000); // its lease lapsed: c3 is reaped (by another handle)
+      assert.deepEqual(await b.userRooms(user), [r1]);
+      await b.leave(r1, "c1", "leave", now);
+      assert.deepEqual(await a.userRooms(user), []);
+    });
+
+    it("counts, rooms and users agree with the snapshots under a seeded random workload (seed 12)", async () => {
+      const rand = random(12);
+      const p = uid("qrand") + ":";
+      const rooms = [0, 1, 2, 3].map((i) => p + i);
+      const users = ["u1", "u2", "u3", null];
+      const now = Date.now();
+      const who = new Map<string, string | null>();
+      for (let step = 0; step < 300; step++) {
+        const room = rooms[Math.floor(rand() * rooms.length)]!;
+        const cid = `c${Math.floor(rand() * 12)}`;
+        const store = rand() < 0.5 ? a : b;
+        if (rand() < 0.55) {
+          // One connection keeps one user in every room it joins.
+          if (!who.has(cid)) who.set(cid, users[Math.floor(rand() * users.length)]!);
+          await store.join(room, cid, rand() < 0.5 ? "i1" : "i2", {}, now, who.get(cid));
+        } else await store.leave(room, cid, "leave", now);
+      }
+      const listed = (await a.listRooms({ prefix: p })).rooms;
+      const byUser = new Map<string, Set<string>>();
+      for (const room of rooms) {
+        const snap = await b.snapshot(room, now);
+        const count = await a.count(room, now);
+        const distinct = new Set(snap.present.map((e) => snap.users?.get(e.id) ?? `anon:${e.id}`));
+        assert.deepEqual(count, { connections: snap.present.length, users: distinct.size }, room);
+        assert.equal(listed.includes(room), snap.present.length > 0, room);
+        for (const e of snap.present) {
+          const u = snap.users?.get(e.id);
+          assert.equal(u ?? null, who.get(e.id), `user of ${e.id}`);
+          if (u) (byUser.get(u) ?? byUser.set(u, new Set()).get(u)!).add(room);
+        }
+      }
+      for (const u of ["u1", "u2", "u3"]) {
+        assert.deepEqual(await b.userRooms(u).then((r) => r.filter((x) => x.startsWith(p))), [...(byUser.get(u) ?? [])].sort(), u);
+      }
+      for (const room of rooms) {
+        for (const cid of who.keys()) await a.leave(room, cid, "leave", now);
+      }
+    });
+
+    // -- presence hook queues --------------------------------------------------
+
+    it("a hook queue takes every event of its types from any handle, once, with a stable key", async () => {
+      const hook = uid("hook");
+      const room = uid("hooked");
+      const now = Date.now();
+      await a.registerHook(hook, ["join", "leave"]);
+      cleanups.push(() => void a.dropHook(hook).catch(() => {}));
+      await a.join(room, "c1", "i1", {}, now, "ada");
+      await b.join(room, "c2", "i2", {}, now);
+      await a.setState(room, "c1", { kind: "set", state: 1 }, null, now); // not a hooked type
+      await b.leave(room, "c2", "leave", now);
+      const claimed = await b.claimHooks(hook, now, 30_000, 10);
+      assert.deepEqual(
+        claimed.map((d) => [d.event.type, d.event.connectionId, d.attempt]),
+        [["join", "c1", 1], ["join", "c2", 1], ["leave", "c2", 1]],
+      );
+      for (const d of claimed) assert.equal(d.key, `${room}:${d.event.seq}:${d.event.timestamp}`);
+      assert.equal(claimed[0]!.event.type === "join" && claimed[0]!.event.user, "ada");
+      // Claimed events are hidden until their lease ends.
+      assert.deepEqual(await a.claimHooks(hook, now + 1_000, 30_000, 10), []);
+      await a.settleHook(hook, claimed[0]!.key, null); // delivered
+      await b.settleHook(hook, claimed[1]!.key, now + 5_000); // failed: retry in 5 s
+      assert.deepEqual(await a.claimHooks(hook, now + 4_000, 30_000, 10), []);
+      const retry = await a.claimHooks(hook, now + 5_000, 30_000, 10);
+      assert.deepEqual(retry.map((d) => [d.key, d.attempt]), [[claimed[1]!.key, 2]]);
+      // The unsettled one comes back once its lease lapsed, same key, next attempt.
+      const lapsed = await b.claimHooks(hook, now + 30_001, 30_000, 10);
+      assert.deepEqual(lapsed.map((d) => [d.key, d.attempt]), [[claimed[2]!.key, 2]]);
+      await a.settleHook(hook, retry[0]!.key, null);
+      await a.settleHook(hook, lapsed[0]!.key, null);
+      assert.deepEqual(await b.claimHooks(hook, now + 100_000, 30_000, 10), []);
+    });
+
+    it("a reap queues exactly one leave per reaped member; a dropped hook queues nothing", async () => {
+      const hook = uid("hook");
+      const room = uid("reaped");
+      const now = Date.now();
+      await b.registerHook(hook, ["leave", "state"]);
+      const doomed = uid("inst");
+      await a.renewLease(doomed, 10, now);
+      for (let i = 0; i < 5; i++) await a.join(room, `c${i}`, doomed, {}, now);
+      // Both handles sweep the lapsed lease, concurrently.
+      await Promise.all([a.sweep(now + 1_000), b.sweep(now + 1_000)]);
+      const claimed = (await a.claimHooks(hook, now + 1_000, 30_000, 1000))
+        .filter((d) => d.event.room === room);
+      assert.deepEqual(
+        claimed.map((d) => d.event.type === "leave" && d.event.reason).filter(Boolean),
+        ["instance", "instance", "instance", "instance", "instance"],
+      );
+      assert.deepEqual(new Set(claimed.map((d) => d.event.connectionId)).size, 5);
+      await b.dropHook(hook);
+      await a.join(room, "c9", "i1", {}, now);
+      await a.leave(room, "c9", "leave", now);
+      assert.deepEqual(await b.claimHooks(hook, now + 100_000, 30_000, 100), []);
+    });
+});
 }

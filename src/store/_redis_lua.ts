@@ -16,6 +16,14 @@
 //   P s:<room>         hash     cid -> "<expiresAt|empty>:<version>:<state JSON>"
 //   P l:<room>         list     the last events for catch-up: "<ms> <JSON>"
 //   P c:<room>         channel  event batches: a JSON array of events
+//   P u:<room>         hash     cid -> user (members that have one)
+//   P n:<room>         hash     user -> its connections here ("\0<cid>" -> 1
+//                               for a member without a user): HLEN = users
+//   P R                zset     non-empty rooms (score 0, listed by lex range)
+//   P r:<user>         hash     room -> the user's connections there
+//   P hooks            hash     presence hook name -> event letters (j, l, s)
+//   P h:<hook>         hash     idempotency key -> "<attempt> <event JSON>"
+//   P hd:<hook>        zset     idempotency key -> when it is due (claim lease)
 // An entry is "<byte length of room>:<room><cid>".
 //
 // Time: every instant in the scripts (leases, expiries, "now") is on Redis's
@@ -60,7 +68,19 @@ local function rtime()
   end
   return clock
 end
-local function emit(room, ev)
+local hooks = false
+-- Queue the event for every presence hook that takes its kind (j, l, s).
+local function enqueue(ev, kind, key)
+  if not hooks then hooks = redis.call('HGETALL', P .. 'hooks') end
+  for i = 1, #hooks, 2 do
+    if string.find(hooks[i + 1], kind, 1, true) then
+      redis.call('HSET', P .. 'h:' .. hooks[i], key, '0 ' .. ev)
+      redis.call('ZADD', P .. 'hd:' .. hooks[i], 0, key)
+    end
+  end
+end
+local function emit(room, ev, kind, seq, now)
+  enqueue(ev, kind, room .. ':' .. seq .. ':' .. now)
   rtime()
   local lk = P .. 'l:' .. room
   redis.call('RPUSH', lk, clock .. ' ' .. ev)
@@ -99,19 +119,40 @@ end
 local function head(kind, room, cid, seq)
   return '{"type":"' .. kind .. '","room":' .. enc(room) .. ',"connectionId":' .. enc(cid) .. ',"seq":' .. seq
 end
-local function leaveEvent(room, cid, seq, reason, now)
-  return head('leave', room, cid, seq) .. ',"reason":"' .. reason .. '","timestamp":' .. now .. '}'
+local function emitLeave(room, cid, reason, now, extra)
+  local seq = nextseq(room)
+  emit(room, head('leave', room, cid, seq) .. ',"reason":"' .. reason .. '","timestamp":' .. now .. extra .. '}', 'l', seq, now)
 end
-local function expiredEvent(room, cid, seq, now)
-  return head('state', room, cid, seq) .. ',"state":null,"expired":true,"timestamp":' .. now .. '}'
+local function emitExpired(room, cid, now)
+  local seq = nextseq(room)
+  emit(room, head('state', room, cid, seq) .. ',"state":null,"expired":true,"timestamp":' .. now .. '}', 's', seq, now)
 end
+-- Remove a member and its counters; answers the leave event's user fields.
 local function dropMember(room, cid, inst)
   local e = entry(room, cid)
-  redis.call('HDEL', P .. 'o:' .. room, cid)
+  local ok = P .. 'o:' .. room
+  redis.call('HDEL', ok, cid)
   redis.call('HDEL', P .. 'm:' .. room, cid)
   redis.call('HDEL', P .. 's:' .. room, cid)
   redis.call('ZREM', P .. 'x', e)
   redis.call('SREM', P .. 'i:' .. inst, e)
+  local uk, nk = P .. 'u:' .. room, P .. 'n:' .. room
+  local user = redis.call('HGET', uk, cid)
+  local extra = ''
+  if user then
+    redis.call('HDEL', uk, cid)
+    extra = ',"user":' .. enc(user)
+    if redis.call('HINCRBY', nk, user, -1) <= 0 then
+      redis.call('HDEL', nk, user)
+      extra = extra .. ',"lastOfUser":true'
+    end
+    local rk = P .. 'r:' .. user
+    if redis.call('HINCRBY', rk, room, -1) <= 0 then redis.call('HDEL', rk, room) end
+  else
+    redis.call('HDEL', nk, '\\0' .. cid)
+  end
+  if redis.call('HLEN', ok) == 0 then redis.call('ZREM', P .. 'R', room) end
+  return extra
 end
 local function reap(inst, reason, now)
   local ik = P .. 'i:' .. inst
@@ -119,8 +160,7 @@ local function reap(inst, reason, now)
     local room, cid = unentry(e)
     local o = redis.call('HGET', P .. 'o:' .. room, cid)
     if o and ownerOf(o) == inst then
-      dropMember(room, cid, inst)
-      emit(room, leaveEvent(room, cid, nextseq(room), reason, now))
+      emitLeave(room, cid, reason, now, dropMember(room, cid, inst))
     end
   end
   redis.call('DEL', ik)
@@ -135,9 +175,9 @@ local function reap(inst, reason, now)
 end
 `;
 
-/** ARGV[5..]: room, cid, instance, meta JSON, now, since. */
+/** ARGV[5..]: room, cid, instance, meta JSON, now, since, user (empty: none). */
 const JOIN = `
-local room, cid, inst, meta, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local room, cid, inst, meta, now, user = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[11]
 missed(room, tonumber(ARGV[10]))
 local ok = P .. 'o:' .. room
 if redis.call('HEXISTS', ok, cid) == 1 then return result('null') end
@@ -150,7 +190,22 @@ redis.call('SADD', ik, entry(room, cid))
 redis.call('PEXPIRE', ok, KEYTTL)
 redis.call('PEXPIRE', mk, KEYTTL)
 redis.call('PEXPIRE', ik, KEYTTL)
-emit(room, head('join', room, cid, seq) .. ',"meta":' .. meta .. ',"instance":' .. enc(inst) .. ',"timestamp":' .. now .. '}')
+local nk = P .. 'n:' .. room
+local extra = ''
+if user ~= '' then
+  local uk, rk = P .. 'u:' .. room, P .. 'r:' .. user
+  redis.call('HSET', uk, cid, user)
+  redis.call('PEXPIRE', uk, KEYTTL)
+  extra = ',"user":' .. enc(user)
+  if redis.call('HINCRBY', nk, user, 1) == 1 then extra = extra .. ',"firstOfUser":true' end
+  redis.call('HINCRBY', rk, room, 1)
+  redis.call('PEXPIRE', rk, KEYTTL)
+else
+  redis.call('HSET', nk, '\\0' .. cid, 1)
+end
+redis.call('PEXPIRE', nk, KEYTTL)
+redis.call('ZADD', P .. 'R', 0, room)
+emit(room, head('join', room, cid, seq) .. ',"meta":' .. meta .. ',"instance":' .. enc(inst) .. ',"timestamp":' .. now .. extra .. '}', 'j', seq, now)
 return result('ok')
 `;
 
@@ -160,8 +215,7 @@ local room, cid, reason, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 missed(room, tonumber(ARGV[9]))
 local o = redis.call('HGET', P .. 'o:' .. room, cid)
 if not o then return result('null') end
-dropMember(room, cid, ownerOf(o))
-emit(room, leaveEvent(room, cid, nextseq(room), reason, now))
+emitLeave(room, cid, reason, now, dropMember(room, cid, ownerOf(o)))
 return result('ok')
 `;
 
@@ -188,14 +242,15 @@ if mode == 'patch' and version ~= expect then return result('conflict') end
 if expired then
   redis.call('HDEL', sk, cid)
   redis.call('ZREM', P .. 'x', e)
-  emit(room, expiredEvent(room, cid, nextseq(room), now))
+  emitExpired(room, cid, now)
   cur = false
 end
 if mode == 'clear' then
   if not cur then return result('null') end
   redis.call('HDEL', sk, cid)
   redis.call('ZREM', P .. 'x', e)
-  emit(room, head('state', room, cid, nextseq(room)) .. ',"state":null,"timestamp":' .. now .. '}')
+  local cseq = nextseq(room)
+  emit(room, head('state', room, cid, cseq) .. ',"state":null,"timestamp":' .. now .. '}', 's', cseq, now)
   return result('ok')
 end
 local seq = nextseq(room)
@@ -208,7 +263,7 @@ else
 end
 local ev = head('state', room, cid, seq) .. ',"state":' .. value
 if mode == 'patch' then ev = ev .. ',"patch":' .. patch end
-emit(room, ev .. ',"timestamp":' .. now .. '}')
+emit(room, ev .. ',"timestamp":' .. now .. '}', 's', seq, now)
 return result('ok')
 `;
 
@@ -223,11 +278,11 @@ if at ~= '' and tonumber(at) <= tonumber(now) then return { '1', '0' } end
 return { '1', v, json }
 `;
 
-/** ARGV[5..]: room. Answers {seq, n, o..., n, m..., n, s...}. */
+/** ARGV[5..]: room. Answers {seq, n, o..., n, m..., n, s..., n, u...}. */
 const SNAPSHOT = `
 local room = ARGV[5]
 local r = { redis.call('GET', P .. 'q:' .. room) or '0' }
-for _, t in ipairs({ 'o:', 'm:', 's:' }) do
+for _, t in ipairs({ 'o:', 'm:', 's:', 'u:' }) do
   local h = redis.call('HGETALL', P .. t .. room)
   r[#r + 1] = tostring(#h)
   for _, v in ipairs(h) do r[#r + 1] = v end
@@ -282,7 +337,7 @@ for _, e in ipairs(due) do
     local at = stateParts(cur)
     if at ~= '' and tonumber(at) <= tonumber(now) then
       redis.call('HDEL', sk, cid)
-      emit(room, expiredEvent(room, cid, nextseq(room), now))
+      emitExpired(room, cid, now)
     end
   end
 end
@@ -360,8 +415,10 @@ local rooms = {}
 if inst ~= '' then
   local ik = P .. 'i:' .. inst
   for _, e in ipairs(redis.call('SMEMBERS', ik)) do
-    local room = unentry(e)
+    local room, cid = unentry(e)
     rooms[room] = true
+    local user = redis.call('HGET', P .. 'u:' .. room, cid)
+    if user then redis.call('PEXPIRE', P .. 'r:' .. user, KEYTTL) end
   end
   redis.call('PEXPIRE', ik, KEYTTL)
   local kk = P .. 'k:' .. inst
@@ -372,9 +429,114 @@ if inst ~= '' then
 end
 for i = 6, #ARGV do rooms[ARGV[i]] = true end
 for room in pairs(rooms) do
-  for _, t in ipairs({ 'q:', 'o:', 'm:', 's:' }) do
+  for _, t in ipairs({ 'q:', 'o:', 'm:', 's:', 'u:', 'n:' }) do
     redis.call('PEXPIRE', P .. t .. room, KEYTTL)
   end
+end
+return 'ok'
+`;
+
+/** ARGV[5..]: room. Answers {connections, users}. */
+const COUNT = `
+local room = ARGV[5]
+return { redis.call('HLEN', P .. 'o:' .. room), redis.call('HLEN', P .. 'n:' .. room) }
+`;
+
+/**
+ * ARGV[5..]: prefix, cursor (empty: none), limit. Answers the room names,
+ * then '' and the next cursor when there are more. Names left behind by
+ * rooms whose keys expired (nobody renewed them) are dropped on the way.
+ */
+const LIST_ROOMS = `
+local prefix, cursor, limit = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local lo = '-'
+if cursor ~= '' then lo = '(' .. cursor elseif prefix ~= '' then lo = '[' .. prefix end
+local hi = '+'
+if prefix ~= '' then hi = '(' .. prefix .. '\\255' end
+local r = {}
+while #r <= limit do
+  local names = redis.call('ZRANGEBYLEX', P .. 'R', lo, hi, 'LIMIT', 0, limit + 1 - #r)
+  if #names == 0 then break end
+  for _, name in ipairs(names) do
+    if redis.call('EXISTS', P .. 'o:' .. name) == 1 then r[#r + 1] = name
+    else redis.call('ZREM', P .. 'R', name) end
+    lo = '(' .. name
+  end
+end
+if #r > limit then
+  r[limit + 1] = ''
+  r[limit + 2] = r[limit]
+end
+return r
+`;
+
+/** ARGV[5..]: user. Answers the rooms where it has a member. */
+const USER_ROOMS = `
+local user = ARGV[5]
+local rk = P .. 'r:' .. user
+local r = {}
+for _, room in ipairs(redis.call('HKEYS', rk)) do
+  if redis.call('HEXISTS', P .. 'n:' .. room, user) == 1 then r[#r + 1] = room
+  else redis.call('HDEL', rk, room) end
+end
+return r
+`;
+
+/** ARGV[5..]: hook name, letters. Widens the registration. */
+const REGISTER_HOOK = `
+local name, letters = ARGV[5], ARGV[6]
+local cur = redis.call('HGET', P .. 'hooks', name) or ''
+local out = ''
+for _, c in ipairs({ 'j', 'l', 's' }) do
+  if string.find(cur, c, 1, true) or string.find(letters, c, 1, true) then out = out .. c end
+end
+redis.call('HSET', P .. 'hooks', name, out)
+return out
+`;
+
+/** ARGV[5..]: hook name. */
+const DROP_HOOK = `
+local name = ARGV[5]
+redis.call('HDEL', P .. 'hooks', name)
+redis.call('DEL', P .. 'h:' .. name, P .. 'hd:' .. name)
+return 'ok'
+`;
+
+/**
+ * ARGV[5..]: hook name, now, lease ms, max. Answers {key, attempt, event}...
+ * for the due events, each hidden until now + lease.
+ */
+const CLAIM_HOOKS = `
+local name, now, lease, max = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local hk, dk = P .. 'h:' .. name, P .. 'hd:' .. name
+local r = {}
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, max)) do
+  local v = redis.call('HGET', hk, key)
+  if v then
+    local i = string.find(v, ' ', 1, true)
+    local attempt = tostring(tonumber(string.sub(v, 1, i - 1)) + 1)
+    local ev = string.sub(v, i + 1)
+    redis.call('HSET', hk, key, attempt .. ' ' .. ev)
+    redis.call('ZADD', dk, now + lease, key)
+    r[#r + 1] = key
+    r[#r + 1] = attempt
+    r[#r + 1] = ev
+  else
+    redis.call('ZREM', dk, key)
+  end
+end
+return r
+`;
+
+/** ARGV[5..]: hook name, key, retry time (empty: delivered, remove it). */
+const SETTLE_HOOK = `
+local name, key, at = ARGV[5], ARGV[6], ARGV[7]
+local hk, dk = P .. 'h:' .. name, P .. 'hd:' .. name
+if at == '' then
+  redis.call('HDEL', hk, key)
+  redis.call('ZREM', dk, key)
+elseif redis.call('HEXISTS', hk, key) == 1 then
+  redis.call('ZADD', dk, at, key)
 end
 return 'ok'
 `;
@@ -394,6 +556,13 @@ export const SCRIPTS = {
   catchUp: PRELUDE + CATCH_UP,
   epoch: PRELUDE + EPOCH,
   touch: PRELUDE + TOUCH,
+  count: PRELUDE + COUNT,
+  listRooms: PRELUDE + LIST_ROOMS,
+  userRooms: PRELUDE + USER_ROOMS,
+  registerHook: PRELUDE + REGISTER_HOOK,
+  dropHook: PRELUDE + DROP_HOOK,
+  claimHooks: PRELUDE + CLAIM_HOOKS,
+  settleHook: PRELUDE + SETTLE_HOOK,
 } as const;
 
 /** The name of one script. */

@@ -27,20 +27,31 @@ import type { Metadata, PresentEntry } from "../protocol.ts";
 import { PresenceError } from "../errors.ts";
 import { applyMergePatch } from "../merge_patch.ts";
 import type {
+  HookDelivery,
+  HookEventType,
   LeaveReason,
+  ListRoomsOptions,
   PresenceEvent,
   PresenceStore,
+  RoomCount,
+  RoomPage,
   RoomSnapshot,
   StateWrite,
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
+import { hookKey, hookTakes, hookTypes, pageSize, widenHookTypes } from "./_queries.ts";
 
 // The contract types, so this entry documents itself without the main one.
 export type {
+  HookDelivery,
+  HookEventType,
   LeaveReason,
+  ListRoomsOptions,
   PresenceEvent,
   PresenceStore,
+  RoomCount,
+  RoomPage,
   RoomSnapshot,
   StateWrite,
   StoreListener,
@@ -271,6 +282,21 @@ interface MemberValue {
   instance: string;
   /** JSON text, so `__proto__` keys survive. */
   meta: string;
+  /** The member's user, when it has one. */
+  user?: string;
+}
+
+/** A room's counters: connections, and distinct users (anonymous count one each). */
+interface CountValue {
+  c: number;
+  u: number;
+}
+
+/** One event in a hook's queue. */
+interface HookValue {
+  event: string;
+  attempt: number;
+  dueAt: number;
 }
 
 interface StateValue {
@@ -484,6 +510,28 @@ export class KvPresenceStore implements PresenceStore {
   #leaseKey(instance: string): KvLikeKey {
     return [...this.#p, "lease", instance];
   }
+  #countKey(room: string): KvLikeKey {
+    return [...this.#p, "room", room, "n"];
+  }
+  /** The user's connections in the room (mirrored under "user" for userRooms). */
+  #roomUserKey(room: string, user: string): KvLikeKey {
+    return [...this.#p, "room", room, "u", user];
+  }
+  #userRoomKey(user: string, room: string): KvLikeKey {
+    return [...this.#p, "user", user, room];
+  }
+  #roomsKey(room: string): KvLikeKey {
+    return [...this.#p, "rooms", room];
+  }
+  #hooksKey(): KvLikeKey {
+    return [...this.#p, "hooks"];
+  }
+  #hookKey(name: string, key: string): KvLikeKey {
+    return [...this.#p, "hq", name, key];
+  }
+  #hookDueKey(name: string, at: number, key: string): KvLikeKey {
+    return [...this.#p, "hd", name, at, key];
+  }
 
   // -- leases ----------------------------------------------------------------
 
@@ -631,13 +679,18 @@ export class KvPresenceStore implements PresenceStore {
     instanceId: string,
     meta: Metadata,
     now: number,
+    userId: string | null = null,
   ): Promise<PresenceEvent | null> {
     this.#assertOpen();
     const seqKey = this.#seqKey(room);
     const memberKey = this.#memberKey(room, connectionId);
+    const countKey = this.#countKey(room);
     const metaText = JSON.stringify(meta);
+    const user = userId ?? null;
+    const keys = [seqKey, memberKey, countKey, this.#hooksKey()];
+    if (user !== null) keys.push(this.#roomUserKey(room, user));
     return await this.#retry("join", async () => {
-      const [seqE, memberE] = await this.#kv.getMany([seqKey, memberKey]);
+      const [seqE, memberE, countE, hooksE, userE] = await this.#kv.getMany(keys);
       if (memberE!.versionstamp !== null) return null;
       const seq = seqOf(seqE) + 1;
       const event: PresenceEvent = {
@@ -650,12 +703,25 @@ export class KvPresenceStore implements PresenceStore {
         timestamp: now,
       };
       const member: MemberValue = { seq, instance: instanceId, meta: metaText };
+      const count = (countE!.value as CountValue | null) ?? { c: 0, u: 0 };
       const op = this.#kv.atomic()
-        .check(seqE!, memberE!)
+        .check(seqE!, memberE!, countE!, hooksE!)
         .set(seqKey, seq)
-        .set(memberKey, member)
         .set(this.#ownKey(instanceId, room, connectionId), true);
-      this.#log(op, event);
+      let newUser = true;
+      if (user !== null) {
+        const n = (userE!.value as number | null) ?? 0;
+        newUser = n === 0;
+        member.user = event.user = user;
+        if (newUser) event.firstOfUser = true;
+        op.check(userE!)
+          .set(this.#roomUserKey(room, user), n + 1)
+          .set(this.#userRoomKey(user, room), n + 1);
+      }
+      op.set(memberKey, member)
+        .set(countKey, { c: count.c + 1, u: count.u + (newUser ? 1 : 0) });
+      if (count.c === 0) op.set(this.#roomsKey(room), true);
+      this.#log(op, event, hooksE!);
       if (!(await this.#commit(op)).ok) return RETRY;
       await this.#publish(room, [event]);
       return event;
@@ -711,11 +777,14 @@ export class KvPresenceStore implements PresenceStore {
     const seqKey = this.#seqKey(room);
     const memberKey = this.#memberKey(room, cid);
     const stateKey = this.#stateKey(room, cid);
+    const countKey = this.#countKey(room);
     return await this.#retry("leave", async () => {
-      const [seqE, memberE, stateE] = await this.#kv.getMany([
+      const [seqE, memberE, stateE, countE, hooksE] = await this.#kv.getMany([
         seqKey,
         memberKey,
         stateKey,
+        countKey,
+        this.#hooksKey(),
       ]);
       const member = memberE!.value as MemberValue | null;
       const lease = guard?.lease ?? null;
@@ -738,17 +807,36 @@ export class KvPresenceStore implements PresenceStore {
         timestamp: now,
       };
       const op = this.#kv.atomic()
-        .check(seqE!, memberE!, stateE!)
+        .check(seqE!, memberE!, stateE!, countE!, hooksE!)
         .set(seqKey, seq)
         .delete(memberKey)
         .delete(this.#ownKey(member.instance, room, cid))
         .delete(stateKey);
       if (lease) op.check(lease);
+      const count = (countE!.value as CountValue | null) ?? { c: 1, u: 1 };
+      let lastOfUser = true;
+      if (member.user !== undefined) {
+        const user = member.user;
+        // Checked with the rest: a stale read fails the commit.
+        const userE = await this.#kv.get(this.#roomUserKey(room, user));
+        const n = ((userE.value as number | null) ?? 1) - 1;
+        lastOfUser = n <= 0;
+        event.user = user;
+        if (lastOfUser) event.lastOfUser = true;
+        op.check(userE);
+        if (lastOfUser) {
+          op.delete(this.#roomUserKey(room, user)).delete(this.#userRoomKey(user, room));
+        } else {
+          op.set(this.#roomUserKey(room, user), n).set(this.#userRoomKey(user, room), n);
+        }
+      }
+      if (count.c <= 1) op.delete(countKey).delete(this.#roomsKey(room));
+      else op.set(countKey, { c: count.c - 1, u: count.u - (lastOfUser ? 1 : 0) });
       const state = stateE!.value as StateValue | null;
       if (state !== null && state.expiresAt !== null) {
         op.delete(this.#expKey(state.expiresAt, room, cid));
       }
-      this.#log(op, event);
+      this.#log(op, event, hooksE!);
       if (!(await this.#commit(op)).ok) return await this.#conflict(lease);
       await this.#publish(room, [event]);
       return event;
@@ -802,15 +890,16 @@ export class KvPresenceStore implements PresenceStore {
     const memberKey = this.#memberKey(room, connectionId);
     const stateKey = this.#stateKey(room, connectionId);
     return await this.#retry("setState", async () => {
-      const [seqE, memberE, stateE] = await this.#kv.getMany([
+      const [seqE, memberE, stateE, hooksE] = await this.#kv.getMany([
         seqKey,
         memberKey,
         stateKey,
+        this.#hooksKey(),
       ]);
       if (memberE!.versionstamp === null) return "not_member";
       let seq = seqOf(seqE);
       const events: PresenceEvent[] = [];
-      const op = this.#kv.atomic().check(seqE!, memberE!, stateE!);
+      const op = this.#kv.atomic().check(seqE!, memberE!, stateE!, hooksE!);
       const old = stateE!.value as StateValue | null;
       let current: unknown = undefined;
       if (old !== null) {
@@ -887,7 +976,7 @@ export class KvPresenceStore implements PresenceStore {
         );
       }
       op.set(seqKey, seq);
-      for (const event of events) this.#log(op, event);
+      for (const event of events) this.#log(op, event, hooksE!);
       if (!(await this.#commit(op)).ok) return RETRY;
       await this.#publish(room, events);
       // Clearing a state that had just expired announces only the expiry.
@@ -956,6 +1045,8 @@ export class KvPresenceStore implements PresenceStore {
         id: m.id,
         meta: JSON.parse(m.value.meta) as Metadata,
       }));
+      const users = new Map<string, string>();
+      for (const m of ordered) if (m.value.user !== undefined) users.set(m.id, m.value.user);
       const map = new Map<string, unknown>();
       for (const e of states) {
         const state = e.value as StateValue;
@@ -963,8 +1054,128 @@ export class KvPresenceStore implements PresenceStore {
           map.set(e.key[tagAt + 1] as string, JSON.parse(state.value));
         }
       }
-      return { seq: seqOf(seqE ?? undefined), present, states: map };
+      return { seq: seqOf(seqE ?? undefined), present, states: map, users };
     }
+  }
+
+  /** Connections and distinct users in a room: one read of its counters. */
+  async count(room: string, _now: number): Promise<RoomCount> {
+    this.#assertOpen();
+    const count = (await this.#kv.get(this.#countKey(room))).value as CountValue | null;
+    return { connections: count?.c ?? 0, users: count?.u ?? 0 };
+  }
+
+  /** Non-empty rooms by name, from an index kept by joins and leaves. */
+  async listRooms(options: ListRoomsOptions = {}): Promise<RoomPage> {
+    this.#assertOpen();
+    const prefix = options.prefix ?? "";
+    const limit = pageSize(options);
+    const base = [...this.#p, "rooms"];
+    const from = options.cursor !== undefined ? options.cursor + "\0" : prefix;
+    const rooms: string[] = [];
+    const selector = from === "" ? { prefix: base } : { prefix: base, start: [...base, from] };
+    for await (const e of this.#kv.list(selector, { batchSize: limit + 1 })) {
+      const name = e.key[e.key.length - 1] as string;
+      if (!name.startsWith(prefix)) break; // sorted: past the prefix
+      if (rooms.length === limit) return { rooms, cursor: rooms[limit - 1]! };
+      rooms.push(name);
+    }
+    return { rooms, cursor: null };
+  }
+
+  /** The rooms where `userId` has a connection, ascending. */
+  async userRooms(userId: string): Promise<string[]> {
+    this.#assertOpen();
+    const rooms: string[] = [];
+    for await (const e of this.#kv.list({ prefix: [...this.#p, "user", userId] })) {
+      rooms.push(e.key[e.key.length - 1] as string);
+    }
+    return rooms;
+  }
+
+  /** Queue every event of `types` for hook `name`, in the same commit as each write. */
+  async registerHook(name: string, types: readonly HookEventType[]): Promise<void> {
+    this.#assertOpen();
+    const letters = hookTypes(types);
+    await this.#retry("registerHook", async () => {
+      const entry = await this.#kv.get(this.#hooksKey());
+      const registry = { ...(entry.value as Record<string, string> | null) };
+      registry[name] = widenHookTypes(registry[name] ?? "", letters);
+      const op = this.#kv.atomic().check(entry).set(this.#hooksKey(), registry);
+      return (await this.#commit(op)).ok ? undefined : RETRY;
+    });
+  }
+
+  /** Stop queueing for hook `name` and drop its queue. */
+  async dropHook(name: string): Promise<void> {
+    this.#assertOpen();
+    await this.#retry("dropHook", async () => {
+      const entry = await this.#kv.get(this.#hooksKey());
+      const registry = { ...(entry.value as Record<string, string> | null) };
+      delete registry[name];
+      const op = this.#kv.atomic().check(entry).set(this.#hooksKey(), registry);
+      return (await this.#commit(op)).ok ? undefined : RETRY;
+    });
+    for (const part of ["hq", "hd"]) {
+      const keys: KvLikeKey[] = [];
+      for await (const e of this.#kv.list({ prefix: [...this.#p, part, name] })) keys.push(e.key);
+      for (let i = 0; i < keys.length; i += 500) {
+        const op = this.#kv.atomic();
+        for (const key of keys.slice(i, i + 500)) op.delete(key);
+        await this.#commit(op);
+      }
+    }
+  }
+
+  /** Claim due events of hook `name`, each in its own checked commit. */
+  async claimHooks(
+    name: string,
+    now: number,
+    leaseMs: number,
+    max: number,
+  ): Promise<HookDelivery[]> {
+    this.#assertOpen();
+    const out: HookDelivery[] = [];
+    const due = this.#kv.list(
+      { start: [...this.#p, "hd", name], end: [...this.#p, "hd", name, now, true] },
+      { limit: max },
+    );
+    for await (const d of due) {
+      const at = d.key[d.key.length - 2] as number;
+      const key = d.key[d.key.length - 1] as string;
+      const entry = await this.#kv.get(this.#hookKey(name, key));
+      const value = entry.value as HookValue | null;
+      const op = this.#kv.atomic().check(entry, { key: d.key, versionstamp: d.versionstamp })
+        .delete(d.key);
+      if (value === null || value.dueAt !== at) {
+        await this.#commit(op); // a stale index entry
+        continue;
+      }
+      const next: HookValue = { ...value, attempt: value.attempt + 1, dueAt: now + leaseMs };
+      op.set(this.#hookKey(name, key), next).set(this.#hookDueKey(name, next.dueAt, key), true);
+      // Lost to another claimer: it is theirs.
+      if ((await this.#commit(op)).ok) {
+        out.push({ key, attempt: next.attempt, event: JSON.parse(value.event) });
+      }
+    }
+    return out;
+  }
+
+  /** Remove a delivered event, or make a failed one due at `retryAt`. */
+  async settleHook(name: string, key: string, retryAt: number | null): Promise<void> {
+    this.#assertOpen();
+    await this.#retry("settleHook", async () => {
+      const entry = await this.#kv.get(this.#hookKey(name, key));
+      const value = entry.value as HookValue | null;
+      if (value === null) return undefined;
+      const op = this.#kv.atomic().check(entry).delete(this.#hookDueKey(name, value.dueAt, key));
+      if (retryAt === null) op.delete(this.#hookKey(name, key));
+      else {
+        op.set(this.#hookKey(name, key), { ...value, dueAt: retryAt })
+          .set(this.#hookDueKey(name, retryAt, key), true);
+      }
+      return (await this.#commit(op)).ok ? undefined : RETRY;
+    });
   }
 
   // -- metadata ----------------------------------------------------------------
@@ -1358,7 +1569,7 @@ export class KvPresenceStore implements PresenceStore {
     const stateKey = this.#stateKey(room, cid);
     const expKey = this.#expKey(at, room, cid);
     await this.#retry("sweep", async () => {
-      const [seqE, stateE] = await this.#kv.getMany([seqKey, stateKey]);
+      const [seqE, stateE, hooksE] = await this.#kv.getMany([seqKey, stateKey, this.#hooksKey()]);
       const state = stateE!.value as StateValue | null;
       if (state === null || state.expiresAt !== at) {
         // A stale index entry: the state was rewritten, cleared or dropped.
@@ -1374,11 +1585,11 @@ export class KvPresenceStore implements PresenceStore {
         expired: true,
         timestamp: now,
       };
-      const op = this.#kv.atomic().check(seqE!, stateE!)
+      const op = this.#kv.atomic().check(seqE!, stateE!, hooksE!)
         .set(seqKey, event.seq)
         .delete(stateKey)
         .delete(expKey);
-      this.#log(op, event);
+      this.#log(op, event, hooksE!);
       if (!(await this.#commit(op)).ok) return RETRY;
       await this.#publish(room, [event]);
       return undefined;
@@ -1484,10 +1695,18 @@ export class KvPresenceStore implements PresenceStore {
     }
   }
 
-  #log(op: KvLikeAtomic, event: PresenceEvent): void {
-    op.set(this.#logKey(event.room, event.seq), JSON.stringify(event), {
-      expireIn: this.#logTtlMs,
-    });
+  /** Log the event, and queue it for every hook of the registry read with the write. */
+  #log(op: KvLikeAtomic, event: PresenceEvent, hooks: KvLikeEntryMaybe): void {
+    const text = JSON.stringify(event);
+    op.set(this.#logKey(event.room, event.seq), text, { expireIn: this.#logTtlMs });
+    const registry = hooks.value as Record<string, string> | null;
+    if (registry === null) return;
+    for (const [name, letters] of Object.entries(registry)) {
+      if (!hookTakes(letters, event)) continue;
+      const key = hookKey(event);
+      const value: HookValue = { event: text, attempt: 0, dueAt: 0 };
+      op.set(this.#hookKey(name, key), value).set(this.#hookDueKey(name, 0, key), true);
+    }
   }
 
   /** `expireIn` for an expiring state: its lifetime plus the log's TTL. */

@@ -6,14 +6,20 @@ import type { Metadata, PresentEntry } from "../protocol.ts";
 import { PresenceError } from "../errors.ts";
 import { applyMergePatch } from "../merge_patch.ts";
 import type {
+  HookDelivery,
+  HookEventType,
   LeaveReason,
+  ListRoomsOptions,
   PresenceEvent,
   PresenceStore,
+  RoomCount,
+  RoomPage,
   RoomSnapshot,
   StateWrite,
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
+import { hookKey, hookTakes, hookTypes, pageSize, widenHookTypes } from "./_queries.ts";
 
 /**
  * Options for {@linkcode MemoryPresenceStore}.
@@ -48,6 +54,10 @@ interface Room {
   /** Insertion order is join order. */
   members: Map<string, Member>;
   states: Map<string, StateEntry>;
+  /** Connections per user present. */
+  users: Map<string, number>;
+  /** Members without a user (each counts as a user of its own). */
+  anonymous: number;
 }
 
 interface Member {
@@ -55,6 +65,13 @@ interface Member {
   id: string;
   owner: Owner;
   meta: Metadata;
+  user: string | null;
+}
+
+/** A presence hook's queue: events by idempotency key, in arrival order. */
+interface HookQueue {
+  types: string;
+  queue: Map<string, { event: PresenceEvent; attempt: number; dueAt: number }>;
 }
 
 interface StateEntry {
@@ -125,6 +142,9 @@ export class MemoryPresenceStore implements PresenceStore {
   #held = new Set<string>();
   #resetListeners = new Set<(instanceId?: string) => void>();
   #metadata = new Map<string, MetaEntry>();
+  /** Rooms per user, with the user's connection count in each. */
+  #userRooms = new Map<string, Map<string, number>>();
+  #hooks = new Map<string, HookQueue>();
   #heap: StateEntry[] = [];
   #listeners = new Listeners((error, event) => this.#onError(error, event));
   #queue: PresenceEvent[] = [];
@@ -270,6 +290,7 @@ export class MemoryPresenceStore implements PresenceStore {
     instanceId: string,
     meta: Metadata,
     now: number,
+    userId: string | null = null,
   ): Promise<PresenceEvent | null> {
     this.#assertOpen();
     let record = this.#rooms.get(room);
@@ -279,7 +300,8 @@ export class MemoryPresenceStore implements PresenceStore {
       return null;
     }
     const owner = this.#owner(instanceId);
-    const member: Member = { room: record, id: connectionId, owner, meta };
+    const user = userId ?? null;
+    const member: Member = { room: record, id: connectionId, owner, meta, user };
     record.members.set(connectionId, member);
     owner.members.add(member);
     const event: PresenceEvent = {
@@ -291,6 +313,16 @@ export class MemoryPresenceStore implements PresenceStore {
       instance: instanceId,
       timestamp: now,
     };
+    if (user === null) record.anonymous++;
+    else {
+      const n = record.users.get(user) ?? 0;
+      record.users.set(user, n + 1);
+      let rooms = this.#userRooms.get(user);
+      if (rooms === undefined) this.#userRooms.set(user, rooms = new Map());
+      rooms.set(room, (rooms.get(room) ?? 0) + 1);
+      event.user = user;
+      if (n === 0) event.firstOfUser = true;
+    }
     this.#emit(event);
     return event;
   }
@@ -467,14 +499,92 @@ export class MemoryPresenceStore implements PresenceStore {
       };
     }
     const present: PresentEntry[] = [];
+    const users = new Map<string, string>();
     for (const member of record.members.values()) {
       present.push({ id: member.id, meta: member.meta });
+      if (member.user !== null) users.set(member.id, member.user);
     }
     const states = new Map<string, unknown>();
     for (const entry of record.states.values()) {
       if (entry.expiresAt > now) states.set(entry.id, entry.value);
     }
-    return { seq: record.seq, present, states };
+    return { seq: record.seq, present, states, users };
+  }
+
+  /** Connections and distinct users in a room, O(1). */
+  async count(room: string, _now: number): Promise<RoomCount> {
+    this.#assertOpen();
+    const record = this.#rooms.get(room);
+    if (record === undefined) return { connections: 0, users: 0 };
+    return { connections: record.members.size, users: record.users.size + record.anonymous };
+  }
+
+  /** Non-empty rooms by name: O(rooms) per page (they are sorted each call). */
+  async listRooms(options: ListRoomsOptions = {}): Promise<RoomPage> {
+    this.#assertOpen();
+    const prefix = options.prefix ?? "";
+    const after = options.cursor ?? "";
+    const limit = pageSize(options);
+    const names: string[] = [];
+    for (const name of this.#rooms.keys()) {
+      if (name.startsWith(prefix) && (after === "" || name > after)) names.push(name);
+    }
+    names.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+    const rooms = names.slice(0, limit);
+    return { rooms, cursor: names.length > limit ? rooms[rooms.length - 1]! : null };
+  }
+
+  /** The rooms where `userId` has a connection, ascending. */
+  async userRooms(userId: string): Promise<string[]> {
+    this.#assertOpen();
+    const rooms = [...(this.#userRooms.get(userId)?.keys() ?? [])];
+    return rooms.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+  }
+
+  /** Queue every event of `types` for hook `name` from now on. */
+  async registerHook(name: string, types: readonly HookEventType[]): Promise<void> {
+    this.#assertOpen();
+    const letters = hookTypes(types);
+    const hook = this.#hooks.get(name);
+    if (hook === undefined) this.#hooks.set(name, { types: letters, queue: new Map() });
+    else hook.types = widenHookTypes(hook.types, letters);
+  }
+
+  /** Stop queueing for hook `name` and drop its queue. */
+  async dropHook(name: string): Promise<void> {
+    this.#assertOpen();
+    this.#hooks.delete(name);
+  }
+
+  /** Claim due events of hook `name`, hidden until `now + leaseMs`. */
+  async claimHooks(
+    name: string,
+    now: number,
+    leaseMs: number,
+    max: number,
+  ): Promise<HookDelivery[]> {
+    this.#assertOpen();
+    const out: HookDelivery[] = [];
+    const hook = this.#hooks.get(name);
+    if (hook === undefined) return out;
+    for (const [key, entry] of hook.queue) {
+      if (out.length >= max) break;
+      if (entry.dueAt > now) continue;
+      entry.dueAt = now + leaseMs;
+      entry.attempt++;
+      out.push({ key, event: entry.event, attempt: entry.attempt });
+    }
+    return out;
+  }
+
+  /** Remove a delivered event, or make a failed one due at `retryAt`. */
+  async settleHook(name: string, key: string, retryAt: number | null): Promise<void> {
+    this.#assertOpen();
+    const queue = this.#hooks.get(name)?.queue;
+    const entry = queue?.get(key);
+    if (entry === undefined) return;
+    if (retryAt === null) queue!.delete(key);
+    else entry.dueAt = retryAt;
   }
 
   /**
@@ -683,6 +793,8 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#held.clear();
     this.#resetListeners.clear();
     this.#metadata.clear();
+    this.#userRooms.clear();
+    this.#hooks.clear();
     this.#heap = [];
     this.#listeners.clear();
     this.#queue = [];
@@ -704,6 +816,8 @@ export class MemoryPresenceStore implements PresenceStore {
       seq,
       members: new Map(),
       states: new Map(),
+      users: new Map(),
+      anonymous: 0,
     };
     this.#rooms.set(name, record);
     return record;
@@ -742,6 +856,21 @@ export class MemoryPresenceStore implements PresenceStore {
       reason,
       timestamp: now,
     };
+    const user = member.user;
+    if (user === null) room.anonymous--;
+    else {
+      event.user = user;
+      const n = room.users.get(user)! - 1;
+      if (n > 0) room.users.set(user, n);
+      else {
+        room.users.delete(user);
+        event.lastOfUser = true;
+      }
+      const rooms = this.#userRooms.get(user)!;
+      const m = rooms.get(room.name)! - 1;
+      if (m > 0) rooms.set(room.name, m);
+      else if (rooms.delete(room.name) && rooms.size === 0) this.#userRooms.delete(user);
+    }
     if (room.members.size === 0) {
       // Keep only the seq of an empty room, so churny rooms stay cheap.
       this.#rooms.delete(room.name);
@@ -785,6 +914,11 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   #emit(event: PresenceEvent): void {
+    for (const hook of this.#hooks.values()) {
+      if (hookTakes(hook.types, event)) {
+        hook.queue.set(hookKey(event), { event, attempt: 0, dueAt: -Infinity });
+      }
+    }
     // A listener that mutates the store re-enters here: queue its events so
     // every listener still sees each room's events in seq order.
     if (this.#emitting) {

@@ -23,21 +23,32 @@ import type { Metadata, PresentEntry } from "../protocol.ts";
 import { PresenceError } from "../errors.ts";
 import { applyMergePatch } from "../merge_patch.ts";
 import type {
+  HookDelivery,
+  HookEventType,
   LeaveReason,
+  ListRoomsOptions,
   PresenceEvent,
   PresenceStore,
+  RoomCount,
+  RoomPage,
   RoomSnapshot,
   StateWrite,
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
+import { hookTypes, pageSize } from "./_queries.ts";
 import { openDriver, type RedisDriver } from "./_redis_driver.ts";
 import { type ScriptName, SCRIPTS } from "./_redis_lua.ts";
 
 export type {
+  HookDelivery,
+  HookEventType,
   LeaveReason,
+  ListRoomsOptions,
   PresenceEvent,
   PresenceStore,
+  RoomCount,
+  RoomPage,
   RoomSnapshot,
   StateWrite,
   StoreListener,
@@ -444,6 +455,7 @@ export class RedisPresenceStore implements PresenceStore {
     instanceId: string,
     meta: Metadata,
     now: number,
+    userId: string | null = null,
   ): Promise<PresenceEvent | null> {
     await this.#settled(room);
     const result = await this.#mutate("join", [
@@ -453,6 +465,7 @@ export class RedisPresenceStore implements PresenceStore {
       JSON.stringify(meta),
       time(this.#toRedis(now), "time"),
       this.#since(room),
+      userId ?? "",
     ]);
     return result.status === "ok" ? result.events.at(-1)! : null;
   }
@@ -637,6 +650,9 @@ export class RedisPresenceStore implements PresenceStore {
     const owners = pairs();
     const metas = pairs();
     const states = pairs();
+    const userPairs = pairs();
+    const users = new Map<string, string>();
+    for (let j = 0; j < userPairs.length; j += 2) users.set(userPairs[j]!, userPairs[j + 1]!);
     const metaOf = new Map<string, string>();
     for (let j = 0; j < metas.length; j += 2) {
       metaOf.set(metas[j]!, metas[j + 1]!);
@@ -661,7 +677,67 @@ export class RedisPresenceStore implements PresenceStore {
         live.set(states[j]!, JSON.parse(v.slice(b + 1)));
       }
     }
-    return { seq: Number(r[0]), present, states: live };
+    return { seq: Number(r[0]), present, states: live, users };
+  }
+
+  /** Connections and distinct users in a room: two `HLEN`s, no member list. */
+  async count(room: string, _now: number): Promise<RoomCount> {
+    const r = asStrings(await this.#run("count", [room]));
+    return { connections: Number(r[0]), users: Number(r[1]) };
+  }
+
+  /** Non-empty rooms by name (a lex range of one sorted set), a page at a time. */
+  async listRooms(options: ListRoomsOptions = {}): Promise<RoomPage> {
+    const limit = pageSize(options);
+    const r = asStrings(
+      await this.#run("listRooms", [options.prefix ?? "", options.cursor ?? "", String(limit)]),
+    );
+    if (r.length > limit) return { rooms: r.slice(0, limit), cursor: r[limit + 1]! };
+    return { rooms: r, cursor: null };
+  }
+
+  /** The rooms where `userId` has a connection, ascending. */
+  async userRooms(userId: string): Promise<string[]> {
+    const rooms = asStrings(await this.#run("userRooms", [userId]));
+    return rooms.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+  }
+
+  /** Queue every event of `types` for hook `name`, inside each write's script. */
+  async registerHook(name: string, types: readonly HookEventType[]): Promise<void> {
+    await this.#run("registerHook", [name, hookTypes(types)]);
+  }
+
+  /** Stop queueing for hook `name` and drop its queue. */
+  async dropHook(name: string): Promise<void> {
+    await this.#run("dropHook", [name]);
+  }
+
+  /** Claim due events of hook `name`, hidden until `now + leaseMs` (Redis's clock). */
+  async claimHooks(
+    name: string,
+    now: number,
+    leaseMs: number,
+    max: number,
+  ): Promise<HookDelivery[]> {
+    const r = asStrings(
+      await this.#run("claimHooks", [
+        name,
+        time(this.#toRedis(now), "time"),
+        time(leaseMs, "lease"),
+        String(max),
+      ]),
+    );
+    const out: HookDelivery[] = [];
+    for (let i = 0; i + 2 < r.length; i += 3) {
+      out.push({ key: r[i]!, attempt: Number(r[i + 1]), event: JSON.parse(r[i + 2]!) });
+    }
+    return out;
+  }
+
+  /** Remove a delivered event, or make a failed one due at `retryAt`. */
+  async settleHook(name: string, key: string, retryAt: number | null): Promise<void> {
+    const at = retryAt === null ? "" : time(this.#toRedis(retryAt), "retry time");
+    await this.#run("settleHook", [name, key, at]);
   }
 
   /**

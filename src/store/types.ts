@@ -61,6 +61,10 @@ export type PresenceEvent =
     instance: string;
     /** Milliseconds since the epoch, by the producing clock. */
     timestamp: number;
+    /** The user the connection belongs to, when it has one. */
+    user?: string;
+    /** Set when this is the user's first connection in the room. */
+    firstOfUser?: boolean;
   }
   | {
     type: "leave";
@@ -69,6 +73,10 @@ export type PresenceEvent =
     seq: number;
     reason: LeaveReason;
     timestamp: number;
+    /** The user the connection belonged to, when it had one. */
+    user?: string;
+    /** Set when this was the user's last connection in the room. */
+    lastOfUser?: boolean;
   }
   | {
     type: "state";
@@ -108,7 +116,108 @@ export interface RoomSnapshot {
   present: PresentEntry[];
   /** Current states by connection id. */
   states: Map<string, unknown>;
+  /**
+   * The user of each member that has one, by connection id. Optional for
+   * stores written before 0.2; the three bundled stores always fill it.
+   */
+  users?: Map<string, string>;
 }
+
+/**
+ * How many are in a room: connections, and distinct users among them (a
+ * connection without a user counts as a user of its own).
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type RoomCount } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * const now = Date.now();
+ * await store.join("lobby", "c1", "server-1", {}, now, "ada");
+ * await store.join("lobby", "c2", "server-1", {}, now, "ada");
+ * await store.join("lobby", "c3", "server-1", {}, now);
+ * const count: RoomCount = await store.count("lobby", now);
+ * console.log(count); // { connections: 3, users: 2 }
+ * await store.close();
+ * ```
+ */
+export interface RoomCount {
+  /** Connections present. */
+  connections: number;
+  /** Distinct users present (a connection without a user counts as one). */
+  users: number;
+}
+
+/**
+ * One page of {@linkcode PresenceStore.listRooms}: non-empty rooms in
+ * ascending order of name, and the cursor of the next page (`null` at the end).
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type RoomPage } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * for (const room of ["doc:1", "doc:2", "chat"]) {
+ *   await store.join(room, "c1", "server-1", {}, Date.now());
+ * }
+ * const page: RoomPage = await store.listRooms({ prefix: "doc:", limit: 1 });
+ * console.log(page.rooms); // ["doc:1"]
+ * console.log((await store.listRooms({ prefix: "doc:", cursor: page.cursor! })).rooms); // ["doc:2"]
+ * await store.close();
+ * ```
+ */
+export interface RoomPage {
+  /** Room names, ascending. */
+  rooms: string[];
+  /** Pass as `cursor` for the next page; `null` when this is the last one. */
+  cursor: string | null;
+}
+
+/**
+ * Which rooms to list: names starting with `prefix`, after `cursor`, at most
+ * `limit` (default 100, at most 1000).
+ *
+ * @example
+ * ```ts
+ * import type { ListRoomsOptions } from "@presently/presently";
+ * const first: ListRoomsOptions = { prefix: "doc:", limit: 50 };
+ * console.log(first.limit); // 50
+ * ```
+ */
+export interface ListRoomsOptions {
+  /** Only rooms whose name starts with this. */
+  prefix?: string;
+  /** The `cursor` of the previous page. */
+  cursor?: string;
+  /** Page size: default 100, capped at 1000. */
+  limit?: number;
+}
+
+/**
+ * One event in a presence hook's durable queue, claimed by one consumer.
+ * Its `key` is the idempotency key, the same on every retry.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type HookDelivery } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * await store.registerHook("audit", ["join", "leave"]);
+ * await store.join("lobby", "c1", "server-1", {}, Date.now());
+ * const [delivery]: HookDelivery[] = await store.claimHooks("audit", Date.now(), 30_000, 10);
+ * console.log(delivery.key, delivery.attempt); // "lobby:1:…" 1
+ * await store.settleHook("audit", delivery.key, null); // done: removed from the queue
+ * await store.close();
+ * ```
+ */
+export interface HookDelivery {
+  /** The idempotency key: `<room>:<seq>:<timestamp>`, stable across retries. */
+  key: string;
+  /** The event. */
+  event: PresenceEvent;
+  /** 1 on the first delivery, then 2, 3, ... */
+  attempt: number;
+}
+
+/** The event types a presence hook's queue takes. */
+export type HookEventType = "join" | "leave" | "state";
 
 /**
  * How a state write changes the stored state.
@@ -194,13 +303,18 @@ export interface PresenceStore {
    */
   releaseLease(instanceId: string): Promise<void>;
 
-  /** Add a connection to a room. `null` when it was already present. */
+  /**
+   * Add a connection to a room. `null` when it was already present. With
+   * `userId`, the member counts toward that user: the join event carries
+   * `user`, and `firstOfUser` when the user had no other connection there.
+   */
   join(
     room: string,
     connectionId: string,
     instanceId: string,
     meta: Metadata,
     now: number,
+    userId?: string | null,
   ): Promise<PresenceEvent | null>;
   /** Remove a connection from a room (and its state). `null` when absent. */
   leave(
@@ -222,8 +336,39 @@ export interface PresenceStore {
     now: number,
   ): Promise<PresenceEvent | null | "not_member">;
 
-  /** The room's present connections, states and sequence number. */
+  /** The room's present connections, states, users and sequence number. */
   snapshot(room: string, now: number): Promise<RoomSnapshot>;
+
+  /**
+   * Connections and distinct users in a room, from counters kept by the
+   * writes (never by reading the member list).
+   */
+  count(room: string, now: number): Promise<RoomCount>;
+  /** Non-empty rooms by name, a page at a time. */
+  listRooms(options?: ListRoomsOptions): Promise<RoomPage>;
+  /** The rooms where a user has at least one connection, ascending. */
+  userRooms(userId: string): Promise<string[]>;
+
+  /**
+   * Create (or widen) the durable queue of presence hook `name`: from when
+   * this resolves, every event of the given types that any handle produces
+   * is also appended to it, in the same atomic step as the write. The
+   * registration lives with the data, so every instance sees it.
+   */
+  registerHook(name: string, types: readonly HookEventType[]): Promise<void>;
+  /** Stop queueing for hook `name` and drop what is queued. */
+  dropHook(name: string): Promise<void>;
+  /**
+   * Claim up to `max` queued events of hook `name` that are due at `now`.
+   * Each claimed event is hidden until `now + leaseMs`; unless settled by
+   * then, it is due again (for any consumer), with the same key.
+   */
+  claimHooks(name: string, now: number, leaseMs: number, max: number): Promise<HookDelivery[]>;
+  /**
+   * Settle a claimed event: `retryAt === null` removes it (delivered);
+   * a time makes it due again then (a failed attempt).
+   */
+  settleHook(name: string, key: string, retryAt: number | null): Promise<void>;
 
   /** Store a connection's metadata (public part), visible to all instances. */
   setMetadata(

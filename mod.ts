@@ -34,13 +34,41 @@ export {
 export type { Admission, SocketHandlers, SocketLike, TopicPublisher } from "./src/server/socket.ts";
 export { MemoryPresenceStore, type MemoryPresenceStoreOptions } from "./src/store/memory.ts";
 export type {
+  HookDelivery,
+  HookEventType,
   LeaveReason,
+  ListRoomsOptions,
   PresenceEvent,
   PresenceStore,
+  RoomCount,
+  RoomPage,
   RoomSnapshot,
   StateWrite,
   StoreListener,
 } from "./src/store/types.ts";
+export type {
+  AddMemberOptions,
+  PresenceMember,
+  RoomDetails,
+  RoomMember,
+  StateUpdate,
+} from "./src/server/queries.ts";
+export type {
+  PresenceHookEvent,
+  PresenceHookHandler,
+  PresenceHookOptions,
+} from "./src/server/hooks.ts";
+export {
+  verifyWebhook,
+  webhook,
+  WEBHOOK_HEADERS,
+  type WebhookOptions,
+} from "./src/server/webhook.ts";
+export {
+  type PresenceHttpOptions,
+  presenceHttpHandler,
+  type PresenceQuery,
+} from "./src/server/http.ts";
 export { PresenceError, type PresenceErrorCode } from "./src/errors.ts";
 export { type Clock, ManualClock, systemClock, type TimerHandle } from "./src/clock.ts";
 export {

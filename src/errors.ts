@@ -31,6 +31,7 @@ export type PresenceErrorCode =
   | "closed"
   | "queue_full"
   | "store_error"
+  | "hook_failed"
   | "internal";
 
 /**

@@ -48,6 +48,11 @@ export class Connection implements PresenceConnection {
   detachedAt = -1;
   /** Set once the connection is being torn down for good. */
   finished = false;
+  /**
+   * For a server-owned member (`addMember`, no socket ever): when it lapses
+   * unless renewed (`Infinity`: never). `null` for a client connection.
+   */
+  memberExpiresAt: number | null = null;
   readonly inbox: ConnectionTask[] = [];
   /** Ids of requests received and not answered yet. */
   readonly pending = new Set<number>();
@@ -68,7 +73,7 @@ export class Connection implements PresenceConnection {
     metadata: Metadata;
     publicMeta: Metadata;
     userId: string | null;
-    socket: SocketLike;
+    socket: SocketLike | null;
     remoteAddr: string | null;
     url: string;
     now: number;

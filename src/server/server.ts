@@ -19,13 +19,23 @@ import {
 import { MemoryPresenceStore } from "../store/memory.ts";
 import type {
   LeaveReason,
+  ListRoomsOptions,
   PresenceEvent,
   PresenceStore,
+  RoomCount,
+  RoomPage,
   RoomSnapshot,
   StateWrite,
 } from "../store/types.ts";
+import type { AddMemberOptions, PresenceMember, RoomDetails, StateUpdate } from "./queries.ts";
 import { Connection } from "./connection.ts";
 import { renderMetrics } from "./metrics.ts";
+import {
+  type HookHost,
+  HookRunner,
+  type PresenceHookHandler,
+  type PresenceHookOptions,
+} from "./hooks.ts";
 import {
   DEFAULT_LIMITS,
   type PresenceConnection,
@@ -69,6 +79,8 @@ export interface PresenceStats {
   connections: number;
   /** Connections inside their resume grace window. */
   detached: number;
+  /** Server-owned members (`addMember`) held by this instance. */
+  members: number;
   /** Rooms with a local view (members or subscribers here). */
   rooms: number;
   /** Presence subscriptions held here. */
@@ -95,6 +107,22 @@ export interface PresenceStats {
   storeTimeouts: number;
   /** Outbound bytes queued in open sockets, summed (`bufferedAmount`). */
   bufferedBytes: number;
+}
+
+/** The frames that write a state. */
+type StateFrame = Extract<ClientFrame, { op: "state" } | { op: "clear" }>;
+
+/** The frame a server-side state write stands for (`null`: clear). */
+function stateFrame(
+  room: string,
+  update: { state?: unknown; patch?: unknown; expireAfter?: number | undefined } | null,
+): StateFrame {
+  if (update === null) return { op: "clear", id: 0, room };
+  const f: StateFrame = { op: "state", id: 0, room };
+  if (update.patch !== undefined) f.patch = update.patch;
+  else f.state = update.state ?? null;
+  if (update.expireAfter !== undefined) f.expireAfter = update.expireAfter;
+  return f;
 }
 
 const NOOP_HANDLERS: SocketHandlers = {
@@ -213,6 +241,10 @@ export class PresenceServer {
   #retries: Array<() => Promise<void>> = [];
   #retrying = false;
   #closed = false;
+  /** Server-owned members of this instance (`addMember`). */
+  #members = new Set<Connection>();
+  /** Presence hooks drained by this instance, by queue name. */
+  #hooks = new Map<string, HookRunner>();
   #lastPing: number;
   #lastLiveness: number;
   #lastLease: number;
@@ -723,6 +755,299 @@ export class PresenceServer {
   }
 
   /**
+   * How many are in a room across the whole cluster: connections, and
+   * distinct users (by `userKey`; a connection without one counts as its own
+   * user). Read from counters the store keeps, not from the member list.
+   *
+   * @param room The room name.
+   * @returns `{ connections, users }`.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer({ userKey: "userId" });
+   * server.trackPresence("lobby");
+   * await server.addMember("lobby", { metadata: { userId: "ada" } });
+   * await server.addMember("lobby", { metadata: { userId: "ada" } }); // a second tab
+   * await server.addMember("lobby", { metadata: { userId: "bob" } });
+   * console.log(await server.count("lobby")); // { connections: 3, users: 2 }
+   * await server.close();
+   * ```
+   */
+  async count(room: string): Promise<RoomCount> {
+    return await this.#timed(() => this.#store.count(room, this.#clock.now()));
+  }
+
+  /**
+   * A room across the whole cluster: its members in join order with their
+   * public metadata, state and user, and its counts.
+   *
+   * @param room The room name.
+   * @returns The room's members and counts (none for an empty room).
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer();
+   * server.trackPresence("lobby");
+   * const bot = await server.addMember("lobby", { metadata: { name: "Bot" }, state: "idle" });
+   * const room = await server.getRoom("lobby");
+   * console.log(room.members); // [{ connectionId: bot.id, userId: null, metadata: { name: "Bot" }, state: "idle" }]
+   * await server.close();
+   * ```
+   */
+  async getRoom(room: string): Promise<RoomDetails> {
+    const snap = await this.#timed(() => this.#store.snapshot(room, this.#clock.now()));
+    const users = snap.users ?? new Map<string, string>();
+    const members = snap.present.map((p) => ({
+      connectionId: p.id,
+      userId: users.get(p.id) ?? null,
+      metadata: p.meta,
+      state: snap.states.get(p.id) ?? null,
+    }));
+    const distinct = new Set(members.map((m) => m.userId ?? `\0${m.connectionId}`));
+    return {
+      room,
+      seq: snap.seq,
+      members,
+      count: { connections: members.length, users: distinct.size },
+    };
+  }
+
+  /**
+   * The rooms with at least one member across the cluster, by name, a page
+   * at a time.
+   *
+   * @param options `prefix`, `cursor` (from the previous page) and `limit`
+   * (default 100, at most 1000).
+   * @returns `{ rooms, cursor }`; `cursor` is `null` on the last page.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer();
+   * server.trackPresence(/^doc:/);
+   * for (const room of ["doc:1", "doc:2", "doc:3"]) await server.addMember(room);
+   * const page = await server.listRooms({ prefix: "doc:", limit: 2 });
+   * console.log(page.rooms); // ["doc:1", "doc:2"]
+   * const next = await server.listRooms({ prefix: "doc:", cursor: page.cursor! });
+   * console.log(next); // { rooms: ["doc:3"], cursor: null }
+   * await server.close();
+   * ```
+   */
+  async listRooms(options: ListRoomsOptions = {}): Promise<RoomPage> {
+    return await this.#timed(() => this.#store.listRooms(options));
+  }
+
+  /**
+   * The rooms where a user (by `userKey`) has a connection, across the cluster.
+   *
+   * @param userId The user.
+   * @returns Room names, ascending.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer();
+   * server.trackPresence(/^doc:/);
+   * await server.addMember("doc:2", { userId: "ada" });
+   * await server.addMember("doc:1", { userId: "ada" });
+   * console.log(await server.userRooms("ada")); // ["doc:1", "doc:2"]
+   * await server.close();
+   * ```
+   */
+  async userRooms(userId: string): Promise<string[]> {
+    return await this.#timed(() => this.#store.userRooms(userId));
+  }
+
+  /**
+   * Add a server-owned member to a tracked room: a bot, an AI agent, a phone
+   * call bridged in. Everyone sees an ordinary join (with its user, if it has
+   * one), and its states like anyone's. It leaves with reason `"expired"`
+   * `ttlMs` after joining unless renewed, on `remove()`, when this server
+   * closes, or, should this instance die, when the others reap it.
+   *
+   * @param room The room (must be tracked).
+   * @param options Metadata, user, state, TTL, id.
+   * @returns Its handle.
+   * @throws {PresenceError} `not_tracked`, `bad_request` (the id is taken),
+   * `invalid_state`, `store_error`.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer();
+   * server.trackPresence("support");
+   * const bot = await server.addMember("support", {
+   *   metadata: { name: "Support bot" },
+   *   state: { status: "listening" },
+   *   ttlMs: null, // until removed
+   * });
+   * console.log(await server.getPresentConnections("support")); // [bot.id]
+   * await bot.remove();
+   * await server.close();
+   * ```
+   */
+  async addMember(room: string, options: AddMemberOptions = {}): Promise<PresenceMember> {
+    if (this.#closed) throw new PresenceError("closed", "The presence server is closed");
+    this.#requireTrack(room);
+    const id = options.id ?? `srv_${randomId(12)}`;
+    if (this.#conns.has(id)) {
+      throw new PresenceError("bad_request", `Connection id "${id}" is taken`);
+    }
+    const meta = options.metadata ?? {};
+    const now = this.#clock.now();
+    const ttl = options.ttlMs === undefined ? 60_000 : options.ttlMs;
+    const conn = new Connection({
+      id,
+      token: "",
+      metadata: meta,
+      publicMeta: this.#publicOf(meta),
+      userId: options.userId ?? this.#userOf?.(meta) ?? null,
+      socket: null,
+      remoteAddr: null,
+      url: "",
+      now,
+      burst: 0,
+      credit: 0,
+    });
+    conn.memberExpiresAt = ttl === null ? Infinity : now + ttl;
+    this.#conns.set(id, conn);
+    this.#members.add(conn);
+    const write = (f: StateFrame) =>
+      this.#enqueueTask(conn, async () => {
+        await this.#writeState(conn, f, true);
+      });
+    try {
+      await this.#enqueueTask(conn, async () => {
+        await this.#writeMetadata(conn);
+        await this.#join(conn, room);
+        if (options.state !== undefined) {
+          const f = stateFrame(room, { state: options.state, expireAfter: options.expireAfter });
+          await this.#writeState(conn, f, true);
+        }
+      });
+    } catch (e) {
+      this.#finish(conn, "leave");
+      await this.#enqueueTask(conn, async () => {});
+      throw e;
+    }
+    return {
+      id,
+      room,
+      setState: (state, o) => write(stateFrame(room, { state, expireAfter: o?.expireAfter })),
+      patch: (patch, o) => write(stateFrame(room, { patch, expireAfter: o?.expireAfter })),
+      clear: () => write({ op: "clear", id: 0, room }),
+      renew: (ms) => {
+        const next = ms ?? ttl;
+        if (!conn.finished) {
+          conn.memberExpiresAt = next === null ? Infinity : this.#clock.now() + next;
+        }
+      },
+      remove: async () => {
+        this.#finish(conn, "leave");
+        await this.#enqueueTask(conn, async () => {});
+      },
+    };
+  }
+
+  /**
+   * Set a live connection's state in a room from the server, as if the
+   * connection had published it: it must be a member, and the room's
+   * `validateState` applies (the room guard does not). Works for connections
+   * of this server and its `addMember` members.
+   *
+   * @param connectionId The connection.
+   * @param room The room.
+   * @param update `{ state }` to replace, `{ patch }` to merge, with an
+   * optional `expireAfter`; `null` clears.
+   * @returns The event's sequence number, or `null` when nothing changed.
+   * @throws {PresenceError} `not_found`, `not_tracked`, `not_member`, `invalid_state`.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer();
+   * server.trackPresence("call:7");
+   * const caller = await server.addMember("call:7", { metadata: { name: "+1 555 0100" } });
+   * await server.setState(caller.id, "call:7", { state: { muted: true } });
+   * console.log((await server.getPresenceStates("call:7")).get(caller.id)); // { muted: true }
+   * await server.setState(caller.id, "call:7", null); // cleared
+   * await server.close();
+   * ```
+   */
+  async setState(
+    connectionId: string,
+    room: string,
+    update: StateUpdate | null,
+  ): Promise<number | null> {
+    const conn = this.#local(connectionId);
+    const f = stateFrame(room, update);
+    let seq: number | null = null;
+    await this.#enqueueTask(conn, async () => {
+      seq = await this.#writeState(conn, f, true);
+    });
+    return seq;
+  }
+
+  /**
+   * Deliver every presence event of the matching rooms, across the whole
+   * cluster, exactly once to one of the instances that registered this hook
+   * (same `name`): the store queues each event in the same atomic step that
+   * makes it, and instances claim them. A handler that throws is retried with
+   * backoff and the same `key`; an instance that dies mid-delivery leaves the
+   * event to another once its claim lapses (so a handler may, rarely, see a
+   * key twice: make it idempotent on `key`). At `level: "user"`, only a
+   * user's first connection into a room and last one out are delivered.
+   *
+   * @param handler Called with each event.
+   * @param options Which rooms, level, queue name, retries.
+   * @returns Stops this instance's deliveries (the queue stays for the others).
+   * @throws {PresenceError} `bad_request` when this server already runs a
+   * hook with that name.
+   *
+   * @example Send an email when the last person leaves
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * const server = new PresenceServer({ userKey: "userId" });
+   * server.trackPresence(/^doc:/);
+   * const sent: string[] = [];
+   * const stop = server.onPresence(async (hook) => {
+   *   if (hook.type !== "leave") return;
+   *   if ((await server.count(hook.room)).connections === 0) sent.push(hook.room);
+   * }, { level: "user", rooms: /^doc:/, pollMs: 10 });
+   * const ada = await server.addMember("doc:1", { userId: "ada" });
+   * await ada.remove();
+   * while (sent.length === 0) await new Promise((r) => setTimeout(r, 10));
+   * console.log(sent); // ["doc:1"]
+   * stop();
+   * await server.close();
+   * ```
+   */
+  onPresence(handler: PresenceHookHandler, options: PresenceHookOptions = {}): () => void {
+    if (this.#closed) throw new PresenceError("closed", "The presence server is closed");
+    const host: HookHost = {
+      store: this.#store,
+      clock: this.#clock,
+      report: (message, cause) => this.#report("hook_failed", message, cause),
+      timed: (call) => this.#timed(call),
+    };
+    const runner = new HookRunner(host, handler, options);
+    if (this.#hooks.has(runner.name)) {
+      throw new PresenceError(
+        "bad_request",
+        `This server already runs presence hook "${runner.name}": give the other one a name`,
+      );
+    }
+    this.#hooks.set(runner.name, runner);
+    runner.start();
+    return () => {
+      if (this.#hooks.get(runner.name) === runner) this.#hooks.delete(runner.name);
+      void runner.stop();
+    };
+  }
+
+  /**
    * Every join, leave and state event this server sees (its own, and those of
    * other instances in rooms it watches), as a stream. A reader that falls
    * more than 100 000 events behind is errored rather than buffering forever.
@@ -822,8 +1147,9 @@ export class PresenceServer {
     }
     const lat = this.#storeLatency;
     return {
-      connections: this.#conns.size - this.#detached.size,
+      connections: this.#conns.size - this.#detached.size - this.#members.size,
       detached: this.#detached.size,
+      members: this.#members.size,
       rooms: this.#rooms.size,
       subscribers,
       ...this.#stats,
@@ -892,6 +1218,8 @@ export class PresenceServer {
       } catch { /* already closed */ }
     }
     await Promise.allSettled([...this.#drains]);
+    await Promise.allSettled([...this.#hooks.values()].map((h) => h.stop()));
+    this.#hooks.clear();
     await this.#ready;
     try {
       await this.#store.releaseLease(this.instanceId);
@@ -902,8 +1230,10 @@ export class PresenceServer {
     for (const room of this.#rooms.values()) room.unwatch?.();
     for (const conn of this.#conns.values()) {
       conn.finished = true;
+      if (conn.memberExpiresAt !== null) continue;
       for (const cb of this.#onDisconnect) this.#safe(() => cb(conn));
     }
+    this.#members.clear();
     this.#rooms.clear();
     this.#conns.clear();
     this.#byToken.clear();
@@ -1346,107 +1676,9 @@ export class PresenceServer {
         conn.send(encodeOk(f.id));
         return;
       case "state":
-      case "clear": {
-        const track = this.#requireTrack(f.room);
-        const restore = f.op === "state" && f.rs === true;
-        if (restore && conn.stateWritten.has(f.room)) {
-          // A restore of the state from before a reconnect: void once the
-          // client wrote this room's state on this connection (it is newer).
-          conn.send(encodeOk(f.id, { seq: null }));
-          return;
-        }
-        if (!conn.rooms.has(f.room)) {
-          if (restore && f.state !== undefined && f.state !== null) {
-            // What the client holds, though its join has not landed yet: a
-            // patch after that join merges onto it, and the join writes it.
-            conn.own.set(f.room, f.state);
-            if (f.expireAfter === undefined) conn.expiries.delete(f.room);
-            else conn.expiries.set(f.room, this.#clock.now() + f.expireAfter);
-          }
-          throw notMember(f.room);
-        }
-        if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
-        let write: StateWrite;
-        let expiresAt: number | null = null;
-        let next: unknown = null;
-        if (f.op === "clear" || (f.state === null && f.patch === undefined)) {
-          write = { kind: "clear" };
-        } else {
-          write = f.patch !== undefined
-            ? { kind: "patch", patch: f.patch }
-            : { kind: "set", state: f.state };
-          const validator = track.options.validateState;
-          // A patch applies to the state this connection set, not to what the
-          // store holds: after a store reset that may be nothing yet.
-          const expired = (conn.expiries.get(f.room) ?? Infinity) <= this.#clock.now();
-          next = write.kind === "patch"
-            ? applyMergePatch(expired ? null : conn.own.get(f.room) ?? null, f.patch)
-            : f.state;
-          // Each patch is size-checked by the parser; the merged state must be too.
-          const bytes = write.kind === "patch" ? utf8Length(JSON.stringify(next) ?? "") : 0;
-          if (bytes > this.#limits.maxStateBytes) {
-            throw new PresenceError(
-              "too_large",
-              `The patched state has ${bytes} bytes: limit is ${this.#limits.maxStateBytes}`,
-            );
-          }
-          if (validator) await validate(validator, next, f.room);
-          if (f.expireAfter !== undefined) {
-            expiresAt = this.#clock.now() + f.expireAfter;
-          }
-        }
-        const now = this.#clock.now();
-        if (restore) {
-          // What the client holds as its state: the intent even if the store
-          // write fails (a patch sent meanwhile merges onto it; it is retried).
-          conn.own.set(f.room, next);
-          if (expiresAt === null) conn.expiries.delete(f.room);
-          else conn.expiries.set(f.room, expiresAt);
-        }
-        // A write that times out may land later: the connection's own state
-        // (what it was told it has) is written again after it.
-        const late = () => this.#reconcileState(conn, f.room);
-        let ev = await this.#timed(
-          () => this.#store.setState(f.room, conn.id, write, expiresAt, now),
-          late,
-        );
-        if (ev === "not_member" && conn.rooms.has(f.room)) {
-          // The store lost this membership (a reset, or a reap while we were
-          // cut off) and re-registration has not run yet: register it now.
-          if (!this.#leaseHeld) await this.#renewNow();
-          const jev = await this.#timed(() =>
-            this.#store.join(f.room, conn.id, this.instanceId, conn.publicMeta, now)
-          );
-          if (jev) this.#applyLocal(jev);
-          ev = await this.#timed(
-            () => this.#store.setState(f.room, conn.id, write, expiresAt, now),
-            late,
-          );
-        }
-        if (ev === "not_member") throw notMember(f.room);
-        if (
-          ev && ev.type === "state" && write.kind === "patch" &&
-          JSON.stringify(ev.state) !== JSON.stringify(next)
-        ) {
-          // The store merged onto another base: set what was meant.
-          if (ev) this.#applyLocal(ev);
-          const fix = await this.#timed(
-            () =>
-              this.#store.setState(f.room, conn.id, { kind: "set", state: next }, expiresAt, now),
-            late,
-          );
-          ev = fix === "not_member" ? null : fix;
-        }
-        // Remembered so a store reset or reap can restore it with its expiry.
-        if (expiresAt === null) conn.expiries.delete(f.room);
-        else conn.expiries.set(f.room, expiresAt);
-        if (write.kind === "clear") conn.own.delete(f.room);
-        else conn.own.set(f.room, next);
-        if (!restore) conn.stateWritten.add(f.room);
-        if (ev) this.#applyLocal(ev);
-        conn.send(encodeOk(f.id, { seq: ev ? ev.seq : null }));
+      case "clear":
+        conn.send(encodeOk(f.id, { seq: await this.#writeState(conn, f, false) }));
         return;
-      }
       case "meta": {
         const local = this.#conns.get(f.cid);
         const meta = local && !local.finished
@@ -1456,6 +1688,110 @@ export class PresenceServer {
         return;
       }
     }
+  }
+
+  /**
+   * Write a connection's state in a room (a client's `state`/`clear` frame,
+   * or the server's own `setState`, which passes `trusted` and skips the
+   * room guard). Resolves the seq of the event, or `null` when nothing changed.
+   */
+  async #writeState(conn: Connection, f: StateFrame, trusted: boolean): Promise<number | null> {
+    const track = this.#requireTrack(f.room);
+    const restore = f.op === "state" && f.rs === true;
+    if (restore && conn.stateWritten.has(f.room)) {
+      // A restore of the state from before a reconnect: void once the
+      // client wrote this room's state on this connection (it is newer).
+      return null;
+    }
+    if (!conn.rooms.has(f.room)) {
+      if (restore && f.state !== undefined && f.state !== null) {
+        // What the client holds, though its join has not landed yet: a
+        // patch after that join merges onto it, and the join writes it.
+        conn.own.set(f.room, f.state);
+        if (f.expireAfter === undefined) conn.expiries.delete(f.room);
+        else conn.expiries.set(f.room, this.#clock.now() + f.expireAfter);
+      }
+      throw notMember(f.room);
+    }
+    if (!trusted && !(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
+    let write: StateWrite;
+    let expiresAt: number | null = null;
+    let next: unknown = null;
+    if (f.op === "clear" || (f.state === null && f.patch === undefined)) {
+      write = { kind: "clear" };
+    } else {
+      write = f.patch !== undefined
+        ? { kind: "patch", patch: f.patch }
+        : { kind: "set", state: f.state };
+      const validator = track.options.validateState;
+      // A patch applies to the state this connection set, not to what the
+      // store holds: after a store reset that may be nothing yet.
+      const expired = (conn.expiries.get(f.room) ?? Infinity) <= this.#clock.now();
+      next = write.kind === "patch"
+        ? applyMergePatch(expired ? null : conn.own.get(f.room) ?? null, f.patch)
+        : f.state;
+      // Each patch is size-checked by the parser; the merged state must be too.
+      const bytes = write.kind === "patch" ? utf8Length(JSON.stringify(next) ?? "") : 0;
+      if (bytes > this.#limits.maxStateBytes) {
+        throw new PresenceError(
+          "too_large",
+          `The patched state has ${bytes} bytes: limit is ${this.#limits.maxStateBytes}`,
+        );
+      }
+      if (validator) await validate(validator, next, f.room);
+      if (f.expireAfter !== undefined) {
+        expiresAt = this.#clock.now() + f.expireAfter;
+      }
+    }
+    const now = this.#clock.now();
+    if (restore) {
+      // What the client holds as its state: the intent even if the store
+      // write fails (a patch sent meanwhile merges onto it; it is retried).
+      conn.own.set(f.room, next);
+      if (expiresAt === null) conn.expiries.delete(f.room);
+      else conn.expiries.set(f.room, expiresAt);
+    }
+    // A write that times out may land later: the connection's own state
+    // (what it was told it has) is written again after it.
+    const late = () => this.#reconcileState(conn, f.room);
+    let ev = await this.#timed(
+      () => this.#store.setState(f.room, conn.id, write, expiresAt, now),
+      late,
+    );
+    if (ev === "not_member" && conn.rooms.has(f.room)) {
+      // The store lost this membership (a reset, or a reap while we were
+      // cut off) and re-registration has not run yet: register it now.
+      if (!this.#leaseHeld) await this.#renewNow();
+      const jev = await this.#timed(() =>
+        this.#store.join(f.room, conn.id, this.instanceId, conn.publicMeta, now, conn.userId)
+      );
+      if (jev) this.#applyLocal(jev);
+      ev = await this.#timed(
+        () => this.#store.setState(f.room, conn.id, write, expiresAt, now),
+        late,
+      );
+    }
+    if (ev === "not_member") throw notMember(f.room);
+    if (
+      ev && ev.type === "state" && write.kind === "patch" &&
+      JSON.stringify(ev.state) !== JSON.stringify(next)
+    ) {
+      // The store merged onto another base: set what was meant.
+      if (ev) this.#applyLocal(ev);
+      const fix = await this.#timed(
+        () => this.#store.setState(f.room, conn.id, { kind: "set", state: next }, expiresAt, now),
+        late,
+      );
+      ev = fix === "not_member" ? null : fix;
+    }
+    // Remembered so a store reset or reap can restore it with its expiry.
+    if (expiresAt === null) conn.expiries.delete(f.room);
+    else conn.expiries.set(f.room, expiresAt);
+    if (write.kind === "clear") conn.own.delete(f.room);
+    else conn.own.set(f.room, next);
+    if (!restore) conn.stateWritten.add(f.room);
+    if (ev) this.#applyLocal(ev);
+    return ev ? ev.seq : null;
   }
 
   #checkSubLimit(conn: Connection, room: string): void {
@@ -1488,7 +1824,14 @@ export class PresenceServer {
     room.local.add(conn);
     try {
       const ev = await this.#timed(() =>
-        this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, this.#clock.now())
+        this.#store.join(
+          name,
+          conn.id,
+          this.instanceId,
+          conn.publicMeta,
+          this.#clock.now(),
+          conn.userId,
+        )
       );
       if (ev) {
         this.#applyLocal(ev);
@@ -1868,7 +2211,14 @@ export class PresenceServer {
           async () => {
             // A reset during this run drops the lease: renew before writing.
             if (!this.#leaseHeld) await this.#renewNow();
-            return await this.#store.join(name, conn.id, this.instanceId, conn.publicMeta, t);
+            return await this.#store.join(
+              name,
+              conn.id,
+              this.instanceId,
+              conn.publicMeta,
+              t,
+              conn.userId,
+            );
           },
           live,
           // A join that timed out and landed after the connection finished
@@ -1985,6 +2335,7 @@ export class PresenceServer {
   #onStoreEvent(ev: PresenceEvent): void {
     if (this.#closed) return;
     this.#stats.eventsIn++;
+    for (const hook of this.#hooks.values()) hook.kick();
     for (const c of this.#streams) {
       if (c.desiredSize !== null && c.desiredSize < -100_000) {
         this.#streams.delete(c);
@@ -2173,6 +2524,10 @@ export class PresenceServer {
         this.#retryLater(() => this.#timed(() => this.#store.deleteMetadata(conn.id)));
       }
       this.#conns.delete(conn.id);
+      if (conn.memberExpiresAt !== null) {
+        this.#members.delete(conn);
+        return;
+      }
       if (conn.remoteAddr !== null) bump(this.#perIp, conn.remoteAddr, -1);
       if (conn.userId !== null) bump(this.#perUser, conn.userId, -1);
       for (const cb of this.#onDisconnect) this.#safe(() => cb(conn));
@@ -2225,6 +2580,9 @@ export class PresenceServer {
       for (const conn of this.#detached) {
         if (now - conn.detachedAt >= this.#graceMs) this.#finish(conn, "close");
       }
+      for (const member of this.#members) {
+        if (now >= member.memberExpiresAt!) this.#finish(member, "expired");
+      }
       for (const sub of this.#stale) this.#tryCatchUp(sub, now);
       for (const room of this.#rooms.values()) {
         if (room.nativeCount > 0) this.#checkNative(room);
@@ -2268,6 +2626,8 @@ export class PresenceServer {
       else this.#load(room);
     }
     for (const conn of this.#conns.values()) this.#reregister(conn);
+    // Hook registrations live with the data: register them again.
+    for (const hook of this.#hooks.values()) hook.start();
   }
 
   #checkLiveness(now: number): void {

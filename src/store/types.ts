@@ -201,9 +201,11 @@ export interface ListRoomsOptions {
  * const store = new MemoryPresenceStore();
  * await store.registerHook("audit", ["join", "leave"]);
  * await store.join("lobby", "c1", "server-1", {}, Date.now());
- * const [delivery]: HookDelivery[] = await store.claimHooks("audit", Date.now(), 30_000, 10);
- * console.log(delivery.key, delivery.attempt); // "lobby:1:…" 1
- * await store.settleHook("audit", delivery.key, null); // done: removed from the queue
+ * const claimed: HookDelivery[] = await store.claimHooks("audit", Date.now(), 30_000, 10);
+ * for (const delivery of claimed) {
+ *   console.log(delivery.key, delivery.attempt); // "lobby:1:…" 1
+ *   await store.settleHook("audit", delivery.key, null); // done: removed from the queue
+ * }
  * await store.close();
  * ```
  */

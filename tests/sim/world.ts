@@ -8,9 +8,14 @@ import type { Metadata } from "../../src/protocol.ts";
 import type { SocketHandlers, SocketLike } from "../../src/server/socket.ts";
 import { MemoryPresenceStore } from "../../src/store/memory.ts";
 import type {
+  HookDelivery,
+  HookEventType,
   LeaveReason,
+  ListRoomsOptions,
   PresenceEvent,
   PresenceStore,
+  RoomCount,
+  RoomPage,
   RoomSnapshot,
   StateWrite,
   StoreListener,
@@ -624,8 +629,9 @@ export class FaultStore implements PresenceStore {
     instanceId: string,
     meta: Metadata,
     now: number,
+    userId?: string | null,
   ): Promise<PresenceEvent | null> {
-    return this.#call("join", (s) => s.join(room, connectionId, instanceId, meta, now));
+    return this.#call("join", (s) => s.join(room, connectionId, instanceId, meta, now, userId));
   }
   leave(
     room: string,
@@ -658,6 +664,27 @@ export class FaultStore implements PresenceStore {
   }
   deleteMetadata(connectionId: string): Promise<void> {
     return this.#call("deleteMetadata", (s) => s.deleteMetadata(connectionId));
+  }
+  count(room: string, now: number): Promise<RoomCount> {
+    return this.#call("count", (s) => s.count(room, now));
+  }
+  listRooms(options?: ListRoomsOptions): Promise<RoomPage> {
+    return this.#call("listRooms", (s) => s.listRooms(options));
+  }
+  userRooms(userId: string): Promise<string[]> {
+    return this.#call("userRooms", (s) => s.userRooms(userId));
+  }
+  registerHook(name: string, types: readonly HookEventType[]): Promise<void> {
+    return this.#call("registerHook", (s) => s.registerHook(name, types));
+  }
+  dropHook(name: string): Promise<void> {
+    return this.#call("dropHook", (s) => s.dropHook(name));
+  }
+  claimHooks(name: string, now: number, leaseMs: number, max: number): Promise<HookDelivery[]> {
+    return this.#call("claimHooks", (s) => s.claimHooks(name, now, leaseMs, max));
+  }
+  settleHook(name: string, key: string, retryAt: number | null): Promise<void> {
+    return this.#call("settleHook", (s) => s.settleHook(name, key, retryAt));
   }
   subscribe(listener: StoreListener): () => void {
     this.#listeners.add(listener);

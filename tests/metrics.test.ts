@@ -18,6 +18,7 @@ type Family = {
 const EXPECTED: Record<string, string> = {
   presently_connections: "GAUGE",
   presently_connections_detached: "GAUGE",
+  presently_members: "GAUGE",
   presently_rooms: "GAUGE",
   presently_subscriptions: "GAUGE",
   presently_requests_total: "COUNTER",

@@ -13,13 +13,16 @@ interface App {
 
 describe(`Hono recipe (examples/hono/${RUNTIME}.ts)`, () => {
   let app: App;
+  let token = "";
   const clients: PresenceClient[] = [];
   const base = () => `http://127.0.0.1:${app.port}`;
 
   before(async () => {
     const recipe = await import(`../examples/hono/${RUNTIME}.ts`) as {
       start(port: number, hostname: string): Promise<App>;
+      apiToken(): string;
     };
+    token = recipe.apiToken();
     app = await recipe.start(0, "127.0.0.1");
   });
 
@@ -63,8 +66,27 @@ describe(`Hono recipe (examples/hono/${RUNTIME}.ts)`, () => {
     const state = seen.find((u) => u.type === "state");
     assert.deepEqual(state && "state" in state ? state.state : null, { typing: true });
 
-    const rooms = await fetch(`${base()}/api/rooms/hono`);
-    const body = await rooms.json() as { present: string[] };
-    assert.deepEqual(body.present.sort(), [ada.connectionId, bob.connectionId].sort());
+    const auth = { authorization: `Bearer ${token}` };
+    const rooms = await fetch(`${base()}/api/presence/rooms/room%3Ahono`, { headers: auth });
+    assert.equal(rooms.status, 200);
+    const body = await rooms.json() as { members: Array<{ connectionId: string; userId: string }> };
+    assert.deepEqual(
+      body.members.map((m) => [m.connectionId, m.userId]).sort(),
+      [[ada.connectionId, "ada"], [bob.connectionId, "bob"]].sort(),
+    );
+    const count = await fetch(`${base()}/api/presence/rooms/room%3Ahono/count`, { headers: auth });
+    assert.deepEqual(await count.json(), { connections: 2, users: 2 });
+    const listed = await fetch(`${base()}/api/presence/rooms?prefix=room%3A`, { headers: auth });
+    assert.deepEqual(await listed.json(), { rooms: ["room:hono"], cursor: null });
+    const mine = await fetch(`${base()}/api/presence/users/ada/rooms`, { headers: auth });
+    assert.deepEqual(await mine.json(), { rooms: ["room:hono"] });
+    const refused = await fetch(`${base()}/api/presence/rooms/room%3Ahono`);
+    assert.equal(refused.status, 401, "no token: 401");
+    await refused.body?.cancel();
+    const wrong = await fetch(`${base()}/api/presence/rooms/room%3Ahono`, {
+      headers: { authorization: "Bearer nope" },
+    });
+    assert.equal(wrong.status, 401, "a wrong token: 401");
+    await wrong.body?.cancel();
   });
 });

@@ -5,7 +5,7 @@
 // import from "@presently/presently" and "@presently/presently/bun".
 
 import { Hono } from "hono";
-import { PresenceServer } from "../../mod.ts";
+import { PresenceServer, presenceHttpHandler } from "../../mod.ts";
 import { bunPresence, type BunServerLike } from "../../src/adapters/bun.ts";
 
 /** The part of Bun used here (declared locally: no Bun types needed). */
@@ -28,6 +28,12 @@ export interface App {
   close(): Promise<void>;
 }
 
+/** The query API's bearer token: PRESENCE_API_TOKEN, or a development default. */
+export function apiToken(): string {
+  return (globalThis as unknown as { process?: { env: Record<string, string | undefined> } })
+    .process?.env.PRESENCE_API_TOKEN ?? "dev-token";
+}
+
 /**
  * Start the app.
  *
@@ -47,10 +53,15 @@ export function start(port = 8000, hostname = "0.0.0.0"): Promise<App> {
   // Bun.serve passes its server to Hono as `c.env`: the adapter upgrades through it.
   const app = new Hono<{ Bindings: BunServerLike }>();
   app.get("/api/health", (c) => c.json({ ok: true, connections: presence.stats().connections }));
-  app.get("/api/rooms/:room", async (c) => {
-    const room = `room:${c.req.param("room")}`;
-    return c.json({ room, present: await presence.getPresentConnections(room) });
+  // The cluster-wide queries as JSON (GET /api/presence/rooms/:room, .../count,
+  // /api/presence/rooms?prefix=, /api/presence/users/:id/rooms), for holders
+  // of the API token: a missing or wrong token is a 401.
+  const token = apiToken();
+  const presenceApi = presenceHttpHandler(presence, {
+    prefix: "/api/presence",
+    authorize: (req) => req.headers.get("authorization") === `Bearer ${token}` ? true : null,
   });
+  app.get("/api/presence/*", (c) => presenceApi(c.req.raw));
   // `p.fetch` answers refusals (401/403) itself and returns nothing once the
   // socket is upgraded; Bun then ignores the response, as with hono/bun's own helper.
   app.get("/presence", async (c) => (await p.fetch(c.req.raw, c.env)) ?? new Response(null));

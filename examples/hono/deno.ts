@@ -4,7 +4,7 @@
 // and Hono from "npm:hono" (or "jsr:@hono/hono").
 
 import { Hono } from "hono";
-import { PresenceServer } from "../../mod.ts";
+import { PresenceServer, presenceHttpHandler } from "../../mod.ts";
 import { presenceHandler } from "../../src/adapters/deno.ts";
 
 /** A running app. */
@@ -13,6 +13,12 @@ export interface App {
   port: number;
   /** Close the presence sockets (1001), then the listener. */
   close(): Promise<void>;
+}
+
+/** The query API's bearer token: PRESENCE_API_TOKEN, or a development default. */
+export function apiToken(): string {
+  return (globalThis as unknown as { process?: { env: Record<string, string | undefined> } })
+    .process?.env.PRESENCE_API_TOKEN ?? "dev-token";
 }
 
 /**
@@ -34,10 +40,15 @@ export async function start(port = 8000, hostname = "0.0.0.0"): Promise<App> {
   // Deno.serve passes its ServeHandlerInfo (the peer address) to Hono as `c.env`.
   const app = new Hono<{ Bindings: Deno.ServeHandlerInfo }>();
   app.get("/api/health", (c) => c.json({ ok: true, connections: presence.stats().connections }));
-  app.get("/api/rooms/:room", async (c) => {
-    const room = `room:${c.req.param("room")}`;
-    return c.json({ room, present: await presence.getPresentConnections(room) });
+  // The cluster-wide queries as JSON (GET /api/presence/rooms/:room, .../count,
+  // /api/presence/rooms?prefix=, /api/presence/users/:id/rooms), for holders
+  // of the API token: a missing or wrong token is a 401.
+  const token = apiToken();
+  const presenceApi = presenceHttpHandler(presence, {
+    prefix: "/api/presence",
+    authorize: (req) => req.headers.get("authorization") === `Bearer ${token}` ? true : null,
   });
+  app.get("/api/presence/*", (c) => presenceApi(c.req.raw));
   // The upgrade response goes back untouched: do not let header-rewriting
   // middleware (CORS, secure headers) run on this route.
   app.get("/presence", (c) => handlePresence(c.req.raw, c.env));

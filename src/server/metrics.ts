@@ -15,6 +15,7 @@ const METRICS: ReadonlyArray<readonly [string, Kind, string, keyof PresenceStats
     "Connections inside their resume window.",
     "detached",
   ],
+  ["presently_members", "gauge", "Server-owned members (addMember) held here.", "members"],
   ["presently_rooms", "gauge", "Rooms with a local view on this instance.", "rooms"],
   ["presently_subscriptions", "gauge", "Presence subscriptions held here.", "subscribers"],
   ["presently_requests_total", "counter", "Requests handled since start.", "requests"],

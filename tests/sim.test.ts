@@ -15,6 +15,8 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
   }, async () => {
     let checks = 0;
     let simulated = 0;
+    let hooks = 0;
+    let dupes = 0;
     const faults: Record<string, number> = {};
     for (let seed = 1; seed <= SEEDS; seed++) {
       const r = await simulate({ seed, ops: OPS });
@@ -27,6 +29,8 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
       assert.ok(r.quietChecks >= 2, `seed ${seed} reached only ${r.quietChecks} quiet points`);
       checks += r.quietChecks;
       simulated += r.virtualMs;
+      hooks += r.hookDeliveries;
+      dupes += r.hookDuplicates;
       for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
     }
     // Every kind of fault was injected somewhere in the set.
@@ -47,9 +51,23 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
       assert.ok((faults[kind] ?? 0) > 0, `no "${kind}" fault was injected`);
     }
     console.log(
-      `[sim] ${SEEDS} seeds x ${OPS} ops: ${checks} quiet checks, ${
+      `[sim] ${SEEDS} seeds x ${OPS} ops: ${hooks} hook deliveries (${dupes} repeated after faults), ${checks} quiet checks, ${
         Math.round(simulated / 1000)
       } s simulated; faults ${JSON.stringify(faults)}`,
     );
+  });
+
+  it("without faults, every presence hook event is delivered exactly once (seeds 1..10)", {
+    timeout: 60_000,
+  }, async () => {
+    let hooks = 0;
+    for (let seed = 1; seed <= 10; seed++) {
+      const r = await simulate({ seed, ops: OPS, faults: false });
+      assert.equal(r.violation, null, `seed ${seed} (no faults): ${r.violation}`);
+      assert.equal(r.hookDuplicates, 0);
+      hooks += r.hookDeliveries;
+    }
+    assert.ok(hooks > 500, `only ${hooks} deliveries: the hooks were not exercised`);
+    console.log(`[sim] no faults, 10 seeds: ${hooks} hook deliveries, none repeated`);
   });
 });

@@ -24,12 +24,16 @@ const seeds = one !== undefined ? [Number(one)] : Array.from({ length: count }, 
 let wall = 0;
 let checks = 0;
 let virtual = 0;
+let hooks = 0;
+let dupes = 0;
 const faults: Record<string, number> = {};
 for (const seed of seeds) {
   const r = await simulate({ seed, ops, trace });
   wall += r.wallMs;
   checks += r.quietChecks;
   virtual += r.virtualMs;
+  hooks += r.hookDeliveries;
+  dupes += r.hookDuplicates;
   for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
   if (r.violation) {
     console.log(`seed ${seed}: VIOLATION after ${r.ops} ops (${r.wallMs.toFixed(0)} ms)`);
@@ -51,3 +55,4 @@ console.log(
   } s simulated in ${(wall / 1000).toFixed(1)} s (${(wall / seeds.length).toFixed(0)} ms per seed)`,
 );
 console.log(`faults injected: ${JSON.stringify(faults)}`);
+console.log(`presence hooks: ${hooks} deliveries, ${dupes} repeated (after faults) `);

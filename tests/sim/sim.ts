@@ -9,6 +9,7 @@ import { PresenceClient } from "../../src/client/client.ts";
 import type { PresenceUpdate } from "../../src/client/sync.ts";
 import { applyMergePatch } from "../../src/merge_patch.ts";
 import type { Metadata } from "../../src/protocol.ts";
+import type { PresenceEvent } from "../../src/store/types.ts";
 import { FaultStore, Instance, Link, Rng, Scheduler, SharedStore, SimWebSocket } from "./world.ts";
 
 /** Settings of one simulated run. */
@@ -33,6 +34,10 @@ export interface SimResult {
   /** The first broken guarantee, with where it broke. */
   violation: string | null;
   quietChecks: number;
+  /** Successful presence hook deliveries. */
+  hookDeliveries: number;
+  /** Keys delivered more than once (only allowed when faults were injected). */
+  hookDuplicates: number;
   virtualMs: number;
   wallMs: number;
   faults: Record<string, number>;
@@ -46,6 +51,8 @@ const SWEEP = 100;
 const COUNT_MS = 500;
 /** Long enough for every bound in GUARANTEES.md to pass, with margin. */
 const SETTLE = GRACE + LEASE + HEARTBEAT.timeoutMs + 4000;
+/** How long a claimed hook event stays with an instance (less than a settle window). */
+const HOOK_LEASE = 3000;
 const FEW_ROOMS = ["r0", "r1", "r2", "r3"];
 const MANY_ROOMS = Array.from({ length: 30 }, (_, i) => `m${i}`);
 const USERS = ["ada", "bob", "cy", "dee"];
@@ -134,10 +141,18 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     }
     lastRenew.set(i, sched.now);
   };
-  const tapReap = (ev: { type: string; reason?: string; connectionId: string; room: string }) => {
+  // Presence hooks: every join and leave the store makes must be delivered
+  // (exactly once when nothing fails), except what a store reset loses.
+  const produced = new Map<string, number>();
+  const delivered = new Map<string, number>();
+  const resetTimes: number[] = [];
+  let duplicates = 0;
+  const hookRng = new Rng(options.seed ^ 0x7f4a7c15);
+  const tapReap = (ev: PresenceEvent) => {
     if (ev.type === "leave" && ev.reason === "instance") {
       reaped.add(`${ev.connectionId}|${ev.room}`);
     }
+    if (ev.type !== "state") produced.set(`${ev.room}:${ev.seq}:${ev.timestamp}`, sched.now);
   };
   shared.tap = tapReap;
   const watchCid = (globalThis as { process?: { env: Record<string, string | undefined> } }).process
@@ -214,6 +229,16 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       onError: () => {},
     });
     server.trackPresence(/^[rm]\d+$/);
+    server.onPresence((hook) => {
+      // A receiver that fails now and then: retried with the same key.
+      if (withFaults && hookRng.chance(0.1)) throw new Error("injected hook failure");
+      const n = (delivered.get(hook.key) ?? 0) + 1;
+      delivered.set(hook.key, n);
+      if (n > 1) {
+        duplicates++;
+        if (!withFaults) fail(`hook: ${hook.key} delivered ${n} times with no fault injected`);
+      }
+    }, { types: ["join", "leave"], pollMs: 50, leaseMs: HOOK_LEASE, retry: { baseMs: 50, maxMs: 400 } });
     inst.server = server;
     inst.store = store;
   };
@@ -647,6 +672,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       count("store:reset");
       log("store resets (restart, data lost)");
       lastResetAt = sched.now;
+      resetTimes.push(sched.now);
       shared.reset(LEASE / 4);
     } else if (r < 0.55) {
       const ms = rng.int(100, Math.floor(LEASE / 2));
@@ -784,6 +810,50 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         }
       }
     }
+    // Queries: the store's counters and indices agree with the truth.
+    const nonEmpty: string[] = [];
+    const userRooms = new Map<string, Set<string>>();
+    for (const room of [...rooms].sort()) {
+      const members = truthMembers(room);
+      if (members.size > 0) nonEmpty.push(room);
+      for (const c of members.values()) {
+        (userRooms.get(c.user) ?? userRooms.set(c.user, new Set()).get(c.user)!).add(room);
+      }
+      const want = { connections: members.size, users: new Set([...members.values()].map((c) => c.user)).size };
+      const inst = rng.pick(liveInsts());
+      const p = inst.server!.count(room);
+      await sched.advance(20);
+      const got = await p;
+      if (JSON.stringify(got) !== JSON.stringify(want)) {
+        fail(`query: count(${room}) via instance ${inst.index} is ${JSON.stringify(got)}, truth ${JSON.stringify(want)}`);
+      }
+    }
+    {
+      const inst = rng.pick(liveInsts());
+      const p = inst.server!.listRooms({ limit: 1000 });
+      await sched.advance(20);
+      const got = (await p).rooms;
+      if (got.join() !== nonEmpty.join()) {
+        fail(`query: listRooms via instance ${inst.index} is [${got}], truth [${nonEmpty}]`);
+      }
+      for (const user of USERS) {
+        const q = inst.server!.userRooms(user);
+        await sched.advance(20);
+        const rs = (await q).join();
+        const want = [...(userRooms.get(user) ?? [])].sort().join();
+        if (rs !== want) fail(`query: userRooms(${user}) via instance ${inst.index} is [${rs}], truth [${want}]`);
+      }
+    }
+    // Hooks: every join and leave made before the settle window was delivered,
+    // unless a store reset lost it (queued before it, or made before every
+    // instance had registered the hook again).
+    for (const [key, at] of produced) {
+      if (at > now - HOOK_LEASE - 1000) continue; // may still be in flight
+      produced.delete(key);
+      if ((delivered.get(key) ?? 0) > 0) continue;
+      if (resetTimes.some((r) => at < r || at <= r + LEASE)) continue;
+      fail(`hook: ${key} (made at ${at - 1_800_000_000_000} ms) was never delivered`);
+    }
     // Metadata: any client reads any connection's latest public metadata.
     const open = clients.filter((c) => !c.closed);
     for (let i = 0; i < Math.min(4, open.length); i++) {
@@ -838,6 +908,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     violation,
     quietChecks,
     virtualMs: sched.now - 1_800_000_000_000,
+    hookDeliveries: [...delivered.values()].reduce((a, b) => a + b, 0),
+    hookDuplicates: duplicates,
     wallMs: performance.now() - started,
     faults: faultsSeen,
   };

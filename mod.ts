@@ -65,8 +65,8 @@ export {
   type WebhookOptions,
 } from "./src/server/webhook.ts";
 export {
-  type PresenceHttpOptions,
   presenceHttpHandler,
+  type PresenceHttpOptions,
   type PresenceQuery,
 } from "./src/server/http.ts";
 export { PresenceError, type PresenceErrorCode } from "./src/errors.ts";

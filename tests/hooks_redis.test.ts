@@ -31,7 +31,9 @@ interface Received {
 const missing = RUNTIME === "deno" ? redisMissing() : null;
 
 if (RUNTIME !== "deno") {
-  console.log("[hooks_redis] SKIPPED under Bun: the Deno test process orchestrates the cluster (it still runs a Bun instance)");
+  console.log(
+    "[hooks_redis] SKIPPED under Bun: the Deno test process orchestrates the cluster (it still runs a Bun instance)",
+  );
   describe("Presence hooks on a Redis cluster (Deno only)", () => {
     it.skip("runs under deno test", () => {});
   });
@@ -146,7 +148,9 @@ if (RUNTIME !== "deno") {
       await new Promise((r) => setTimeout(r, 1_500)); // any duplicate would arrive by now
       const byKey = accepted(joins);
       const all = received.filter((r) => joins(r.hook));
-      console.log(`[hooks_redis] joins: expected 100, delivered ${all.length} (${byKey.size} keys)`);
+      console.log(
+        `[hooks_redis] joins: expected 100, delivered ${all.length} (${byKey.size} keys)`,
+      );
       assert.equal(all.length, 100, "exactly one delivery per join");
       assert.equal(byKey.size, 100);
       assert.deepEqual(
@@ -168,7 +172,11 @@ if (RUNTIME !== "deno") {
       await waitUntil(() => accepted(of).size === 1, 10_000, "the retried delivery");
       await new Promise((r) => setTimeout(r, 1_000));
       const tries = received.filter((r) => of(r.hook));
-      console.log(`[hooks_redis] failing receiver: ${tries.map((t) => `${t.hook.attempt}:${t.status}`).join(", ")}`);
+      console.log(
+        `[hooks_redis] failing receiver: ${
+          tries.map((t) => `${t.hook.attempt}:${t.status}`).join(", ")
+        }`,
+      );
       assert.deepEqual(tries.map((t) => [t.hook.attempt, t.status]), [[1, 500], [2, 204]]);
       assert.equal(tries[0]!.hook.key, tries[1]!.hook.key);
       assert.ok(tries[1]!.at - tries[0]!.at >= 250, "waited for the backoff (300 ms)");
@@ -182,7 +190,9 @@ if (RUNTIME !== "deno") {
         await join(c, `k:${i % 3}`);
         doomed.push(c);
       }
-      const bots = await api(nodes[1]!, "/rooms/bots") as { members: Array<{ connectionId: string }> };
+      const bots = await api(nodes[1]!, "/rooms/bots") as {
+        members: Array<{ connectionId: string }>;
+      };
       assert.deepEqual(bots.members.map((m) => m.connectionId).sort(), ["bot-A", "bot-B", "bot-C"]);
       const theirs = new Set([...doomed.map((c) => c.cid), "bot-A"]);
       const joinsOf = (h: PresenceHookEvent) => h.type === "join" && theirs.has(h.connectionId);
@@ -193,14 +203,18 @@ if (RUNTIME !== "deno") {
       await waitUntil(() => accepted(leaves).size === 13, LEASE_TTL_MS + 10_000, "13 leaves");
       await new Promise((r) => setTimeout(r, 1_500));
       const all = received.filter((r) => leaves(r.hook));
-      console.log(`[hooks_redis] kill -9: expected 13 leaves (12 connections + 1 server-owned member), delivered ${all.length}`);
+      console.log(
+        `[hooks_redis] kill -9: expected 13 leaves (12 connections + 1 server-owned member), delivered ${all.length}`,
+      );
       assert.equal(all.length, 13, "exactly one leave per reaped connection");
       assert.deepEqual(new Set(all.map((r) => r.hook.connectionId)), theirs);
       for (const r of all) {
         assert.equal(r.hook.event.type === "leave" && r.hook.event.reason, "instance");
       }
       assert.equal(badSignatures, 0);
-      const after = await api(nodes[2]!, "/rooms/bots") as { members: Array<{ connectionId: string }> };
+      const after = await api(nodes[2]!, "/rooms/bots") as {
+        members: Array<{ connectionId: string }>;
+      };
       assert.deepEqual(after.members.map((m) => m.connectionId).sort(), ["bot-B", "bot-C"]);
       nodes = nodes.slice(1); // the survivors
     });
@@ -244,9 +258,15 @@ if (RUNTIME !== "deno") {
       void churn.finally(() => (done = true));
       while (!done) {
         const node = nodes[checks++ % 2]!;
-        const count = await api(node, "/rooms/q%3Aa/count") as { connections: number; users: number };
+        const count = await api(node, "/rooms/q%3Aa/count") as {
+          connections: number;
+          users: number;
+        };
         assert.ok(count.users <= count.connections);
-        const room = await api(node, "/rooms/q%3Ab") as { members: unknown[]; count: { connections: number } };
+        const room = await api(node, "/rooms/q%3Ab") as {
+          members: unknown[];
+          count: { connections: number };
+        };
         assert.equal(room.members.length, room.count.connections);
         await api(node, "/rooms?prefix=q%3A&limit=2");
       }
@@ -259,7 +279,11 @@ if (RUNTIME !== "deno") {
             connections: inRoom.length,
             users: new Set(inRoom.map(([, t]) => t.user)).size,
           };
-          assert.deepEqual(await api(node, `/rooms/${encodeURIComponent(room)}/count`), want, `${node.name} ${room}`);
+          assert.deepEqual(
+            await api(node, `/rooms/${encodeURIComponent(room)}/count`),
+            want,
+            `${node.name} ${room}`,
+          );
           const details = await api(node, `/rooms/${encodeURIComponent(room)}`) as {
             members: Array<{ connectionId: string; userId: string | null }>;
             count: unknown;
@@ -271,16 +295,23 @@ if (RUNTIME !== "deno") {
           assert.deepEqual(details.count, want);
         }
         const listed = await api(node, "/rooms?prefix=q%3A") as { rooms: string[] };
-        assert.deepEqual(listed.rooms, rooms.filter((r) => [...truth.values()].some((t) => t.rooms.has(r))));
+        assert.deepEqual(
+          listed.rooms,
+          rooms.filter((r) => [...truth.values()].some((t) => t.rooms.has(r))),
+        );
         for (let u = 0; u < 5; u++) {
           const user = `qu${u}`;
           const want = new Set<string>();
-          for (const t of truth.values()) if (t.user === user) for (const r of t.rooms) want.add(r);
+          for (const t of truth.values()) {
+            if (t.user === user) { for (const r of t.rooms) want.add(r); }
+          }
           const got = await api(node, `/users/${user}/rooms`) as { rooms: string[] };
           assert.deepEqual(got.rooms, [...want].sort(), `${node.name} ${user}`);
         }
       }
-      console.log(`[hooks_redis] queries under churn: 150 steps, ${checks} queries during churn, all instances agree`);
+      console.log(
+        `[hooks_redis] queries under churn: 150 steps, ${checks} queries during churn, all instances agree`,
+      );
     });
   });
 }

@@ -75,7 +75,11 @@ describe("Server side of presence (real sockets)", () => {
     const join = seen.find((u) => u.type === "join");
     assert.ok(join && join.type === "join");
     assert.equal(join.connectionId, bot.id);
-    assert.deepEqual(join.meta, { name: "Agent" }, "publicMetadata applies: the email stays private");
+    assert.deepEqual(
+      join.meta,
+      { name: "Agent" },
+      "publicMetadata applies: the email stays private",
+    );
     assert.deepEqual(await watcher.getConnectionMetadata(bot.id), { name: "Agent" });
 
     await bot.patch({ line: 3 });
@@ -86,14 +90,22 @@ describe("Server side of presence (real sockets)", () => {
       "the expired state",
     );
     const states = seen.filter((u) => u.type === "state").map((u) => u.type === "state" && u.state);
-    assert.deepEqual(states, [{ status: "idle" }, { status: "idle", line: 3 }, { status: "typing" }, null]);
+    assert.deepEqual(states, [
+      { status: "idle" },
+      { status: "idle", line: 3 },
+      { status: "typing" },
+      null,
+    ]);
 
     assert.deepEqual(await s.server.count("room:1"), { connections: 1, users: 1 });
     await bot.remove();
     await waitUntil(() => seen.some((u) => u.type === "leave"), 3000, "the leave");
     assert.deepEqual(await s.server.count("room:1"), { connections: 0, users: 0 });
     assert.equal(s.server.stats().members, 0);
-    await assert.rejects(bot.setState({ status: "gone" }), (e: PresenceError) => e.code === "not_member");
+    await assert.rejects(
+      bot.setState({ status: "gone" }),
+      (e: PresenceError) => e.code === "not_member",
+    );
   });
 
   it("a member expires at its TTL unless renewed", async () => {
@@ -118,7 +130,10 @@ describe("Server side of presence (real sockets)", () => {
       s.server.addMember("room:ttl", { id: kept.id }),
       (e: PresenceError) => e.code === "bad_request",
     );
-    await assert.rejects(s.server.addMember("nope"), (e: PresenceError) => e.code === "not_tracked");
+    await assert.rejects(
+      s.server.addMember("nope"),
+      (e: PresenceError) => e.code === "not_tracked",
+    );
   });
 
   it("setState from the server reaches subscribers and goes through validateState", async () => {
@@ -178,7 +193,11 @@ describe("Server side of presence (real sockets)", () => {
       cursor: null,
     });
     await ada1.close();
-    await waitUntil(async () => (await s.server.count("room:q1")).connections === 3, 3000, "ada1 gone");
+    await waitUntil(
+      async () => (await s.server.count("room:q1")).connections === 3,
+      3000,
+      "ada1 gone",
+    );
     assert.deepEqual(await s.server.count("room:q1"), { connections: 3, users: 3 });
     assert.deepEqual(await s.server.userRooms("ada"), ["room:q1"]);
     assert.deepEqual((await s.server.listRooms({ prefix: "room:q" })).rooms, ["room:q1"]);
@@ -203,7 +222,11 @@ describe("Server side of presence (real sockets)", () => {
     await tab2.joinRoom("room:u1");
     await tab1.leaveRoom("room:u1");
     await sleep(200);
-    assert.deepEqual(users.map((h) => [h.type, h.userId]), [["join", "ada"]], "the second tab is not news");
+    assert.deepEqual(
+      users.map((h) => [h.type, h.userId]),
+      [["join", "ada"]],
+      "the second tab is not news",
+    );
     await tab2.leaveRoom("room:u1");
     await waitUntil(() => users.length === 2, 3000, "ada's last leave");
     assert.deepEqual(users.map((h) => [h.level, h.type, h.userId]), [["user", "join", "ada"], [
@@ -215,7 +238,11 @@ describe("Server side of presence (real sockets)", () => {
     await sleep(150);
     const byKey = new Map<string, number[]>();
     for (const h of attempts) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h.attempt]);
-    assert.deepEqual([...byKey.values()], [[1, 2, 3], [1, 2, 3]], "retried with the same key until it held");
+    assert.deepEqual(
+      [...byKey.values()],
+      [[1, 2, 3], [1, 2, 3]],
+      "retried with the same key until it held",
+    );
     assert.deepEqual(reported, ["hook_failed", "hook_failed", "hook_failed", "hook_failed"]);
   });
 

@@ -1139,7 +1139,7 @@ export function runStoreConformance(
       }
       await check(end);
     });
-  
+
     // -- cluster-wide queries: counts, rooms, users --------------------------
 
     it("count() follows joins, leaves and reaps; users are distinct, anonymous ones count once each", async () => {
@@ -1200,8 +1200,15 @@ export function runStoreConformance(
 
       // An emptied room is no longer listed.
       await a.leave(p + "c", "c1", "leave", now);
-      assert.deepEqual((await b.listRooms({ prefix: p })).rooms, [p + "a", p + "b", p + "d", p + "e"]);
-      for (const name of [...names, p.slice(0, -1) + "-other"]) await a.leave(name, "c1", "leave", now);
+      assert.deepEqual((await b.listRooms({ prefix: p })).rooms, [
+        p + "a",
+        p + "b",
+        p + "d",
+        p + "e",
+      ]);
+      for (const name of [...names, p.slice(0, -1) + "-other"]) {
+        await a.leave(name, "c1", "leave", now);
+      }
       assert.deepEqual(await b.listRooms({ prefix: p }), { rooms: [], cursor: null });
     });
 
@@ -1257,7 +1264,11 @@ export function runStoreConformance(
         }
       }
       for (const u of ["u1", "u2", "u3"]) {
-        assert.deepEqual(await b.userRooms(u).then((r) => r.filter((x) => x.startsWith(p))), [...(byUser.get(u) ?? [])].sort(), u);
+        assert.deepEqual(
+          await b.userRooms(u).then((r) => r.filter((x) => x.startsWith(p))),
+          [...(byUser.get(u) ?? [])].sort(),
+          u,
+        );
       }
       for (const room of rooms) {
         for (const cid of who.keys()) await a.leave(room, cid, "leave", now);
@@ -1320,5 +1331,5 @@ export function runStoreConformance(
       await a.leave(room, "c9", "leave", now);
       assert.deepEqual(await b.claimHooks(hook, now + 100_000, 30_000, 100), []);
     });
-});
+  });
 }

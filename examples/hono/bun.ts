@@ -5,7 +5,7 @@
 // import from "@presently/presently" and "@presently/presently/bun".
 
 import { Hono } from "hono";
-import { PresenceServer, presenceHttpHandler } from "../../mod.ts";
+import { presenceHttpHandler, PresenceServer } from "../../mod.ts";
 import { bunPresence, type BunServerLike } from "../../src/adapters/bun.ts";
 
 /** The part of Bun used here (declared locally: no Bun types needed). */

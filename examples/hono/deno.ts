@@ -4,7 +4,7 @@
 // and Hono from "npm:hono" (or "jsr:@hono/hono").
 
 import { Hono } from "hono";
-import { PresenceServer, presenceHttpHandler } from "../../mod.ts";
+import { presenceHttpHandler, PresenceServer } from "../../mod.ts";
 import { presenceHandler } from "../../src/adapters/deno.ts";
 
 /** A running app. */

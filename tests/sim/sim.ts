@@ -238,7 +238,12 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         duplicates++;
         if (!withFaults) fail(`hook: ${hook.key} delivered ${n} times with no fault injected`);
       }
-    }, { types: ["join", "leave"], pollMs: 50, leaseMs: HOOK_LEASE, retry: { baseMs: 50, maxMs: 400 } });
+    }, {
+      types: ["join", "leave"],
+      pollMs: 50,
+      leaseMs: HOOK_LEASE,
+      retry: { baseMs: 50, maxMs: 400 },
+    });
     inst.server = server;
     inst.store = store;
   };
@@ -819,13 +824,20 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       for (const c of members.values()) {
         (userRooms.get(c.user) ?? userRooms.set(c.user, new Set()).get(c.user)!).add(room);
       }
-      const want = { connections: members.size, users: new Set([...members.values()].map((c) => c.user)).size };
+      const want = {
+        connections: members.size,
+        users: new Set([...members.values()].map((c) => c.user)).size,
+      };
       const inst = rng.pick(liveInsts());
       const p = inst.server!.count(room);
       await sched.advance(20);
       const got = await p;
       if (JSON.stringify(got) !== JSON.stringify(want)) {
-        fail(`query: count(${room}) via instance ${inst.index} is ${JSON.stringify(got)}, truth ${JSON.stringify(want)}`);
+        fail(
+          `query: count(${room}) via instance ${inst.index} is ${JSON.stringify(got)}, truth ${
+            JSON.stringify(want)
+          }`,
+        );
       }
     }
     {
@@ -841,7 +853,9 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         await sched.advance(20);
         const rs = (await q).join();
         const want = [...(userRooms.get(user) ?? [])].sort().join();
-        if (rs !== want) fail(`query: userRooms(${user}) via instance ${inst.index} is [${rs}], truth [${want}]`);
+        if (rs !== want) {
+          fail(`query: userRooms(${user}) via instance ${inst.index} is [${rs}], truth [${want}]`);
+        }
       }
     }
     // Hooks: every join and leave made before the settle window was delivered,

@@ -38,6 +38,7 @@ export type {
   HookEventType,
   LeaveReason,
   ListRoomsOptions,
+  OwnedEntries,
   PresenceEvent,
   PresenceStore,
   RoomCount,

@@ -14,7 +14,10 @@ export interface RedisServer {
   pid(): number;
   /** Stop it (SIGTERM, then SIGKILL after 2 s) and wait for the exit. */
   stop(): Promise<void>;
-  /** Stop it and start a fresh, empty one on the same port. */
+  /**
+   * Stop it and start a new one on the same port: empty, or with `dir`, from
+   * the last `SAVE` there (as a failover to a replica that lags would).
+   */
   restart(): Promise<void>;
 }
 
@@ -83,8 +86,9 @@ interface Child {
   exited: Promise<void>;
 }
 
-async function launch(port: number): Promise<Child | null> {
+async function launch(port: number, extra: string[] = []): Promise<Child | null> {
   const child = spawn(REDIS_SERVER_BIN, [
+    ...extra,
     "--port",
     String(port),
     "--bind",
@@ -122,16 +126,19 @@ async function launch(port: number): Promise<Child | null> {
  * Start redis-server on a free port (retrying when the port was taken
  * meanwhile) and wait until it answers PING.
  *
+ * @param options `dir`: keep `dump.rdb` there (written only by an explicit
+ * `SAVE`), so a restart loads it.
  * @returns The running server.
  */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(options: { dir?: string } = {}): Promise<RedisServer> {
+  const extra = options.dir ? ["--dir", options.dir, "--dbfilename", "dump.rdb"] : [];
   const missing = redisMissing();
   if (missing !== null) throw new Error(missing);
   let child: Child | null = null;
   let port = 0;
   for (let attempt = 0; attempt < 5 && child === null; attempt++) {
     port = await freePort();
-    child = await launch(port);
+    child = await launch(port, extra);
   }
   if (child === null) throw new Error("redis-server did not start");
   let current: Child | null = child;
@@ -152,7 +159,7 @@ export async function startRedis(): Promise<RedisServer> {
     async restart() {
       await stop();
       for (let attempt = 0; attempt < 50; attempt++) {
-        current = await launch(port);
+        current = await launch(port, extra);
         if (current !== null) return;
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -70,4 +70,17 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
     assert.ok(hooks > 500, `only ${hooks} deliveries: the hooks were not exercised`);
     console.log(`[sim] no faults, 10 seeds: ${hooks} hook deliveries, none repeated`);
   });
+
+  it(
+    "regression seeds outside the fixed set: 124 (a state write that timed out landed after the state expired)",
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      for (const seed of [124]) {
+        const r = await simulate({ seed, ops: OPS });
+        assert.equal(r.violation, null, `seed ${seed}: ${r.violation}`);
+      }
+    },
+  );
 });

@@ -5,6 +5,9 @@ import { encodeEvents, type Metadata, type PresentEntry, type WireEvent } from "
 import type { PresenceEvent } from "../store/types.ts";
 import type { Connection } from "./connection.ts";
 
+/** Recent leaves remembered per room view (see `Room.load`). */
+const LEFT_MAX = 1024;
+
 /** One connection's presence subscription to one room. */
 export interface Subscription {
   readonly conn: Connection;
@@ -85,6 +88,14 @@ export class Room {
    * and each joiner's snapshot is one flat string join.
    */
   #presentParts: string[] | null = [];
+  /**
+   * Connections whose leave this view applied lately: the leave's seq and
+   * time. A snapshot read in a settle window after a reset that lists one
+   * with a join older than that leave comes from data rolled back to before
+   * the leave (a ghost), which its instance is about to drop. (One that
+   * joined again after a reap has a newer join.) Bounded, oldest out first.
+   */
+  #left = new Map<string, { seq: number; at: number }>();
 
   constructor(name: string, userOf: ((meta: Metadata) => string | null) | null) {
     this.name = name;
@@ -109,6 +120,8 @@ export class Room {
     present: PresentEntry[],
     states: Map<string, unknown>,
     keep = false,
+    leftSince = Infinity,
+    joined?: Map<string, number>,
   ): number {
     const oldMembers = keep ? new Map(this.members) : null;
     const oldStates = keep ? new Map(this.states) : null;
@@ -117,11 +130,16 @@ export class Room {
     this.states.clear();
     this.users?.clear();
     this.#presentParts = null;
+    for (const [id, left] of this.#left) if (left.at < leftSince) this.#left.delete(id);
+    // Kept through a reset: not those that joined before a leave seen since `leftSince`.
+    const ghost = (id: string) =>
+      keep && (joined?.get(id) ?? Infinity) < (this.#left.get(id)?.seq ?? -Infinity);
     for (const { id, meta } of present) {
+      if (ghost(id)) continue;
       this.members.set(id, meta);
       this.#countUser(meta, 1);
     }
-    for (const [id, state] of states) this.states.set(id, state);
+    for (const [id, state] of states) if (!ghost(id)) this.states.set(id, state);
     let kept = 0;
     for (const [id, meta] of oldMembers ?? []) {
       if (this.members.has(id)) continue;
@@ -147,6 +165,7 @@ export class Room {
       case "join": {
         // A member kept through a store reset joins again: not a new user.
         const was = this.members.get(cid);
+        this.#left.delete(cid);
         if (was) this.#presentParts = null;
         else this.#presentParts?.push(JSON.stringify({ id: cid, meta: ev.meta }));
         this.members.set(cid, ev.meta);
@@ -160,6 +179,9 @@ export class Room {
       case "leave": {
         const meta = this.members.get(cid);
         if (this.members.delete(cid)) this.#presentParts = null;
+        this.#left.delete(cid);
+        this.#left.set(cid, { seq: ev.seq, at: ev.timestamp });
+        if (this.#left.size > LEFT_MAX) this.#left.delete(this.#left.keys().next().value!);
         this.states.delete(cid);
         this.pending.push([ev.seq, "l", cid]);
         if (meta) {

@@ -2042,7 +2042,16 @@ export class PresenceServer {
         room.early = [];
         room.failures = 0;
         const keep = this.#clock.now() < room.settleUntil;
-        room.load(snap.seq, snap.present, snap.states, keep);
+        // Two leases back covers the writes a failover can lose (they are
+        // dropped by their instance within a third of a lease of noticing).
+        room.load(
+          snap.seq,
+          snap.present,
+          snap.states,
+          keep,
+          this.#clock.now() - 2 * this.#leaseTtlMs,
+          snap.joined,
+        );
         room.loadedAt = resets;
         // Built in a settle window without keeping: it lacks whoever is not
         // registered again yet, until the window is over.
@@ -2287,7 +2296,7 @@ export class PresenceServer {
 
   /**
    * Write the connection's own state in a room (what it means to hold) to
-   * the store, with its remaining expiry; an expired one is forgotten.
+   * the store, with its remaining expiry; an expired one is forgotten and cleared.
    */
   async #putOwnState(conn: Connection, name: string): Promise<void> {
     const state = conn.own.get(name);
@@ -2295,8 +2304,11 @@ export class PresenceServer {
     const now = this.#clock.now();
     if (state === undefined) return;
     if (expiresAt !== null && expiresAt <= now) {
+      // Expired: the store must hold none either (a write that timed out may
+      // have landed after the expiry; sim seed 124).
       conn.own.delete(name);
       conn.expiries.delete(name);
+      await this.#clearStoredState(conn, name);
       return;
     }
     const ev = await this.#timed(() =>
@@ -2628,6 +2640,35 @@ export class PresenceServer {
     for (const conn of this.#conns.values()) this.#reregister(conn);
     // Hook registrations live with the data: register them again.
     for (const hook of this.#hooks.values()) hook.start();
+    this.#dropGhosts();
+  }
+
+  /**
+   * After a reset, drop what the store holds as ours but we do not: after a
+   * rollback (the store came back from an older copy of its data), the
+   * memberships and metadata of connections that had left. Retried by the
+   * sweep until it holds.
+   */
+  #dropGhosts(): void {
+    const store = this.#store;
+    if (!store.owned) return;
+    this.#retryLater(async () => {
+      const { members, metadata } = await this.#timed(() => store.owned!(this.instanceId));
+      for (const { room, connectionId } of members) {
+        const conn = this.#conns.get(connectionId);
+        if (conn) {
+          if (conn.finished || !conn.rooms.has(room)) this.#ensureLeft(conn, room, "close");
+          continue;
+        }
+        const ev = await this.#timed(() =>
+          store.leave(room, connectionId, "close", this.#clock.now())
+        );
+        if (ev) this.#applyLocal(ev);
+      }
+      for (const cid of metadata) {
+        if (!this.#conns.has(cid)) await this.#timed(() => store.deleteMetadata(cid));
+      }
+    });
   }
 
   #checkLiveness(now: number): void {

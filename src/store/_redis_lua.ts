@@ -4,6 +4,8 @@
 // Key layout (P = prefix). Rooms and ids are embedded verbatim after a type
 // tag ending in ":", so distinct tags never collide:
 //   P epoch            string   random id; gone after a data loss
+//   P w:<inst>         string   the instance's renewal counter: it goes back
+//                               only when Redis lost writes (a rollback)
 //   P leases           zset     instance -> lease expiry (Redis's clock)
 //   P lease:<inst>     string   liveness marker with a real PX TTL
 //   P x                zset     state entry -> expiresAt
@@ -100,10 +102,21 @@ local function flush()
     redis.call('PUBLISH', P .. 'c:' .. room, '[' .. table.concat(pub[room], ',') .. ']')
   end
 end
+-- The owning instance's write counter, bumped by every write to its entries
+-- and answered with the result ("<count>:<instance>"): it goes back only when
+-- Redis lost acknowledged writes (a rollback).
+local stamp = ''
+local function bump(inst)
+  local k = P .. 'w:' .. inst
+  local w = redis.call('INCR', k)
+  redis.call('PEXPIRE', k, KEYTTL)
+  stamp = w .. ':' .. inst
+  return w
+end
 local function result(status)
   flush()
-  local r = { status }
-  for i, e in ipairs(out) do r[i + 1] = e end
+  local r = { status, stamp }
+  for i, e in ipairs(out) do r[i + 2] = e end
   return r
 end
 local function missed(room, since)
@@ -182,6 +195,7 @@ missed(room, tonumber(ARGV[10]))
 local ok = P .. 'o:' .. room
 if redis.call('HEXISTS', ok, cid) == 1 then return result('null') end
 local seq = nextseq(room)
+bump(inst)
 local mk = P .. 'm:' .. room
 local ik = P .. 'i:' .. inst
 redis.call('HSET', ok, cid, seq .. ':' .. inst)
@@ -215,6 +229,7 @@ local room, cid, reason, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 missed(room, tonumber(ARGV[9]))
 local o = redis.call('HGET', P .. 'o:' .. room, cid)
 if not o then return result('null') end
+bump(ownerOf(o))
 emitLeave(room, cid, reason, now, dropMember(room, cid, ownerOf(o)))
 return result('ok')
 `;
@@ -228,7 +243,8 @@ return result('ok')
 const SET_STATE = `
 local room, cid, mode, value, patch, expiresAt, now, expect = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 missed(room, tonumber(ARGV[13]))
-if redis.call('HEXISTS', P .. 'o:' .. room, cid) == 0 then return result('not_member') end
+local owner = redis.call('HGET', P .. 'o:' .. room, cid)
+if not owner then return result('not_member') end
 local sk = P .. 's:' .. room
 local e = entry(room, cid)
 local cur = redis.call('HGET', sk, cid)
@@ -239,6 +255,7 @@ if cur then
   if at ~= '' and tonumber(at) <= tonumber(now) then expired = true else version = v end
 end
 if mode == 'patch' and version ~= expect then return result('conflict') end
+bump(ownerOf(owner))
 if expired then
   redis.call('HDEL', sk, cid)
   redis.call('ZREM', P .. 'x', e)
@@ -292,18 +309,19 @@ return r
 
 /**
  * ARGV[5..]: instance, lease expiry, ttl ms. Answers {'1' when it already
- * held a lease else '0', Redis's TIME in ms}.
+ * held a lease else '0', Redis's TIME in ms, the renewal counter}.
  */
 const RENEW = `
 local inst, at, ttl = ARGV[5], ARGV[6], ARGV[7]
 local nowMs = rtime()
+local w = bump(inst)
 local prev = redis.call('ZSCORE', P .. 'leases', inst)
 redis.call('ZADD', P .. 'leases', at, inst)
 redis.call('SET', P .. 'lease:' .. inst, at, 'PX', ttl)
 redis.call('PEXPIRE', P .. 'i:' .. inst, KEYTTL)
 redis.call('PEXPIRE', P .. 'k:' .. inst, KEYTTL)
-if prev then return { '1', nowMs } end
-return { '0', nowMs }
+if prev then return { '1', nowMs, tostring(w) } end
+return { '0', nowMs, tostring(w) }
 `;
 
 /** ARGV[5..]: instance, now. */
@@ -393,6 +411,17 @@ for _, e in ipairs(redis.call('LRANGE', lk, 0, -1)) do
   local i = string.find(e, ' ', 1, true)
   if tonumber(string.sub(e, 1, i - 1)) >= from then r[#r + 1] = string.sub(e, i + 1) end
 end
+return r
+`;
+
+/** ARGV[5..]: instance. Answers {n, entries..., cids...}: what it owns. */
+const OWNED = `
+local inst = ARGV[5]
+local r = {}
+local es = redis.call('SMEMBERS', P .. 'i:' .. inst)
+r[1] = tostring(#es)
+for _, e in ipairs(es) do r[#r + 1] = e end
+for _, cid in ipairs(redis.call('SMEMBERS', P .. 'k:' .. inst)) do r[#r + 1] = cid end
 return r
 `;
 
@@ -557,6 +586,7 @@ export const SCRIPTS = {
   epoch: PRELUDE + EPOCH,
   touch: PRELUDE + TOUCH,
   count: PRELUDE + COUNT,
+  owned: PRELUDE + OWNED,
   listRooms: PRELUDE + LIST_ROOMS,
   userRooms: PRELUDE + USER_ROOMS,
   registerHook: PRELUDE + REGISTER_HOOK,

@@ -31,6 +31,7 @@ import type {
   HookEventType,
   LeaveReason,
   ListRoomsOptions,
+  OwnedEntries,
   PresenceEvent,
   PresenceStore,
   RoomCount,
@@ -48,6 +49,7 @@ export type {
   HookEventType,
   LeaveReason,
   ListRoomsOptions,
+  OwnedEntries,
   PresenceEvent,
   PresenceStore,
   RoomCount,
@@ -1046,7 +1048,11 @@ export class KvPresenceStore implements PresenceStore {
         meta: JSON.parse(m.value.meta) as Metadata,
       }));
       const users = new Map<string, string>();
-      for (const m of ordered) if (m.value.user !== undefined) users.set(m.id, m.value.user);
+      const joined = new Map<string, number>();
+      for (const m of ordered) {
+        joined.set(m.id, m.value.seq);
+        if (m.value.user !== undefined) users.set(m.id, m.value.user);
+      }
       const map = new Map<string, unknown>();
       for (const e of states) {
         const state = e.value as StateValue;
@@ -1054,8 +1060,23 @@ export class KvPresenceStore implements PresenceStore {
           map.set(e.key[tagAt + 1] as string, JSON.parse(state.value));
         }
       }
-      return { seq: seqOf(seqE ?? undefined), present, states: map, users };
+      return { seq: seqOf(seqE ?? undefined), present, states: map, users, joined };
     }
+  }
+
+  /** What `instanceId` owns here: its memberships and the metadata it wrote. */
+  async owned(instanceId: string): Promise<OwnedEntries> {
+    this.#assertOpen();
+    const members: OwnedEntries["members"] = [];
+    for await (const e of this.#kv.list({ prefix: [...this.#p, "own", instanceId] })) {
+      const n = e.key.length;
+      members.push({ room: e.key[n - 2] as string, connectionId: e.key[n - 1] as string });
+    }
+    const metadata: string[] = [];
+    for await (const e of this.#kv.list({ prefix: [...this.#p, "ownmeta", instanceId] })) {
+      metadata.push(e.key[e.key.length - 1] as string);
+    }
+    return { members, metadata };
   }
 
   /** Connections and distinct users in a room: one read of its counters. */

@@ -10,6 +10,7 @@ import type {
   HookEventType,
   LeaveReason,
   ListRoomsOptions,
+  OwnedEntries,
   PresenceEvent,
   PresenceStore,
   RoomCount,
@@ -66,6 +67,8 @@ interface Member {
   owner: Owner;
   meta: Metadata;
   user: string | null;
+  /** The seq of its join. */
+  seq: number;
 }
 
 /** A presence hook's queue: events by idempotency key, in arrival order. */
@@ -301,14 +304,14 @@ export class MemoryPresenceStore implements PresenceStore {
     }
     const owner = this.#owner(instanceId);
     const user = userId ?? null;
-    const member: Member = { room: record, id: connectionId, owner, meta, user };
+    const member: Member = { room: record, id: connectionId, owner, meta, user, seq: ++record.seq };
     record.members.set(connectionId, member);
     owner.members.add(member);
     const event: PresenceEvent = {
       type: "join",
       room,
       connectionId,
-      seq: ++record.seq,
+      seq: member.seq,
       meta,
       instance: instanceId,
       timestamp: now,
@@ -500,15 +503,27 @@ export class MemoryPresenceStore implements PresenceStore {
     }
     const present: PresentEntry[] = [];
     const users = new Map<string, string>();
+    const joined = new Map<string, number>();
     for (const member of record.members.values()) {
       present.push({ id: member.id, meta: member.meta });
+      joined.set(member.id, member.seq);
       if (member.user !== null) users.set(member.id, member.user);
     }
     const states = new Map<string, unknown>();
     for (const entry of record.states.values()) {
       if (entry.expiresAt > now) states.set(entry.id, entry.value);
     }
-    return { seq: record.seq, present, states, users };
+    return { seq: record.seq, present, states, users, joined };
+  }
+
+  /** What `instanceId` owns here: its memberships and the metadata it wrote. */
+  async owned(instanceId: string): Promise<OwnedEntries> {
+    this.#assertOpen();
+    const owner = this.#owners.get(instanceId);
+    return {
+      members: [...(owner?.members ?? [])].map((m) => ({ room: m.room.name, connectionId: m.id })),
+      metadata: [...(owner?.metadata ?? [])],
+    };
   }
 
   /** Connections and distinct users in a room, O(1). */

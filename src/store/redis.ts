@@ -27,6 +27,7 @@ import type {
   HookEventType,
   LeaveReason,
   ListRoomsOptions,
+  OwnedEntries,
   PresenceEvent,
   PresenceStore,
   RoomCount,
@@ -45,6 +46,7 @@ export type {
   HookEventType,
   LeaveReason,
   ListRoomsOptions,
+  OwnedEntries,
   PresenceEvent,
   PresenceStore,
   RoomCount,
@@ -294,6 +296,10 @@ export class RedisPresenceStore implements PresenceStore {
   #offset = 0;
   #touchedAt = new Map<string, number>();
   #epoch: string | null = null;
+  /** The write counter last read per instance renewed here: it goes back only on a rollback. */
+  #renewals = new Map<string, number>();
+  /** A rollback was seen: the next recovery treats it as lost data. */
+  #rolledBack = false;
   #recovering = false;
   #recoverAgain = false;
   #resetQueued = false;
@@ -378,7 +384,7 @@ export class RedisPresenceStore implements PresenceStore {
     now: number,
   ): Promise<void> {
     const sent = Date.now();
-    const [reply, redisNow] = asStrings(
+    const [reply, redisNow, counter] = asStrings(
       await this.#run("renew", [
         instanceId,
         time(this.#toRedis(now) + ttlMs, "lease expiry"),
@@ -397,7 +403,9 @@ export class RedisPresenceStore implements PresenceStore {
     }
     const held = this.#leases.has(instanceId);
     this.#leases.add(instanceId);
-    if (held && reply === "0") this.#queueReset();
+    if (!this.#checkCounter(`${counter}:${instanceId}`) && held && reply === "0") {
+      this.#queueReset();
+    }
     const touched = this.#touchedAt.get(instanceId);
     const wall = Date.now();
     if (touched === undefined) this.#touchedAt.set(instanceId, wall);
@@ -663,6 +671,7 @@ export class RedisPresenceStore implements PresenceStore {
       order.push([Number(v.slice(0, v.indexOf(":"))), owners[j]!]);
     }
     order.sort((x, y) => x[0] - y[0]);
+    const joined = new Map(order.map(([seq, id]) => [id, seq]));
     const present: PresentEntry[] = order.map(([, id]) => {
       const meta = metaOf.get(id);
       return { id, meta: meta === undefined ? {} : JSON.parse(meta) };
@@ -677,7 +686,41 @@ export class RedisPresenceStore implements PresenceStore {
         live.set(states[j]!, JSON.parse(v.slice(b + 1)));
       }
     }
-    return { seq: Number(r[0]), present, states: live, users };
+    return { seq: Number(r[0]), present, states: live, users, joined };
+  }
+
+  /**
+   * Check the write counter of an instance this handle renews. Replies on one
+   * connection come in order and every write to the instance's entries bumps
+   * it, so it only grows; one that did not means Redis came back from an
+   * older copy of its data (a failover that lost the last writes): every view
+   * resyncs and the server drops what it owns but does not hold (`owned`).
+   * True when a rollback was found.
+   */
+  #checkCounter(stamp: string): boolean {
+    const i = stamp.indexOf(":");
+    const instance = stamp.slice(i + 1);
+    const w = Number(stamp.slice(0, i));
+    if (!this.#leases.has(instance) && !this.#renewals.has(instance)) return false;
+    const last = this.#renewals.get(instance);
+    this.#renewals.set(instance, Math.max(w, last ?? 0));
+    if (last === undefined || w > last) return false;
+    this.#renewals.set(instance, w);
+    this.#rolledBack = true;
+    this.#recover();
+    return true;
+  }
+
+  /** What `instanceId` owns here: its memberships and the metadata it wrote. */
+  async owned(instanceId: string): Promise<OwnedEntries> {
+    const r = asStrings(await this.#run("owned", [instanceId]));
+    const n = Number(r[0]);
+    const members = r.slice(1, 1 + n).map((e) => {
+      const i = e.indexOf(":");
+      const len = Number(e.slice(0, i));
+      return { room: e.slice(i + 1, i + 1 + len), connectionId: e.slice(i + 1 + len) };
+    });
+    return { members, metadata: r.slice(1 + n) };
   }
 
   /** Connections and distinct users in a room: two `HLEN`s, no member list. */
@@ -1073,7 +1116,8 @@ export class RedisPresenceStore implements PresenceStore {
     const reply = asStrings(await this.#run(name, args));
     const events: PresenceEvent[] = [];
     let waits: Array<Promise<void>> | null = null;
-    for (let i = 1; i < reply.length; i++) {
+    if (reply[1]) this.#checkCounter(reply[1]);
+    for (let i = 2; i < reply.length; i++) {
       const event = JSON.parse(reply[i]!) as PresenceEvent;
       events.push(event);
       const wait = this.#offer(event, true);
@@ -1368,7 +1412,8 @@ export class RedisPresenceStore implements PresenceStore {
         const epoch = asStrings(
           await this.#runOn(driver, "epoch", [crypto.randomUUID()]),
         )[0]!;
-        let lost = epoch !== this.#epoch;
+        let lost = epoch !== this.#epoch || this.#rolledBack;
+        this.#rolledBack = false;
         this.#epoch = epoch;
         for (const instance of this.#leases) {
           const score = await driver.command([
@@ -1381,6 +1426,7 @@ export class RedisPresenceStore implements PresenceStore {
         if (lost) {
           // Until the server renews them, these leases are not ours to check.
           this.#leases.clear();
+          this.#renewals.clear();
           this.#known.clear();
           for (const w of this.#watches.values()) w.lastSeq = 0;
         }

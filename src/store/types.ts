@@ -121,6 +121,13 @@ export interface RoomSnapshot {
    * stores written before 0.2; the three bundled stores always fill it.
    */
   users?: Map<string, string>;
+  /**
+   * The sequence number of each member's join, by connection id. Optional
+   * for stores written before 0.2; the bundled stores fill it. After a
+   * rollback it tells a ghost (joined before a leave a view saw) from a
+   * member that joined again.
+   */
+  joined?: Map<string, number>;
 }
 
 /**
@@ -406,6 +413,35 @@ export interface PresenceStore {
    */
   onReset?(listener: (instanceId?: string) => void): () => void;
 
+  /**
+   * Optional: what the store holds as owned by an instance (its members and
+   * the connections whose metadata it owns). After a reset the server drops
+   * what it does not hold any more: after a rollback (a failover that lost
+   * the last writes) these are the ghosts of connections that had left.
+   */
+  owned?(instanceId: string): Promise<OwnedEntries>;
+
   /** Release resources (connections, timers). The store is unusable after. */
   close(): Promise<void>;
+}
+
+/**
+ * What a store holds as owned by one instance.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPresenceStore, type OwnedEntries } from "@presently/presently";
+ * const store = new MemoryPresenceStore();
+ * await store.join("lobby", "c1", "server-1", {}, Date.now());
+ * await store.setMetadata("c1", "server-1", { name: "Ada" });
+ * const owned: OwnedEntries = await store.owned("server-1");
+ * console.log(owned); // { members: [{ room: "lobby", connectionId: "c1" }], metadata: ["c1"] }
+ * await store.close();
+ * ```
+ */
+export interface OwnedEntries {
+  /** Memberships of the instance's connections. */
+  members: Array<{ room: string; connectionId: string }>;
+  /** Connections whose metadata the instance owns. */
+  metadata: string[];
 }

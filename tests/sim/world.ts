@@ -12,6 +12,7 @@ import type {
   HookEventType,
   LeaveReason,
   ListRoomsOptions,
+  OwnedEntries,
   PresenceEvent,
   PresenceStore,
   RoomCount,
@@ -664,6 +665,9 @@ export class FaultStore implements PresenceStore {
   }
   deleteMetadata(connectionId: string): Promise<void> {
     return this.#call("deleteMetadata", (s) => s.deleteMetadata(connectionId));
+  }
+  owned(instanceId: string): Promise<OwnedEntries> {
+    return this.#call("owned", (s) => s.owned(instanceId));
   }
   count(room: string, now: number): Promise<RoomCount> {
     return this.#call("count", (s) => s.count(room, now));

@@ -330,6 +330,10 @@ interface RoomWatch {
   stopped: boolean;
   reader: ReadableStreamDefaultReader<readonly KvLikeEntryMaybe[]> | null;
   loop: Promise<void> | null;
+  /** The highest seq a watch or a poll saw: what the catch-up under way reads up to. */
+  want: number;
+  /** The catch-up under way: watch and polling share it, so no range is read twice. */
+  catching: Promise<void> | null;
 }
 
 interface Check {
@@ -512,6 +516,10 @@ export class KvPresenceStore implements PresenceStore {
   #leaseKey(instance: string): KvLikeKey {
     return [...this.#p, "lease", instance];
   }
+  /** The lease-expiry index: sweeps read only the leases that are due. */
+  #leaseDueKey(at: number, instance: string): KvLikeKey {
+    return [...this.#p, "leasedue", at, instance];
+  }
   #countKey(room: string): KvLikeKey {
     return [...this.#p, "room", room, "n"];
   }
@@ -571,9 +579,12 @@ export class KvPresenceStore implements PresenceStore {
       const entry = await this.#kv.get(key);
       const lease = entry.value as LeaseValue | null;
       const value: LeaseValue = { expiresAt: now + ttlMs };
-      const res = await this.#commit(
-        this.#kv.atomic().check(entry).set(key, value),
-      );
+      const op = this.#kv.atomic().check(entry).set(key, value)
+        .set(this.#leaseDueKey(value.expiresAt, instanceId), true);
+      if (lease !== null && lease.expiresAt !== value.expiresAt) {
+        op.delete(this.#leaseDueKey(lease.expiresAt, instanceId));
+      }
+      const res = await this.#commit(op);
       if (!res.ok) return RETRY;
       return this.#held.has(instanceId) &&
         (lease === null || lease.reaper !== undefined);
@@ -618,7 +629,11 @@ export class KvPresenceStore implements PresenceStore {
     await this.#reap(instanceId, "close", Date.now(), null);
     const key = this.#leaseKey(instanceId);
     await this.#retry("releaseLease", async () => {
-      const res = await this.#commit(this.#kv.atomic().delete(key));
+      const entry = await this.#kv.get(key);
+      const lease = entry.value as LeaseValue | null;
+      const op = this.#kv.atomic().check(entry).delete(key);
+      if (lease !== null) op.delete(this.#leaseDueKey(lease.expiresAt, instanceId));
+      const res = await this.#commit(op);
       return res.ok ? undefined : RETRY;
     });
   }
@@ -1376,6 +1391,8 @@ export class KvPresenceStore implements PresenceStore {
       stopped: false,
       reader: null,
       loop: null,
+      want: -1,
+      catching: null,
     };
     // The baseline: events after the room's seq now are delivered.
     w.ready = this.#kv.get(seqKey).then((e) => {
@@ -1451,21 +1468,37 @@ export class KvPresenceStore implements PresenceStore {
     });
   }
 
-  /** Deliver the logged events after `w.last` up to `target`. */
-  async #catchUp(w: RoomWatch, target: number): Promise<void> {
-    const from = w.last + 1;
-    if (target < from) return;
-    const events: PresenceEvent[] = [];
-    for await (
-      const e of this.#kv.list({
-        start: this.#logKey(w.room, from),
-        end: this.#logKey(w.room, target + 1),
-      })
-    ) {
-      events.push(JSON.parse(e.value as string) as PresenceEvent);
-    }
-    // Entries past the log's TTL are gone: the gap tells the server to reload.
-    this.#deliver(w, events);
+  /**
+   * Deliver the logged events after `w.last` up to `target`. One catch-up
+   * runs per room at a time: a watch and the poll that both saw the seq move
+   * join it (reading on to the higher target) instead of reading the same
+   * log range twice.
+   */
+  #catchUp(w: RoomWatch, target: number): Promise<void> {
+    w.want = Math.max(w.want, target);
+    if (w.catching !== null) return w.catching;
+    w.catching = (async () => {
+      try {
+        while (!w.stopped && w.want > w.last) {
+          const to = w.want;
+          const events: PresenceEvent[] = [];
+          for await (
+            const e of this.#kv.list({
+              start: this.#logKey(w.room, w.last + 1),
+              end: this.#logKey(w.room, to + 1),
+            })
+          ) {
+            events.push(JSON.parse(e.value as string) as PresenceEvent);
+          }
+          // Entries past the log's TTL are gone: the gap tells the server to reload.
+          this.#deliver(w, events);
+          if (w.last < to) return; // the rest of the range is gone (or not written yet)
+        }
+      } finally {
+        w.catching = null;
+      }
+    })();
+    return w.catching;
   }
 
   /** Deliver this handle's own events before its mutation resolves. */
@@ -1528,13 +1561,22 @@ export class KvPresenceStore implements PresenceStore {
    */
   async sweep(now: number): Promise<void> {
     this.#assertOpen();
-    const leases: KvLikeEntry[] = [];
-    for await (const e of this.#kv.list({ prefix: [...this.#p, "lease"] })) {
-      leases.push(e);
-    }
-    for (const entry of leases) {
-      const lease = entry.value as LeaseValue;
-      const instance = entry.key[entry.key.length - 1] as string;
+    // Only the due leases, from the expiry index: an idle sweep is one empty
+    // range read, however many instances there are.
+    const prefix = [...this.#p, "leasedue"];
+    const due: KvLikeEntry[] = [];
+    for await (const e of this.#kv.list({ prefix, end: [...prefix, now, true] })) due.push(e);
+    for (const d of due) {
+      const instance = d.key[d.key.length - 1] as string;
+      const at = d.key[d.key.length - 2] as number;
+      if (this.#held.has(instance)) continue; // see below
+      const entry = await this.#kv.get(this.#leaseKey(instance));
+      const lease = entry.value as LeaseValue | null;
+      if (lease === null || lease.expiresAt !== at) {
+        // A stale index entry: the lease was renewed or released meanwhile.
+        await this.#commit(this.#kv.atomic().check(entry).delete(d.key));
+        continue;
+      }
       if (now < lease.expiresAt) continue;
       // This handle renews that lease: the instance lives here, merely late
       // (e.g. after a stall), and renews next; reaping it would only flap.
@@ -1551,7 +1593,7 @@ export class KvPresenceStore implements PresenceStore {
       if (!res.ok || res.versionstamp === undefined) continue;
       const claimed: Check = { key: entry.key, versionstamp: res.versionstamp };
       if (await this.#reap(instance, "instance", now, claimed)) {
-        await this.#commit(this.#kv.atomic().check(claimed).delete(entry.key));
+        await this.#commit(this.#kv.atomic().check(claimed).delete(entry.key).delete(d.key));
       }
     }
     await this.#expireStates(now);

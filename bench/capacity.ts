@@ -50,7 +50,10 @@ const SERVERS: Record<string, { label: string; cmd: string[] }> = {
     cmd: [deno, "run", "-A", `${benchDir}servers/presently_deno.ts`],
   },
   "raw-bun": { label: "raw Bun.serve", cmd: [bun, `${benchDir}servers/raw_bun.ts`] },
-  "raw-deno": { label: "raw Deno.serve", cmd: [deno, "run", "-A", `${benchDir}servers/raw_deno.ts`] },
+  "raw-deno": {
+    label: "raw Deno.serve",
+    cmd: [deno, "run", "-A", `${benchDir}servers/raw_deno.ts`],
+  },
 };
 
 /** With the open-file limit raised to the hard limit. */
@@ -84,7 +87,9 @@ function cpuSeconds(pid: number): number {
 
 /** Busy and total jiffies of the whole machine (/proc/stat). */
 function machine(): { busy: number; total: number } {
-  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).slice(1).map(
+    Number,
+  );
   const idle = (f[3] ?? 0) + (f[4] ?? 0);
   const total = f.reduce((a, b) => a + b, 0);
   return { busy: total - idle, total };
@@ -228,9 +233,11 @@ async function measure(target: string, c: number): Promise<Row> {
   for (const g of gens) await stop(g);
   await stop(server);
   const samples = results.flatMap((x) => x.samples as number[]).sort((a, b) => a - b);
-  const q = (p: number) => samples.length ? samples[Math.min(samples.length - 1, Math.floor(p * samples.length))]! : NaN;
+  const q = (p: number) =>
+    samples.length ? samples[Math.min(samples.length - 1, Math.floor(p * samples.length))]! : NaN;
   const deliveries = results.reduce((a, x) => a + x.deliveries, 0);
-  const errors = results.reduce((a, x) => a + x.errors, 0) + joinedInfo.reduce((a, j) => a + j.errors, 0);
+  const errors = results.reduce((a, x) => a + x.errors, 0) +
+    joinedInfo.reduce((a, j) => a + j.errors, 0);
   const row: Row = {
     target,
     c,
@@ -251,9 +258,13 @@ async function measure(target: string, c: number): Promise<Row> {
   };
   console.log(
     `[capacity] ${target} C=${c} R=${r}: joined ${joined}, ${row.kbPerConn.toFixed(1)} KB/conn, ` +
-      `${row.joinsPerS.toFixed(0)} joins/s, p50 ${row.p50.toFixed(1)} ms, p99 ${row.p99.toFixed(1)} ms, ` +
+      `${row.joinsPerS.toFixed(0)} joins/s, p50 ${row.p50.toFixed(1)} ms, p99 ${
+        row.p99.toFixed(1)
+      } ms, ` +
       `${deliveries} deliveries, ${row.usPerDelivery.toFixed(2)} µs CPU/delivery, ` +
-      `generators ${genCores.toFixed(2)} cores, machine ${(busy * 100).toFixed(0)} % busy, errors ${errors}`,
+      `generators ${genCores.toFixed(2)} cores, machine ${
+        (busy * 100).toFixed(0)
+      } % busy, errors ${errors}`,
   );
   return row;
 }
@@ -277,19 +288,24 @@ for (const r of rows) {
   // On 2 cores, a machine past 95 % busy queues everything: latency then
   // measures the queue, not the server (marked "saturated").
   const sat = r.busy >= 0.95 ? " (saturated)" : "";
-  table += `| ${r.c} | ${r.r} | ${SERVERS[r.target]!.label} | ${r.joined} | ${f(r.idleMb)} → ${f(r.loadedMb)} | ${
-    f(r.kbPerConn)
-  } | ${f(r.joinsPerS, 0)} | ${f(r.p50)} / ${f(r.p99)}${sat} | ${r.deliveries} | ${f(r.usPerDelivery, 2)} | ${
-    f(r.genCores, 2)
-  } / ${f(r.busy * 100, 0)} % |\n`;
+  table += `| ${r.c} | ${r.r} | ${SERVERS[r.target]!.label} | ${r.joined} | ${f(r.idleMb)} → ${
+    f(r.loadedMb)
+  } | ${f(r.kbPerConn)} | ${f(r.joinsPerS, 0)} | ${f(r.p50)} / ${
+    f(r.p99)
+  }${sat} | ${r.deliveries} | ${f(r.usPerDelivery, 2)} | ${f(r.genCores, 2)} / ${
+    f(r.busy * 100, 0)
+  } % |\n`;
 }
-let ratios = "| C | runtime | RSS per connection vs raw | CPU per delivery vs raw |\n|---:|---|---:|---:|\n";
+let ratios =
+  "| C | runtime | RSS per connection vs raw | CPU per delivery vs raw |\n|---:|---|---:|---:|\n";
 for (const c of steps) {
   for (const rt of ["bun", "deno"]) {
     const p = rows.find((r) => r.c === c && r.target === `presently-${rt}`);
     const raw = rows.find((r) => r.c === c && r.target === `raw-${rt}`);
     if (!p || !raw) continue;
-    ratios += `| ${c} | ${rt} | ${f(p.kbPerConn / raw.kbPerConn, 2)}× | ${f(p.usPerDelivery / raw.usPerDelivery, 2)}× |\n`;
+    ratios += `| ${c} | ${rt} | ${f(p.kbPerConn / raw.kbPerConn, 2)}× | ${
+      f(p.usPerDelivery / raw.usPerDelivery, 2)
+    }× |\n`;
   }
 }
 console.log("\n" + table + "\n" + ratios);
@@ -303,9 +319,12 @@ function chart(): string {
   const x = (c: number) => L + ((W - L - Rm) * xs.indexOf(c)) / Math.max(1, xs.length - 1);
   const y = (v: number) => H - B - ((H - B - T) * v) / ymax;
   const colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
-  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`;
+  let svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`;
   svg += `<text x="${L}" y="14">server RSS per connection (KB) vs connections (R = C/10)</text>`;
-  svg += `<line x1="${L}" y1="${H - B}" x2="${W - Rm}" y2="${H - B}" stroke="#333"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#333"/>`;
+  svg += `<line x1="${L}" y1="${H - B}" x2="${W - Rm}" y2="${
+    H - B
+  }" stroke="#333"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#333"/>`;
   for (const c of xs) svg += `<text x="${x(c)}" y="${H - B + 15}" text-anchor="middle">${c}</text>`;
   for (let v = 0; v <= ymax; v += Math.ceil(ymax / 5)) {
     svg += `<text x="${L - 5}" y="${y(v) + 4}" text-anchor="end">${v}</text>`;
@@ -313,16 +332,23 @@ function chart(): string {
   targets.forEach((t, i) => {
     const pts = rows.filter((r) => r.target === t).map((r) => `${x(r.c)},${y(r.kbPerConn)}`);
     if (pts.length === 0) return;
-    svg += `<polyline fill="none" stroke="${colors[i % 4]}" stroke-width="2" points="${pts.join(" ")}"/>`;
-    svg += `<text x="${W - Rm + 10}" y="${T + 15 * (i + 1)}" fill="${colors[i % 4]}">${SERVERS[t]!.label}</text>`;
+    svg += `<polyline fill="none" stroke="${colors[i % 4]}" stroke-width="2" points="${
+      pts.join(" ")
+    }"/>`;
+    svg += `<text x="${W - Rm + 10}" y="${T + 15 * (i + 1)}" fill="${colors[i % 4]}">${
+      SERVERS[t]!.label
+    }</text>`;
   });
   return svg + "</svg>\n";
 }
 
 if (write) {
   Deno.writeTextFileSync(`${benchDir}capacity.svg`, chart());
-  const section = `<!-- capacity:start -->\n## Capacity of one instance (\`deno task bench:capacity\`)\n\n` +
-    `Command: \`${command}\`. ${new Date().toISOString().slice(0, 10)}, Deno ${Deno.version.deno}, ` +
+  const section =
+    `<!-- capacity:start -->\n## Capacity of one instance (\`deno task bench:capacity\`)\n\n` +
+    `Command: \`${command}\`. ${
+      new Date().toISOString().slice(0, 10)
+    }, Deno ${Deno.version.deno}, ` +
     `${GENS} generator processes on Bun, ${FIXED_S} s fixed phase. Rooms: R = C/10, Zipf (s = 1) ` +
     `membership. Every connection joined and subscribed to its room, with a state; fixed phase: one ` +
     `state per connection per 10 s, plus cursors (10 Hz) from 5 members of each room of 500+.\n\n` +
@@ -330,5 +356,8 @@ if (write) {
   const path = `${benchDir}RESULTS.md`;
   const text = Deno.readTextFileSync(path);
   const re = /<!-- capacity:start -->[\s\S]*<!-- capacity:end -->/;
-  Deno.writeTextFileSync(path, re.test(text) ? text.replace(re, section) : text.trimEnd() + "\n\n" + section + "\n");
+  Deno.writeTextFileSync(
+    path,
+    re.test(text) ? text.replace(re, section) : text.trimEnd() + "\n\n" + section + "\n",
+  );
 }

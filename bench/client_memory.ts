@@ -91,7 +91,11 @@ for (const kind of [KIND]) {
   const loaded = await settle();
   const heapKb = (loaded.heap - base.heap) / 1024 / N;
   const rssKb = (loaded.rss - base.rss) / 1024 / N;
-  out.push(`| ${runtime} | ${kind === "raw" ? "raw WebSocket client" : "PresenceClient"} | ${N} | ${heapKb.toFixed(1)} | ${rssKb.toFixed(1)} |`);
+  out.push(
+    `| ${runtime} | ${kind === "raw" ? "raw WebSocket client" : "PresenceClient"} | ${N} | ${
+      heapKb.toFixed(1)
+    } | ${rssKb.toFixed(1)} |`,
+  );
   for (const h of holders) {
     if (h instanceof PresenceClient) await h.close();
     else (h as RawClient).ws.close();

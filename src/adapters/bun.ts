@@ -16,12 +16,13 @@
  */
 
 import type { PresenceServer } from "../server/server.ts";
-import type { SocketLike } from "../server/socket.ts";
+import type { SocketLike, TopicPublisher } from "../server/socket.ts";
 import type {
   BunPresence,
   BunPresenceOptions,
   BunServerLike,
   BunSocketData,
+  BunSocketLike,
 } from "./_bun_types.ts";
 
 export type {
@@ -32,6 +33,34 @@ export type {
   BunSocketLike,
   BunWebSocketHandler,
 } from "./_bun_types.ts";
+
+/**
+ * A Bun socket as the core sees it: one object per connection, its methods
+ * on the prototype (no closures per connection), doubling as its own topic
+ * publisher.
+ */
+class BunSocket implements SocketLike, TopicPublisher {
+  readonly topics: TopicPublisher = this;
+  constructor(readonly ws: BunSocketLike, readonly srv: BunServerLike) {}
+  send(data: string): number {
+    return this.ws.send(data);
+  }
+  close(code?: number, reason?: string): void {
+    this.ws.close(code, reason);
+  }
+  get bufferedAmount(): number {
+    return this.ws.getBufferedAmount();
+  }
+  subscribe(topic: string): void {
+    this.ws.subscribe(topic);
+  }
+  unsubscribe(topic: string): void {
+    this.ws.unsubscribe(topic);
+  }
+  publish(topic: string, data: string): void {
+    this.srv.publish(topic, data);
+  }
+}
 
 function isUpgrade(request: Request): boolean {
   return request.headers.get("upgrade")?.toLowerCase() === "websocket";
@@ -101,20 +130,7 @@ export function bunPresence(
     },
     websocket: {
       open(ws) {
-        const srv = ws.data.srv;
-        const socket: SocketLike = {
-          send: (data) => ws.send(data),
-          close: (code, reason) => ws.close(code, reason),
-          get bufferedAmount() {
-            return ws.getBufferedAmount();
-          },
-          topics: {
-            subscribe: (topic) => ws.subscribe(topic),
-            unsubscribe: (topic) => ws.unsubscribe(topic),
-            publish: (topic, data) => void srv.publish(topic, data),
-          },
-        };
-        ws.data.handlers = server.open(socket, ws.data.ticket);
+        ws.data.handlers = server.open(new BunSocket(ws, ws.data.srv), ws.data.ticket);
       },
       message(ws, message) {
         ws.data.handlers?.message(message);

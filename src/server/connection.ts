@@ -6,6 +6,12 @@ import type { PresenceConnection } from "./options.ts";
 import type { Subscription } from "./room.ts";
 import type { SocketLike } from "./socket.ts";
 
+/**
+ * The `dupes` of a connection that was never resumed: shared, only ever read
+ * and deleted from (a resume gives the connection its own set).
+ */
+const NO_DUPES: Set<number> = new Set();
+
 /** Work queued on a connection, run one at a time in arrival order. */
 export type ConnectionTask = ClientFrame | (() => Promise<void>);
 
@@ -57,7 +63,7 @@ export class Connection implements PresenceConnection {
   /** Ids of requests received and not answered yet. */
   readonly pending = new Set<number>();
   /** Ids a resume found pending: their copies re-sent by the client are dropped. */
-  dupes = new Set<number>();
+  dupes: Set<number> = NO_DUPES;
   busy = false;
   // Token bucket.
   tokens: number;

@@ -1415,12 +1415,26 @@ export class PresenceServer {
       } catch { /* already closed */ }
       return NOOP_HANDLERS;
     }
-    return {
-      message: (data) => this.#onMessage(conn, socket, data),
-      close: (code) => this.#onClose(conn, socket, code),
-      drain: () => this.#checkStale(conn),
-    };
+    return new PresenceServer.#Handlers(this, conn, socket);
   }
+
+  /** A connection's socket handlers: methods on a prototype, no closures per connection. */
+  static #Handlers = class implements SocketHandlers {
+    constructor(
+      readonly server: PresenceServer,
+      readonly conn: Connection,
+      readonly socket: SocketLike,
+    ) {}
+    message(data: unknown): void {
+      this.server.#onMessage(this.conn, this.socket, data);
+    }
+    close(code: number): void {
+      this.server.#onClose(this.conn, this.socket, code);
+    }
+    drain(): void {
+      this.server.#checkStale(this.conn);
+    }
+  };
 
   #overLimit(ticket: Ticket): boolean {
     const user = this.#userOf?.(ticket.meta) ?? null;

@@ -58,18 +58,44 @@ const fmtMs = (
   x: number | null,
 ) => (x === null ? "–" : x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : Math.round(x).toString());
 
+/**
+ * Server CPU per delivery in the closed loop, in µs: the server's CPU share
+ * over the window times a second, over the deliveries in it. Unlike
+ * deliveries/s it does not depend on how fast the generator can read.
+ */
+export function usPerDelivery(r: Row | undefined): number | null {
+  const cpu = fig(r, "loop.serverCpuPct");
+  const dps = fig(r, "loop.deliveriesPerSec");
+  return cpu === null || dps === null || dps === 0 ? null : (cpu / 100) * 1e6 / dps;
+}
+
+/** Peak server RSS per client, in KB. */
+export function kbPerClient(r: Row | undefined): number | null {
+  const rss = fig(r, "rssMb");
+  return rss === null || !r ? null : (rss * 1024) / r.n;
+}
+
+/** The generator used (nearly) a whole core: deliveries/s measures it, not the server. */
+export function generatorLimited(r: Row | undefined): boolean {
+  return (fig(r, "loop.genCpuPct") ?? 0) >= 90;
+}
+
 /** The main table: one line per target and size. */
 export function renderTable(rows: Row[], _s: Settings): string {
   const head = [
-    "| N | target | join storm ms | deliveries/s | × ceiling | × @prsm/realtime | loop p50 / p99 ms | " +
-    "fixed-rate p50 / p99 ms | p99 × ceiling | leave ms | peak RSS MB | RSS × ceiling | events/frame | " +
+    "| N | target | **server µs CPU per delivery** | × ceiling | × @prsm/realtime | **peak RSS KB per client** | " +
+    "× ceiling | join storm ms | deliveries/s | × ceiling | loop p50 / p99 ms | " +
+    "fixed-rate p50 / p99 ms | p99 × ceiling | leave ms | peak RSS MB | events/frame | " +
     "server / gen CPU % |",
-    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   const lines = rows.map((r) => {
     const ceil = find(rows, CEILING[r.target] ?? "", r.n);
     const mesh = find(rows, "mesh", r.n);
     const dps = fig(r, "loop.deliveriesPerSec");
+    const us = usPerDelivery(r);
+    const kb = kbPerClient(r);
+    const limited = generatorLimited(r) ? " (generator-limited)" : "";
     const join = fig(r, "join.ms");
     const joinCell = join !== null
       ? fmtMs(join)
@@ -83,16 +109,16 @@ export function renderTable(rows: Row[], _s: Settings): string {
       : fmtMs(leave);
     const rss = fig(r, "rssMb");
     const redis = fig(r, "redisRssMb");
-    return `| ${r.n} | ${r.label} | ${joinCell} | ${fmtInt(dps)} | ` +
+    return `| ${r.n} | ${r.label} | ${us === null ? "–" : us.toFixed(2)} | ` +
+      `${ceil ? fmtRatio(ratio(us, usPerDelivery(ceil))) : "–"} | ` +
+      `${mesh && r.target !== "mesh" ? fmtRatio(ratio(usPerDelivery(mesh), us)) + " better" : "–"} | ` +
+      `${kb === null ? "–" : kb.toFixed(1)} | ${ceil ? fmtRatio(ratio(kb, kbPerClient(ceil))) : "–"} | ` +
+      `${joinCell} | ${fmtInt(dps)}${limited} | ` +
       `${ceil ? fmtRatio(ratio(dps, fig(ceil, "loop.deliveriesPerSec"))) : "–"} | ` +
-      `${
-        mesh && r.target !== "mesh" ? fmtRatio(ratio(dps, fig(mesh, "loop.deliveriesPerSec"))) : "–"
-      } | ` +
       `${fmtMs(fig(r, "loop.p50"))} / ${fmtMs(fig(r, "loop.p99"))} | ` +
       `${fmtMs(fig(r, "fixed.p50"))} / ${fmtMs(fig(r, "fixed.p99"))} | ` +
       `${ceil ? fmtRatio(ratio(fig(r, "fixed.p99"), fig(ceil, "fixed.p99"))) : "–"} | ` +
       `${leaveCell} | ${fmtInt(rss)}${redis !== null ? ` (+ redis ${fmtInt(redis)})` : ""} | ` +
-      `${ceil ? fmtRatio(ratio(rss, fig(ceil, "rssMb"))) : "–"} | ` +
       `${fig(r, "loop.eventsPerFrame") ?? "–"} | ` +
       `${fmtInt(fig(r, "loop.serverCpuPct"))} / ${fmtInt(fig(r, "loop.genCpuPct"))} |`;
   });

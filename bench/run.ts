@@ -588,6 +588,10 @@ if (!has("no-write")) {
     "### Settings",
     settingsList.join("\n"),
     "### Results",
+    "The headline figures are the server's CPU per delivery (its CPU share in the closed loop " +
+    "over the deliveries in it) and its peak RSS per client: neither depends on how fast the " +
+    "generator reads. Deliveries/s is kept alongside, marked generator-limited when the generator " +
+    "used 90 % of a core or more.",
     table,
     "![deliveries per second](chart.svg)",
     "### Issue 5 targets",

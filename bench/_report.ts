@@ -111,8 +111,12 @@ export function renderTable(rows: Row[], _s: Settings): string {
     const redis = fig(r, "redisRssMb");
     return `| ${r.n} | ${r.label} | ${us === null ? "–" : us.toFixed(2)} | ` +
       `${ceil ? fmtRatio(ratio(us, usPerDelivery(ceil))) : "–"} | ` +
-      `${mesh && r.target !== "mesh" ? fmtRatio(ratio(usPerDelivery(mesh), us)) + " better" : "–"} | ` +
-      `${kb === null ? "–" : kb.toFixed(1)} | ${ceil ? fmtRatio(ratio(kb, kbPerClient(ceil))) : "–"} | ` +
+      `${
+        mesh && r.target !== "mesh" ? fmtRatio(ratio(usPerDelivery(mesh), us)) + " better" : "–"
+      } | ` +
+      `${kb === null ? "–" : kb.toFixed(1)} | ${
+        ceil ? fmtRatio(ratio(kb, kbPerClient(ceil))) : "–"
+      } | ` +
       `${joinCell} | ${fmtInt(dps)}${limited} | ` +
       `${ceil ? fmtRatio(ratio(dps, fig(ceil, "loop.deliveriesPerSec"))) : "–"} | ` +
       `${fmtMs(fig(r, "loop.p50"))} / ${fmtMs(fig(r, "loop.p99"))} | ` +

@@ -97,8 +97,9 @@ export function renderTable(rows: Row[], _s: Settings): string {
     const kb = kbPerClient(r);
     const limited = generatorLimited(r) ? " (generator-limited)" : "";
     const join = fig(r, "join.ms");
+    const joinSpread = (r.result.join as { msSpread?: [number, number] } | undefined)?.msSpread;
     const joinCell = join !== null
-      ? fmtMs(join)
+      ? fmtMs(join) + (joinSpread ? ` (${fmtMs(joinSpread[0])}–${fmtMs(joinSpread[1])})` : "")
       : `incomplete (joined in ${fmtMs(fig(r, "join.joinedMs"))}; ${
         fmtInt(fig(r, "join.rostersComplete"))
       }/${r.n} rosters)`;
@@ -108,6 +109,7 @@ export function renderTable(rows: Row[], _s: Settings): string {
       ? `incomplete (${seen === null ? "–" : (seen * 100).toFixed(1)} % seen)`
       : fmtMs(leave);
     const rss = fig(r, "rssMb");
+    const rssSpread = (r.result as { rssSpread?: [number, number] }).rssSpread;
     const redis = fig(r, "redisRssMb");
     return `| ${r.n} | ${r.label} | ${us === null ? "–" : us.toFixed(2)} | ` +
       `${ceil ? fmtRatio(ratio(us, usPerDelivery(ceil))) : "–"} | ` +
@@ -122,7 +124,9 @@ export function renderTable(rows: Row[], _s: Settings): string {
       `${fmtMs(fig(r, "loop.p50"))} / ${fmtMs(fig(r, "loop.p99"))} | ` +
       `${fmtMs(fig(r, "fixed.p50"))} / ${fmtMs(fig(r, "fixed.p99"))} | ` +
       `${ceil ? fmtRatio(ratio(fig(r, "fixed.p99"), fig(ceil, "fixed.p99"))) : "–"} | ` +
-      `${leaveCell} | ${fmtInt(rss)}${redis !== null ? ` (+ redis ${fmtInt(redis)})` : ""} | ` +
+      `${leaveCell} | ${fmtInt(rss)}${
+        rssSpread ? ` (${fmtInt(rssSpread[0])}–${fmtInt(rssSpread[1])})` : ""
+      }${redis !== null ? ` (+ redis ${fmtInt(redis)})` : ""} | ` +
       `${fig(r, "loop.eventsPerFrame") ?? "–"} | ` +
       `${fmtInt(fig(r, "loop.serverCpuPct"))} / ${fmtInt(fig(r, "loop.genCpuPct"))} |`;
   });

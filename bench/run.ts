@@ -9,7 +9,8 @@
 // --leave-share 0.1 --targets raw-bun,presently-bun,raw-deno,presently-deno,mesh
 // (BENCH_TARGETS) --mesh-max-n 500 (BENCH_MESH_MAX_N) --count-n 10000
 // (BENCH_COUNT_N, 0 skips) --rounds 1 (BENCH_ROUNDS: best of k) --join-rounds 3
-// (BENCH_JOIN_ROUNDS: best of k join storms, except Mesh and storms over 10 s) --no-micro
+// (BENCH_JOIN_ROUNDS: join storm and peak RSS as the median of k runs with the spread, except
+// Mesh and storms over 30 s) --no-micro
 // --quiet-wait 90 (BENCH_QUIET_WAIT: seconds per run to wait for other work on a shared
 // machine to pause before a target starts) --no-write (do not touch RESULTS.md / chart.svg)
 // --profile (servers write CPU profiles to bench/out/prof) --phases join,loop,fixed,leave.
@@ -394,6 +395,16 @@ async function measure(
   return result;
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function spread(xs: number[]): [number, number] {
+  return [Math.min(...xs), Math.max(...xs)];
+}
+
 /** Keep the better of two rounds, figure by figure. */
 function best(
   a: Record<string, unknown> | undefined,
@@ -462,21 +473,34 @@ for (const n of settings.sizes) {
         console.error(`[bench] ${target.label} N=${n}: ${e instanceof Error ? e.message : e}`);
       }
     }
-    // The join storm is short and noisy: extra storm-only runs, best kept.
+    // The join storm and the peak RSS (a join-storm spike) are short and
+    // noisy: extra storm-only runs; the median of all runs is reported, with
+    // the spread (min–max).
     const join = result?.join as Record<string, unknown> | undefined;
-    if (result && join && id !== "mesh" && typeof join.ms === "number" && join.ms < 10_000) {
+    if (result && join && id !== "mesh" && typeof join.ms === "number" && join.ms < 30_000) {
+      const storms = [join.ms as number];
+      const peaks = typeof result.rssMb === "number" ? [result.rssMb] : [];
       for (let r = 1; r < settings.joinRounds; r++) {
         try {
           const extra = await measure(target, n, ["--phases", "join"]);
           const ms = (extra.join as Record<string, unknown>).ms;
-          if (typeof ms === "number" && ms < (result.join as { ms: number }).ms) {
-            result.join = extra.join;
-          }
+          if (typeof ms === "number") storms.push(ms);
+          if (typeof extra.rssMb === "number") peaks.push(extra.rssMb);
         } catch (e) {
           console.error(
             `[bench] ${target.label} N=${n} join round: ${e instanceof Error ? e.message : e}`,
           );
         }
+      }
+      result.join = {
+        ...join,
+        ms: median(storms),
+        msSpread: spread(storms),
+        rounds: storms.length,
+      };
+      if (peaks.length > 0) {
+        result.rssMb = median(peaks);
+        result.rssSpread = spread(peaks);
       }
     }
     if (result) rows.push({ target: id, label: target.label, runtime: target.runtime, n, result });
@@ -557,8 +581,9 @@ if (!has("no-write")) {
     `rate limit lifted so it does not cap publishers; countIntervalMs ${settings.countMs}).`,
     "- Peak RSS: the server process's VmHWM (and VmRSS sampled every 100 ms); for " +
     "@prsm/realtime the Node process, with redis-server's own peak shown apart.",
-    `- Best of ${settings.rounds} round(s); join storm: best of ${settings.joinRounds} ` +
-    "(fresh server each; not for @prsm/realtime, nor storms over 10 s). Load generator: one " +
+    `- Best of ${settings.rounds} round(s); join storm and peak RSS: the median of ` +
+    `${settings.joinRounds} runs, with the spread (min–max) in brackets ` +
+    "(fresh server each; not for @prsm/realtime, nor storms over 30 s). Load generator: one " +
     "Bun process (bench/gen.ts, a raw " +
     "TCP WebSocket client) on the same 2 cores as the server: `gen CPU` near 100 % means the " +
     "generator, not the server, was the limit.",

@@ -206,6 +206,42 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
 
   // --- instances -----------------------------------------------------------
   const insts: Instance[] = [];
+  /**
+   * Each instance's server-owned member in room r0 (a bot, user "bot"), once
+   * `addMember` resolved: part of the truth while its instance lives.
+   */
+  const members = new Map<number, { id: string; gen: number; truth: SimClient }>();
+  const memberIds = new Map<string, number>();
+  const adding = new Set<PresenceServer>();
+  const addMember = (inst: Instance) => {
+    const server = inst.server!;
+    const gen = inst.gen;
+    if (adding.has(server)) return;
+    adding.add(server);
+    server.addMember("r0", {
+      userId: "bot",
+      metadata: { user: "bot", name: "BOT" },
+      ttlMs: null,
+    }).then((m) => {
+      if (inst.gen !== gen || inst.server !== server) return;
+      memberIds.set(m.id, inst.index);
+      members.set(inst.index, {
+        id: m.id,
+        gen,
+        truth: {
+          n: -1 - inst.index,
+          user: "bot",
+          closed: false,
+          joined: new Set(["r0"]),
+          own: new Map(),
+          meta: { user: "bot", name: "BOT" },
+          cids: [m.id],
+        } as unknown as SimClient,
+      });
+    }, () => {/* the store failed: tried again at the next quiet point */}).finally(() =>
+      adding.delete(server)
+    );
+  };
   const boot = (inst: Instance) => {
     inst.crashed = false;
     bootedAt.set(inst.index, sched.now);
@@ -229,6 +265,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       onError: () => {},
     });
     server.trackPresence(/^[rm]\d+$/);
+    members.delete(inst.index);
+    queueMicrotask(() => addMember(inst));
     server.onPresence((hook) => {
       // A receiver that fails now and then: retried with the same key.
       if (withFaults && hookRng.chance(0.1)) throw new Error("injected hook failure");
@@ -369,6 +407,9 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       if (c.closed || c.client.status !== "open" || !c.joined.has(room)) continue;
       out.set(c.client.connectionId!, c);
     }
+    if (room === "r0") {
+      for (const [i, m] of members) if (!insts[i]!.crashed) out.set(m.id, m.truth);
+    }
     return out;
   };
 
@@ -420,6 +461,17 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   /** No false leave: a live connection that did not leave is never reported gone. */
   const checkLeave = (cid: string, v: View, by: SimClient) => {
     const room = v.room;
+    const memberOf = memberIds.get(cid);
+    if (memberOf !== undefined) {
+      // A server-owned member leaves only with its instance (a crash, or a
+      // reap while its instance was cut off).
+      const inst = insts[memberOf]!;
+      if (members.get(memberOf)?.id !== cid || inst.crashed) return;
+      if ((excusedUntil.get(memberOf) ?? 0) >= sched.now || reaped.has(`${cid}|${room}`)) return;
+      fail(
+        `false leave: client ${by.n} saw server-owned member ${cid} of instance ${memberOf} leave ${room}`,
+      );
+    }
     const owner = byCid.get(cid);
     if (!owner || owner.closed || dead.has(cid)) return;
     const inst = cidInstance.get(cid);
@@ -726,6 +778,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     partitioned = new Set();
     for (const inst of insts) if (inst.stalled) inst.resume();
     for (const inst of insts) if (inst.crashed) boot(inst);
+    for (const inst of insts) if (!members.has(inst.index)) addMember(inst);
     log("quiet: faults healed, settling");
     await sched.advance(SETTLE);
     const ok = await sched.until(() => clients.every((c) => c.closed || !c.busy), 60_000);

@@ -106,6 +106,18 @@ function cpuOf(pids: number[]): number {
   return s;
 }
 
+/** The kernel's count of connections dropped because a listen queue was full. */
+function listenOverflows(): number {
+  const lines = Deno.readTextFileSync("/proc/net/netstat").split("\n");
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    if (!lines[i]!.startsWith("TcpExt:")) continue;
+    const keys = lines[i]!.split(/\s+/), values = lines[i + 1]!.split(/\s+/);
+    const at = keys.indexOf("ListenOverflows");
+    return at >= 0 ? Number(values[at]) : 0;
+  }
+  return 0;
+}
+
 /** Lines of a child's stdout, as they come. */
 function lines(child: Deno.ChildProcess): AsyncIterator<string> {
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -172,13 +184,21 @@ interface Row {
   genCores: number;
   /** The whole machine's busy share in the fixed phase. */
   busy: number;
+  /** Connections the kernel dropped during the ramp-up (the server's accept queue was full). */
+  overflows: number;
   errors: number;
 }
 
 async function measure(target: string, c: number): Promise<Row> {
   const r = Math.max(1, Math.round(c / 10));
   const server = limited(SERVERS[target]!.cmd).spawn();
-  void server.stderr.pipeTo(new WritableStream()).catch(() => {});
+  // The server's stderr (errors it reports) is kept for each run.
+  const log = await Deno.open(`${benchDir}out/capacity-${target}-${c}.log`, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
+  void server.stderr.pipeTo(log.writable).catch(() => {});
   const out = lines(server);
   const port = Number(await expectLine(out, "PORT", 30_000));
   void (async () => {
@@ -205,11 +225,13 @@ async function measure(target: string, c: number): Promise<Row> {
     ]).spawn());
   for (const g of gens) void g.stderr.pipeTo(new WritableStream()).catch(() => {});
   const genLines = gens.map(lines);
+  const overflows0 = listenOverflows();
   const rampStart = performance.now();
   const joinedInfo = await Promise.all(
     genLines.map(async (it) => JSON.parse(await expectLine(it, "JOINED", 300_000))),
   );
   const rampMs = performance.now() - rampStart;
+  const overflows = listenOverflows() - overflows0;
   const joined = joinedInfo.reduce((a, j) => a + j.joined, 0);
   await new Promise((res) => setTimeout(res, 2000)); // let it settle
   const loadedMb = status(server.pid, "VmRSS");
@@ -254,6 +276,7 @@ async function measure(target: string, c: number): Promise<Row> {
     usPerDelivery: deliveries > 0 ? (cpuS * 1e6) / deliveries : NaN,
     genCores,
     busy,
+    overflows,
     errors,
   };
   console.log(
@@ -264,7 +287,7 @@ async function measure(target: string, c: number): Promise<Row> {
       `${deliveries} deliveries, ${row.usPerDelivery.toFixed(2)} µs CPU/delivery, ` +
       `generators ${genCores.toFixed(2)} cores, machine ${
         (busy * 100).toFixed(0)
-      } % busy, errors ${errors}`,
+      } % busy, ${overflows} listen-queue overflows in the ramp-up, errors ${errors}`,
   );
   return row;
 }

@@ -918,6 +918,11 @@ export class PresenceServer {
       this.#enqueueTask(conn, async () => {
         await this.#writeState(conn, f, true);
       });
+    // Resolves once its leaves ran: they are queued behind the finish.
+    const remove = async () => {
+      this.#finish(conn, "leave");
+      await this.#enqueueTask(conn, async () => {});
+    };
     try {
       await this.#enqueueTask(conn, async () => {
         await this.#writeMetadata(conn);
@@ -928,8 +933,7 @@ export class PresenceServer {
         }
       });
     } catch (e) {
-      this.#finish(conn, "leave");
-      await this.#enqueueTask(conn, async () => {});
+      await remove();
       throw e;
     }
     return {
@@ -944,10 +948,7 @@ export class PresenceServer {
           conn.memberExpiresAt = next === null ? Infinity : this.#clock.now() + next;
         }
       },
-      remove: async () => {
-        this.#finish(conn, "leave");
-        await this.#enqueueTask(conn, async () => {});
-      },
+      remove,
     };
   }
 

@@ -4,6 +4,7 @@
 // `onPresence` retries it with backoff and the same idempotency key.
 
 import { PresenceError } from "../errors.ts";
+import { toHex } from "../_hex.ts";
 import type { PresenceHookEvent, PresenceHookHandler } from "./hooks.ts";
 
 /** Header names of a presence webhook request. */
@@ -45,10 +46,6 @@ async function hmacKey(secret: string, usage: "sign" | "verify"): Promise<Crypto
     false,
     [usage],
   );
-}
-
-function hex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function unhex(text: string): Uint8Array<ArrayBuffer> | null {
@@ -113,7 +110,7 @@ export function webhook(url: string | URL, options: WebhookOptions): PresenceHoo
         "content-type": "application/json",
         [WEBHOOK_HEADERS.key]: hook.key,
         [WEBHOOK_HEADERS.timestamp]: timestamp,
-        [WEBHOOK_HEADERS.signature]: `v1=${hex(mac)}`,
+        [WEBHOOK_HEADERS.signature]: `v1=${toHex(mac)}`,
       },
     });
     await res.body?.cancel();

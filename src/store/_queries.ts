@@ -4,8 +4,8 @@
 import type { HookEventType, ListRoomsOptions, PresenceEvent } from "./types.ts";
 
 /** Default and largest page of `listRooms`. */
-export const PAGE_DEFAULT = 100;
-export const PAGE_MAX = 1000;
+const PAGE_DEFAULT = 100;
+const PAGE_MAX = 1000;
 
 /** The page size `listRooms` uses for `options.limit`. */
 export function pageSize(options: ListRoomsOptions | undefined): number {

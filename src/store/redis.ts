@@ -38,6 +38,7 @@ import type {
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
 import { hookTypes, pageSize } from "./_queries.ts";
+import { toHex } from "../_hex.ts";
 import { openDriver, type RedisDriver } from "./_redis_driver.ts";
 import { type ScriptName, SCRIPTS } from "./_redis_lua.ts";
 
@@ -174,12 +175,7 @@ function scriptShas(): Promise<Map<ScriptName, string>> {
         "SHA-1",
         encoder.encode(SCRIPTS[name]),
       );
-      out.set(
-        name,
-        [...new Uint8Array(digest)]
-          .map((b) => b.toString(16).padStart(2, "0"))
-          .join(""),
-      );
+      out.set(name, toHex(digest));
     }
     return out;
   })();
@@ -703,9 +699,8 @@ export class RedisPresenceStore implements PresenceStore {
     const w = Number(stamp.slice(0, i));
     if (!this.#leases.has(instance) && !this.#renewals.has(instance)) return false;
     const last = this.#renewals.get(instance);
-    this.#renewals.set(instance, Math.max(w, last ?? 0));
-    if (last === undefined || w > last) return false;
     this.#renewals.set(instance, w);
+    if (last === undefined || w > last) return false;
     this.#rolledBack = true;
     this.#recover();
     return true;

@@ -461,13 +461,21 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   /** No false leave: a live connection that did not leave is never reported gone. */
   const checkLeave = (cid: string, v: View, by: SimClient) => {
     const room = v.room;
+    // A documented limit: an instance started after a store restart has no
+    // settle window (it never saw the restart), so for one lease its new
+    // views may miss members that are still being registered again.
+    const at = linkOf(by)?.inst.index;
+    if (
+      at !== undefined && (bootedAt.get(at) ?? 0) > lastResetAt &&
+      sched.now < lastResetAt + LEASE + LEASE / 4 + 100
+    ) return;
+    if (reaped.has(`${cid}|${room}`)) return;
     const memberOf = memberIds.get(cid);
     if (memberOf !== undefined) {
       // A server-owned member leaves only with its instance (a crash, or a
       // reap while its instance was cut off).
-      const inst = insts[memberOf]!;
-      if (members.get(memberOf)?.id !== cid || inst.crashed) return;
-      if ((excusedUntil.get(memberOf) ?? 0) >= sched.now || reaped.has(`${cid}|${room}`)) return;
+      if (members.get(memberOf)?.id !== cid || insts[memberOf]!.crashed) return;
+      if ((excusedUntil.get(memberOf) ?? 0) >= sched.now) return;
       fail(
         `false leave: client ${by.n} saw server-owned member ${cid} of instance ${memberOf} leave ${room}`,
       );
@@ -477,15 +485,6 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     const inst = cidInstance.get(cid);
     if (inst !== undefined && (excusedUntil.get(inst) ?? 0) >= sched.now) return;
     if (insts[inst ?? 0]!.crashed) return;
-    if (reaped.has(`${cid}|${room}`)) return;
-    // A documented limit: an instance started after a store restart has no
-    // settle window (it never saw the restart), so for one lease its new
-    // views may miss members that are still being registered again.
-    const at = linkOf(by)?.inst.index;
-    if (
-      at !== undefined && (bootedAt.get(at) ?? 0) > lastResetAt &&
-      sched.now < lastResetAt + LEASE + LEASE / 4 + 100
-    ) return;
     // A leave of a connection that is live and meant to be in the room must
     // answer a leave the client asked for (counted by client, not id: a
     // leave asked while reconnecting runs on the new id).

@@ -1,12 +1,19 @@
 // Two Redis connections (commands, pub/sub) behind one small interface: Bun's
-// built-in RedisClient under Bun, the npm `redis` package elsewhere.
+// built-in RedisClient under Bun, the npm `redis` package elsewhere. A Redis
+// Cluster always goes through the npm `redis` package's cluster client (Bun's
+// client has no cluster mode), which follows MOVED/ASK and topology changes.
 
 /** What the store needs from a Redis client pair. */
 export interface RedisDriver {
   /** Which client is in use. */
-  readonly kind: "bun" | "node-redis";
-  /** Run one command on the command connection. */
-  command(args: string[]): Promise<unknown>;
+  readonly kind: "bun" | "node-redis" | "node-redis-cluster";
+  /**
+   * True when every command goes over one connection, in order: a command
+   * sent after another is applied after it without waiting for its reply.
+   */
+  readonly ordered: boolean;
+  /** Run one command; `key` routes it to its slot's node on a cluster. */
+  command(args: string[], key?: string): Promise<unknown>;
   /** Subscribe the pub/sub connection to a channel. */
   subscribe(channel: string): Promise<void>;
   /** Drop a channel subscription. */
@@ -28,6 +35,8 @@ export interface DriverHooks {
 /** Connection settings shared by both clients. */
 export interface DriverOptions {
   url: string;
+  /** Seed nodes of a Redis Cluster (`url` is then ignored). */
+  cluster: string[] | null;
   /** Longest wait between reconnection attempts, in ms. */
   maxReconnectDelayMs: number;
   /** How long to wait for a connection before a command fails, in ms. */
@@ -98,6 +107,7 @@ async function bunDriver(
   await sub.connect();
   return {
     kind: "bun",
+    ordered: true,
     command: ([name, ...args]) => cmd.send(name!, args),
     async subscribe(channel) {
       channels.add(channel);
@@ -177,6 +187,7 @@ async function nodeRedisDriver(
   const onMessage: BunListener = (message, channel) => hooks.message(channel, message);
   return {
     kind: "node-redis",
+    ordered: true,
     command: (args) => cmd.sendCommand(args),
     subscribe: (channel) => sub.subscribe(channel, onMessage),
     unsubscribe: (channel) => sub.unsubscribe(channel),
@@ -187,11 +198,96 @@ async function nodeRedisDriver(
   };
 }
 
-/** Open the connection pair for the current runtime. */
+// -- npm redis, cluster mode ------------------------------------------------
+
+interface NodeRedisCluster {
+  connect(): Promise<unknown>;
+  sendCommand(key: string | undefined, readonly: boolean, args: string[]): Promise<unknown>;
+  sSubscribe(channel: string, listener: BunListener): Promise<void>;
+  sUnsubscribe(channel: string): Promise<void>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  close(): Promise<void>;
+}
+
+interface NodeRedisClusterModule {
+  createCluster(options: {
+    rootNodes: Array<{ url: string }>;
+    defaults: {
+      username?: string | undefined;
+      password?: string | undefined;
+      socket: {
+        reconnectStrategy: (retries: number) => number;
+        connectTimeout: number;
+        tls?: boolean;
+      };
+    };
+  }): NodeRedisCluster;
+}
+
+async function clusterDriver(
+  urls: string[],
+  options: DriverOptions,
+  hooks: DriverHooks,
+): Promise<RedisDriver> {
+  const mod = await import("redis") as unknown as NodeRedisClusterModule;
+  // Nodes found through the seeds get these settings (credentials, TLS).
+  const first = new URL(urls[0]!);
+  const cluster = mod.createCluster({
+    rootNodes: urls.map((url) => ({ url })),
+    defaults: {
+      username: first.username === "" ? undefined : decodeURIComponent(first.username),
+      password: first.password === "" ? undefined : decodeURIComponent(first.password),
+      socket: {
+        reconnectStrategy: (retries) =>
+          Math.min(25 * 2 ** Math.min(retries, 10), options.maxReconnectDelayMs),
+        connectTimeout: options.connectTimeoutMs,
+        ...(first.protocol === "rediss:" ? { tls: true } : {}),
+      },
+    },
+  });
+  let closed = false;
+  let failing = false;
+  const ready = new Set<string>();
+  cluster.on("error", (error) => {
+    if (closed || failing) return;
+    failing = true;
+    hooks.error(error);
+  });
+  cluster.on("node-error", (error) => {
+    if (closed || failing) return;
+    failing = true;
+    hooks.error(error);
+  });
+  // A node that comes back (a restart, a failover) may have lost writes: the
+  // store checks, as after any reconnect. Its shard channels are resubscribed.
+  cluster.on("node-ready", (node) => {
+    failing = false;
+    const { host, port } = node as { host?: string; port?: number };
+    const id = `${host}:${port}`;
+    if (ready.has(id) && !closed) hooks.reconnected("command");
+    ready.add(id);
+  });
+  await cluster.connect();
+  const onMessage: BunListener = (message, channel) => hooks.message(channel, message);
+  return {
+    kind: "node-redis-cluster",
+    ordered: false,
+    command: (args, key) => cluster.sendCommand(key, false, args),
+    subscribe: (channel) => cluster.sSubscribe(channel, onMessage),
+    unsubscribe: (channel) => cluster.sUnsubscribe(channel),
+    async close() {
+      closed = true;
+      await Promise.allSettled([cluster.close()]);
+    },
+  };
+}
+
+/** Open the connection pair for the current runtime (or a cluster client). */
 export function openDriver(
   options: DriverOptions,
   hooks: DriverHooks,
 ): Promise<RedisDriver> {
+  if (options.cluster !== null) return clusterDriver(options.cluster, options, hooks);
   const bun = (globalThis as unknown as { Bun?: BunLike }).Bun;
   if (bun !== undefined && typeof bun.RedisClient === "function") {
     return bunDriver(bun, options, hooks);

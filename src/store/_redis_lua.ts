@@ -1,64 +1,66 @@
-// Lua scripts of the Redis store: each mutation checks, writes, bumps the room
+// Lua scripts of the Redis store. The room is the unit of atomicity: a room
+// script touches only the room's own keys, all declared in KEYS and sharing
+// the room's hash slot (a `{…}` hash tag), so the same scripts run on one
+// Redis and on Redis Cluster. Each mutation checks, writes, bumps the room
 // seq, logs and publishes in one atomic step, so seq order == publish order.
 //
-// Key layout (P = prefix). Rooms and ids are embedded verbatim after a type
-// tag ending in ":", so distinct tags never collide:
-//   P epoch            string   random id; gone after a data loss
-//   P w:<inst>         string   the instance's renewal counter: it goes back
-//                               only when Redis lost writes (a rollback)
-//   P leases           zset     instance -> lease expiry (Redis's clock)
-//   P lease:<inst>     string   liveness marker with a real PX TTL
-//   P x                zset     state entry -> expiresAt
-//   P i:<inst>         set      the instance's membership entries
-//   P k:<inst>         set      connection ids whose metadata it owns
-//   P d:<cid>          hash     metadata: i = owner, m = JSON
-//   P q:<room>         string   the room's seq
-//   P o:<room>         hash     cid -> "<join seq>:<owner instance>"
-//   P m:<room>         hash     cid -> metadata JSON at join
-//   P s:<room>         hash     cid -> "<expiresAt|empty>:<version>:<state JSON>"
-//   P l:<room>         list     the last events for catch-up: "<ms> <JSON>"
-//   P c:<room>         channel  event batches: a JSON array of events
-//   P u:<room>         hash     cid -> user (members that have one)
-//   P n:<room>         hash     user -> its connections here ("\0<cid>" -> 1
-//                               for a member without a user): HLEN = users
-//   P R                zset     non-empty rooms (score 0, listed by lex range)
-//   P r:<user>         hash     room -> the user's connections there
-//   P hooks            hash     presence hook name -> event letters (j, l, s)
-//   P h:<hook>         hash     idempotency key -> "<attempt> <event JSON>"
-//   P hd:<hook>        zset     idempotency key -> when it is due (claim lease)
-// An entry is "<byte length of room>:<room><cid>".
+// Room keys (B = prefix + the room's hash tag, see `roomBase` in redis.ts):
+//   B q        string   the room's seq
+//   B o        hash     cid -> "<join seq>:<generation>:<owner instance>"
+//   B m        hash     cid -> metadata JSON at join
+//   B s        hash     cid -> "<expiresAt|empty>:<version>:<state JSON>"
+//   B l        list     the last events for catch-up: "<ms> <JSON>"
+//   B u        hash     cid -> user (members that have one)
+//   B n        hash     user -> its connections here ("\0<cid>" -> 1 for a
+//                       member without a user): HLEN = users
+//   B x        zset     cid -> when its state expires
+//   B w        hash     instance -> its write counter in this room: it goes
+//                       back only when Redis lost writes (a rollback)
+//   B c        channel  event batches (PUBLISH, or SPUBLISH on a cluster)
+//   B h:<hook> hash     idempotency key -> "<attempt> <event JSON>"
+//   B d:<hook> zset     idempotency key -> when it is due (claim lease)
 //
-// Time: every instant in the scripts (leases, expiries, "now") is on Redis's
-// clock. Each store handle translates its caller's clock by an offset it
-// measures against TIME at every lease renewal, so instances whose clocks
-// are skewed still agree on when a lease or a state lapses.
+// Everything that spans rooms is an index outside the room's slot, written
+// by the caller around the room script and checked against the room when
+// read (see redis.ts): which rooms an instance has members in, which rooms
+// are listed, a user's rooms, rooms with due states or due hook events.
+//
+// Time: every instant in the scripts is on Redis's clock (the caller
+// translates by an offset it measures against TIME at each lease renewal).
 
-/** Shared prelude. ARGV[1..4]: prefix, key TTL ms, log length, log TTL ms. */
-const PRELUDE = `
-local P = ARGV[1]
-local KEYTTL = ARGV[2]
-local LOGLEN = tonumber(ARGV[3])
-local LOGTTL = ARGV[4]
+/**
+ * Prelude of the room scripts. ARGV[1..5]: key TTL ms, log length, log TTL
+ * ms, publish command, hook count H; ARGV[6..5+H]: each hook's event letters
+ * (j, l, s); the script's own arguments follow (`arg(1)` is the room).
+ * KEYS[1..10]: q o m s l u n x w c; then h:<hook>, d:<hook> per hook.
+ */
+const ROOM_PRELUDE = `
+local KEYTTL = ARGV[1]
+local LOGLEN = tonumber(ARGV[2])
+local LOGTTL = ARGV[3]
+local PUB = ARGV[4]
+local NH = tonumber(ARGV[5])
+local A = 5 + NH
+local Q, O, M, S, L, U, N, X, W, C = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local function arg(i) return ARGV[A + i] end
+local ROOM = arg(1)
 local out = {}
 local pub = {}
-local pubOrder = {}
 local function enc(s) return cjson.encode(s) end
-local function entry(room, cid) return #room .. ':' .. room .. cid end
-local function unentry(e)
-  local i = string.find(e, ':', 1, true)
-  local n = tonumber(string.sub(e, 1, i - 1))
-  return string.sub(e, i + 1, i + n), string.sub(e, i + n + 1)
+-- "<seq>:<generation>:<instance>" -> seq, generation, instance
+local function ownerParts(o)
+  local a = string.find(o, ':', 1, true)
+  local b = string.find(o, ':', a + 1, true)
+  return string.sub(o, 1, a - 1), tonumber(string.sub(o, a + 1, b - 1)), string.sub(o, b + 1)
 end
-local function ownerOf(o) return string.sub(o, string.find(o, ':', 1, true) + 1) end
 local function stateParts(v)
   local a = string.find(v, ':', 1, true)
   local b = string.find(v, ':', a + 1, true)
   return string.sub(v, 1, a - 1), string.sub(v, a + 1, b - 1), string.sub(v, b + 1)
 end
-local function nextseq(room)
-  local k = P .. 'q:' .. room
-  local s = redis.call('INCR', k)
-  redis.call('PEXPIRE', k, KEYTTL)
+local function nextseq()
+  local s = redis.call('INCR', Q)
+  redis.call('PEXPIRE', Q, KEYTTL)
   return tostring(s)
 end
 local clock = false
@@ -70,184 +72,151 @@ local function rtime()
   end
   return clock
 end
-local hooks = false
 -- Queue the event for every presence hook that takes its kind (j, l, s).
 local function enqueue(ev, kind, key)
-  if not hooks then hooks = redis.call('HGETALL', P .. 'hooks') end
-  for i = 1, #hooks, 2 do
-    if string.find(hooks[i + 1], kind, 1, true) then
-      redis.call('HSET', P .. 'h:' .. hooks[i], key, '0 ' .. ev)
-      redis.call('ZADD', P .. 'hd:' .. hooks[i], 0, key)
+  for h = 1, NH do
+    if string.find(ARGV[5 + h], kind, 1, true) then
+      local hk, dk = KEYS[9 + 2 * h], KEYS[10 + 2 * h]
+      redis.call('HSET', hk, key, '0 ' .. ev)
+      redis.call('ZADD', dk, 0, key)
+      redis.call('PEXPIRE', hk, KEYTTL)
+      redis.call('PEXPIRE', dk, KEYTTL)
     end
   end
 end
-local function emit(room, ev, kind, seq, now)
-  enqueue(ev, kind, room .. ':' .. seq .. ':' .. now)
+local function emit(ev, kind, seq, now)
+  enqueue(ev, kind, ROOM .. ':' .. seq .. ':' .. now)
   rtime()
-  local lk = P .. 'l:' .. room
-  redis.call('RPUSH', lk, clock .. ' ' .. ev)
-  redis.call('LTRIM', lk, -LOGLEN, -1)
-  redis.call('PEXPIRE', lk, LOGTTL)
+  redis.call('RPUSH', L, clock .. ' ' .. ev)
+  redis.call('LTRIM', L, -LOGLEN, -1)
+  redis.call('PEXPIRE', L, LOGTTL)
   out[#out + 1] = ev
-  local b = pub[room]
-  if not b then
-    b = {}
-    pub[room] = b
-    pubOrder[#pubOrder + 1] = room
-  end
-  b[#b + 1] = ev
+  pub[#pub + 1] = ev
 end
-local function flush()
-  for _, room in ipairs(pubOrder) do
-    redis.call('PUBLISH', P .. 'c:' .. room, '[' .. table.concat(pub[room], ',') .. ']')
-  end
-end
--- The owning instance's write counter, bumped by every write to its entries
--- and answered with the result ("<count>:<instance>"): it goes back only when
--- Redis lost acknowledged writes (a rollback).
+-- The writing instance's counter in this room, answered with the result
+-- ("<count>:<instance>"): it goes back only when Redis lost acknowledged
+-- writes (a rollback).
 local stamp = ''
 local function bump(inst)
-  local k = P .. 'w:' .. inst
-  local w = redis.call('INCR', k)
-  redis.call('PEXPIRE', k, KEYTTL)
+  local w = redis.call('HINCRBY', W, inst, 1)
+  redis.call('PEXPIRE', W, KEYTTL)
   stamp = w .. ':' .. inst
-  return w
 end
 local function result(status)
-  flush()
+  if #pub > 0 then redis.call(PUB, C, '[' .. table.concat(pub, ',') .. ']') end
   local r = { status, stamp }
   for i, e in ipairs(out) do r[i + 2] = e end
   return r
 end
-local function missed(room, since)
+local function missed(since)
   if since < 0 then return end
-  local cur = tonumber(redis.call('GET', P .. 'q:' .. room) or '0')
+  local cur = tonumber(redis.call('GET', Q) or '0')
   local n = cur - since
   if n <= 0 then return end
   if n > LOGLEN then n = LOGLEN end
-  for _, e in ipairs(redis.call('LRANGE', P .. 'l:' .. room, -n, -1)) do
+  for _, e in ipairs(redis.call('LRANGE', L, -n, -1)) do
     out[#out + 1] = string.sub(e, string.find(e, ' ', 1, true) + 1)
   end
 end
-local function head(kind, room, cid, seq)
-  return '{"type":"' .. kind .. '","room":' .. enc(room) .. ',"connectionId":' .. enc(cid) .. ',"seq":' .. seq
+local function head(kind, cid, seq)
+  return '{"type":"' .. kind .. '","room":' .. enc(ROOM) .. ',"connectionId":' .. enc(cid) .. ',"seq":' .. seq
 end
-local function emitLeave(room, cid, reason, now, extra)
-  local seq = nextseq(room)
-  emit(room, head('leave', room, cid, seq) .. ',"reason":"' .. reason .. '","timestamp":' .. now .. extra .. '}', 'l', seq, now)
+local function emitLeave(cid, reason, now, extra)
+  local seq = nextseq()
+  emit(head('leave', cid, seq) .. ',"reason":"' .. reason .. '","timestamp":' .. now .. extra .. '}', 'l', seq, now)
 end
-local function emitExpired(room, cid, now)
-  local seq = nextseq(room)
-  emit(room, head('state', room, cid, seq) .. ',"state":null,"expired":true,"timestamp":' .. now .. '}', 's', seq, now)
+local function emitExpired(cid, now)
+  local seq = nextseq()
+  emit(head('state', cid, seq) .. ',"state":null,"expired":true,"timestamp":' .. now .. '}', 's', seq, now)
 end
 -- Remove a member and its counters; answers the leave event's user fields.
-local function dropMember(room, cid, inst)
-  local e = entry(room, cid)
-  local ok = P .. 'o:' .. room
-  redis.call('HDEL', ok, cid)
-  redis.call('HDEL', P .. 'm:' .. room, cid)
-  redis.call('HDEL', P .. 's:' .. room, cid)
-  redis.call('ZREM', P .. 'x', e)
-  redis.call('SREM', P .. 'i:' .. inst, e)
-  local uk, nk = P .. 'u:' .. room, P .. 'n:' .. room
-  local user = redis.call('HGET', uk, cid)
+local function dropMember(cid)
+  redis.call('HDEL', O, cid)
+  redis.call('HDEL', M, cid)
+  redis.call('HDEL', S, cid)
+  redis.call('ZREM', X, cid)
+  local user = redis.call('HGET', U, cid)
   local extra = ''
   if user then
-    redis.call('HDEL', uk, cid)
+    redis.call('HDEL', U, cid)
     extra = ',"user":' .. enc(user)
-    if redis.call('HINCRBY', nk, user, -1) <= 0 then
-      redis.call('HDEL', nk, user)
+    if redis.call('HINCRBY', N, user, -1) <= 0 then
+      redis.call('HDEL', N, user)
       extra = extra .. ',"lastOfUser":true'
     end
-    local rk = P .. 'r:' .. user
-    if redis.call('HINCRBY', rk, room, -1) <= 0 then redis.call('HDEL', rk, room) end
   else
-    redis.call('HDEL', nk, '\\0' .. cid)
+    redis.call('HDEL', N, '\\0' .. cid)
   end
-  if redis.call('HLEN', ok) == 0 then redis.call('ZREM', P .. 'R', room) end
   return extra
 end
-local function reap(inst, reason, now)
-  local ik = P .. 'i:' .. inst
-  for _, e in ipairs(redis.call('SMEMBERS', ik)) do
-    local room, cid = unentry(e)
-    local o = redis.call('HGET', P .. 'o:' .. room, cid)
-    if o and ownerOf(o) == inst then
-      emitLeave(room, cid, reason, now, dropMember(room, cid, inst))
-    end
-  end
-  redis.call('DEL', ik)
-  local kk = P .. 'k:' .. inst
-  for _, cid in ipairs(redis.call('SMEMBERS', kk)) do
-    local dk = P .. 'd:' .. cid
-    if redis.call('HGET', dk, 'i') == inst then redis.call('DEL', dk) end
-  end
-  redis.call('DEL', kk)
-  redis.call('ZREM', P .. 'leases', inst)
-  redis.call('DEL', P .. 'lease:' .. inst)
+-- The earliest state expiry left in the room, '' when none.
+local function nextDue()
+  local first = redis.call('ZRANGE', X, 0, 0, 'WITHSCORES')
+  if #first == 0 then return '' end
+  return first[2]
 end
 `;
 
-/** ARGV[5..]: room, cid, instance, meta JSON, now, since, user (empty: none). */
+/** args: room, cid, instance, generation, meta JSON, now, since, user (empty: none). */
 const JOIN = `
-local room, cid, inst, meta, now, user = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[11]
-missed(room, tonumber(ARGV[10]))
-local ok = P .. 'o:' .. room
-if redis.call('HEXISTS', ok, cid) == 1 then return result('null') end
-local seq = nextseq(room)
+local cid, inst, gen, meta, now, user = arg(2), arg(3), arg(4), arg(5), arg(6), arg(8)
+missed(tonumber(arg(7)))
+local cur = redis.call('HGET', O, cid)
+if cur then
+  -- Registered again by a newer generation of its instance (after a reset):
+  -- it now belongs to that generation, so reaping the old one spares it.
+  local s, g, owner = ownerParts(cur)
+  if owner == inst and g < tonumber(gen) then
+    redis.call('HSET', O, cid, s .. ':' .. gen .. ':' .. inst)
+  end
+  return result('null')
+end
+local first = redis.call('HLEN', O) == 0
+local seq = nextseq()
 bump(inst)
-local mk = P .. 'm:' .. room
-local ik = P .. 'i:' .. inst
-redis.call('HSET', ok, cid, seq .. ':' .. inst)
-redis.call('HSET', mk, cid, meta)
-redis.call('SADD', ik, entry(room, cid))
-redis.call('PEXPIRE', ok, KEYTTL)
-redis.call('PEXPIRE', mk, KEYTTL)
-redis.call('PEXPIRE', ik, KEYTTL)
-local nk = P .. 'n:' .. room
+redis.call('HSET', O, cid, seq .. ':' .. gen .. ':' .. inst)
+redis.call('HSET', M, cid, meta)
+redis.call('PEXPIRE', O, KEYTTL)
+redis.call('PEXPIRE', M, KEYTTL)
 local extra = ''
 if user ~= '' then
-  local uk, rk = P .. 'u:' .. room, P .. 'r:' .. user
-  redis.call('HSET', uk, cid, user)
-  redis.call('PEXPIRE', uk, KEYTTL)
+  redis.call('HSET', U, cid, user)
+  redis.call('PEXPIRE', U, KEYTTL)
   extra = ',"user":' .. enc(user)
-  if redis.call('HINCRBY', nk, user, 1) == 1 then extra = extra .. ',"firstOfUser":true' end
-  redis.call('HINCRBY', rk, room, 1)
-  redis.call('PEXPIRE', rk, KEYTTL)
+  if redis.call('HINCRBY', N, user, 1) == 1 then extra = extra .. ',"firstOfUser":true' end
 else
-  redis.call('HSET', nk, '\\0' .. cid, 1)
+  redis.call('HSET', N, '\\0' .. cid, 1)
 end
-redis.call('PEXPIRE', nk, KEYTTL)
-redis.call('ZADD', P .. 'R', 0, room)
-emit(room, head('join', room, cid, seq) .. ',"meta":' .. meta .. ',"instance":' .. enc(inst) .. ',"timestamp":' .. now .. extra .. '}', 'j', seq, now)
+redis.call('PEXPIRE', N, KEYTTL)
+emit(head('join', cid, seq) .. ',"meta":' .. meta .. ',"instance":' .. enc(inst) .. ',"timestamp":' .. now .. extra .. '}', 'j', seq, now)
+if first then return result('first') end
 return result('ok')
 `;
 
-/** ARGV[5..]: room, cid, reason, now, since. */
+/** args: room, cid, reason, now, since. */
 const LEAVE = `
-local room, cid, reason, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-missed(room, tonumber(ARGV[9]))
-local o = redis.call('HGET', P .. 'o:' .. room, cid)
+local cid, reason, now = arg(2), arg(3), arg(4)
+missed(tonumber(arg(5)))
+local o = redis.call('HGET', O, cid)
 if not o then return result('null') end
-bump(ownerOf(o))
-emitLeave(room, cid, reason, now, dropMember(room, cid, ownerOf(o)))
+local _, _, owner = ownerParts(o)
+bump(owner)
+emitLeave(cid, reason, now, dropMember(cid))
 return result('ok')
 `;
 
 /**
- * ARGV[5..]: room, cid, mode (set | patch | clear), state JSON, patch JSON,
+ * args: room, cid, mode (set | patch | clear), state JSON, patch JSON,
  * expiresAt (empty: none), now, expected version (patch), since.
  * A patch carries the merged state computed by the caller from the version
  * it read; a different current version answers "conflict" and changes nothing.
  */
 const SET_STATE = `
-local room, cid, mode, value, patch, expiresAt, now, expect = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-missed(room, tonumber(ARGV[13]))
-local owner = redis.call('HGET', P .. 'o:' .. room, cid)
+local cid, mode, value, patch, expiresAt, now, expect = arg(2), arg(3), arg(4), arg(5), arg(6), arg(7), arg(8)
+missed(tonumber(arg(9)))
+local owner = redis.call('HGET', O, cid)
 if not owner then return result('not_member') end
-local sk = P .. 's:' .. room
-local e = entry(room, cid)
-local cur = redis.call('HGET', sk, cid)
+local cur = redis.call('HGET', S, cid)
 local version = '0'
 local expired = false
 if cur then
@@ -255,52 +224,53 @@ if cur then
   if at ~= '' and tonumber(at) <= tonumber(now) then expired = true else version = v end
 end
 if mode == 'patch' and version ~= expect then return result('conflict') end
-bump(ownerOf(owner))
+local _, _, inst = ownerParts(owner)
+bump(inst)
 if expired then
-  redis.call('HDEL', sk, cid)
-  redis.call('ZREM', P .. 'x', e)
-  emitExpired(room, cid, now)
+  redis.call('HDEL', S, cid)
+  redis.call('ZREM', X, cid)
+  emitExpired(cid, now)
   cur = false
 end
 if mode == 'clear' then
   if not cur then return result('null') end
-  redis.call('HDEL', sk, cid)
-  redis.call('ZREM', P .. 'x', e)
-  local cseq = nextseq(room)
-  emit(room, head('state', room, cid, cseq) .. ',"state":null,"timestamp":' .. now .. '}', 's', cseq, now)
+  redis.call('HDEL', S, cid)
+  redis.call('ZREM', X, cid)
+  local cseq = nextseq()
+  emit(head('state', cid, cseq) .. ',"state":null,"timestamp":' .. now .. '}', 's', cseq, now)
   return result('ok')
 end
-local seq = nextseq(room)
-redis.call('HSET', sk, cid, expiresAt .. ':' .. seq .. ':' .. value)
-redis.call('PEXPIRE', sk, KEYTTL)
+local seq = nextseq()
+redis.call('HSET', S, cid, expiresAt .. ':' .. seq .. ':' .. value)
+redis.call('PEXPIRE', S, KEYTTL)
 if expiresAt ~= '' then
-  redis.call('ZADD', P .. 'x', expiresAt, e)
+  redis.call('ZADD', X, expiresAt, cid)
+  redis.call('PEXPIRE', X, KEYTTL)
 else
-  redis.call('ZREM', P .. 'x', e)
+  redis.call('ZREM', X, cid)
 end
-local ev = head('state', room, cid, seq) .. ',"state":' .. value
+local ev = head('state', cid, seq) .. ',"state":' .. value
 if mode == 'patch' then ev = ev .. ',"patch":' .. patch end
-emit(room, ev .. ',"timestamp":' .. now .. '}', 's', seq, now)
+emit(ev .. ',"timestamp":' .. now .. '}', 's', seq, now)
 return result('ok')
 `;
 
-/** ARGV[5..]: room, cid, now. Answers {member?, version, state JSON}. */
+/** args: room, cid, now. Answers {member?, version, state JSON}. */
 const READ_STATE = `
-local room, cid, now = ARGV[5], ARGV[6], ARGV[7]
-if redis.call('HEXISTS', P .. 'o:' .. room, cid) == 0 then return { '0' } end
-local cur = redis.call('HGET', P .. 's:' .. room, cid)
+local cid, now = arg(2), arg(3)
+if redis.call('HEXISTS', O, cid) == 0 then return { '0' } end
+local cur = redis.call('HGET', S, cid)
 if not cur then return { '1', '0' } end
 local at, v, json = stateParts(cur)
 if at ~= '' and tonumber(at) <= tonumber(now) then return { '1', '0' } end
 return { '1', v, json }
 `;
 
-/** ARGV[5..]: room. Answers {seq, n, o..., n, m..., n, s..., n, u...}. */
+/** args: room. Answers {seq, n, o..., n, m..., n, s..., n, u...}. */
 const SNAPSHOT = `
-local room = ARGV[5]
-local r = { redis.call('GET', P .. 'q:' .. room) or '0' }
-for _, t in ipairs({ 'o:', 'm:', 's:', 'u:' }) do
-  local h = redis.call('HGETALL', P .. t .. room)
+local r = { redis.call('GET', Q) or '0' }
+for _, k in ipairs({ O, M, S, U }) do
+  local h = redis.call('HGETALL', k)
   r[#r + 1] = tostring(#h)
   for _, v in ipairs(h) do r[#r + 1] = v end
 end
@@ -308,237 +278,111 @@ return r
 `;
 
 /**
- * ARGV[5..]: instance, lease expiry, ttl ms. Answers {'1' when it already
- * held a lease else '0', Redis's TIME in ms, the renewal counter}.
+ * args: room, now, max. Clears up to `max` due states (one expired event
+ * each); the status is the room's next expiry ('' when none).
  */
-const RENEW = `
-local inst, at, ttl = ARGV[5], ARGV[6], ARGV[7]
-local nowMs = rtime()
-local w = bump(inst)
-local prev = redis.call('ZSCORE', P .. 'leases', inst)
-redis.call('ZADD', P .. 'leases', at, inst)
-redis.call('SET', P .. 'lease:' .. inst, at, 'PX', ttl)
-redis.call('PEXPIRE', P .. 'i:' .. inst, KEYTTL)
-redis.call('PEXPIRE', P .. 'k:' .. inst, KEYTTL)
-if prev then return { '1', nowMs, tostring(w) } end
-return { '0', nowMs, tostring(w) }
-`;
-
-/** ARGV[5..]: instance, now. */
-const RELEASE = `
-reap(ARGV[5], 'close', ARGV[6])
-return result('ok')
-`;
-
-/**
- * ARGV[5..]: now, max instances, max states, then the instances whose lease
- * the caller renews itself (never reaped by their own process: they only
- * stalled). Reaps lapsed instances (each atomically, so exactly one sweeper
- * emits its leaves), then pops due states. Answers "more" when a limit was hit.
- */
-const SWEEP = `
-local now, maxI, maxS = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-local own = {}
-for i = 8, #ARGV do own[ARGV[i]] = true end
-maxI = maxI + #ARGV - 7
-local lapsed = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, maxI)
-for _, inst in ipairs(lapsed) do
-  if not own[inst] then reap(inst, 'instance', now) end
-end
-local due = redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', now, 'LIMIT', 0, maxS)
-for _, e in ipairs(due) do
-  redis.call('ZREM', P .. 'x', e)
-  local room, cid = unentry(e)
-  local sk = P .. 's:' .. room
-  local cur = redis.call('HGET', sk, cid)
+const EXPIRE = `
+local now, max = arg(2), tonumber(arg(3))
+for _, cid in ipairs(redis.call('ZRANGEBYSCORE', X, '-inf', now, 'LIMIT', 0, max)) do
+  redis.call('ZREM', X, cid)
+  local cur = redis.call('HGET', S, cid)
   if cur then
     local at = stateParts(cur)
     if at ~= '' and tonumber(at) <= tonumber(now) then
-      redis.call('HDEL', sk, cid)
-      emitExpired(room, cid, now)
+      redis.call('HDEL', S, cid)
+      emitExpired(cid, now)
     end
   end
 end
-if #lapsed == maxI or #due == maxS then return result('more') end
-return result('ok')
-`;
-
-/** ARGV[5..]: cid, instance, meta JSON. */
-const SET_META = `
-local cid, inst, meta = ARGV[5], ARGV[6], ARGV[7]
-local dk = P .. 'd:' .. cid
-local old = redis.call('HGET', dk, 'i')
-if old and old ~= inst then redis.call('SREM', P .. 'k:' .. old, cid) end
-redis.call('HSET', dk, 'i', inst, 'm', meta)
-redis.call('PEXPIRE', dk, KEYTTL)
-local kk = P .. 'k:' .. inst
-redis.call('SADD', kk, cid)
-redis.call('PEXPIRE', kk, KEYTTL)
-return 'ok'
-`;
-
-/** ARGV[5..]: cid. */
-const DELETE_META = `
-local cid = ARGV[5]
-local dk = P .. 'd:' .. cid
-local old = redis.call('HGET', dk, 'i')
-if old then redis.call('SREM', P .. 'k:' .. old, cid) end
-redis.call('DEL', dk)
-return 'ok'
+return result(nextDue())
 `;
 
 /**
- * ARGV[5..]: room, since, age ms. With since >= 0: the logged events after
- * seq `since`. Else (a new watch): those appended in the last `age` ms.
+ * args: room, instance, generation, reason, now. Removes the instance's
+ * members of that generation or older (a newer one registered them again).
+ */
+const REAP = `
+local inst, gen, reason, now = arg(2), tonumber(arg(3)), arg(4), arg(5)
+local all = redis.call('HGETALL', O)
+for i = 1, #all, 2 do
+  local _, g, owner = ownerParts(all[i + 1])
+  if owner == inst and g <= gen then
+    emitLeave(all[i], reason, now, dropMember(all[i]))
+  end
+end
+return result('ok')
+`;
+
+/** args: room, instance. Answers the members the instance owns here. */
+const ROOM_OWNED = `
+local inst = arg(2)
+local r = {}
+local all = redis.call('HGETALL', O)
+for i = 1, #all, 2 do
+  local _, _, owner = ownerParts(all[i + 1])
+  if owner == inst then r[#r + 1] = all[i] end
+end
+return r
+`;
+
+/**
+ * args: room, since, age ms. With since >= 0: the logged events after seq
+ * `since`. Else (a new watch): those appended in the last `age` ms.
  * Answers {seq, events...}.
  */
 const CATCH_UP = `
-local room, since, age = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-local cur = redis.call('GET', P .. 'q:' .. room) or '0'
+local since, age = tonumber(arg(2)), tonumber(arg(3))
+local cur = redis.call('GET', Q) or '0'
 local r = { cur }
-local lk = P .. 'l:' .. room
 if since >= 0 then
   local n = math.min(tonumber(cur) - since, LOGLEN)
   if n > 0 then
-    for _, e in ipairs(redis.call('LRANGE', lk, -n, -1)) do
+    for _, e in ipairs(redis.call('LRANGE', L, -n, -1)) do
       r[#r + 1] = string.sub(e, string.find(e, ' ', 1, true) + 1)
     end
   end
   return r
 end
 local from = tonumber(rtime()) - age
-for _, e in ipairs(redis.call('LRANGE', lk, 0, -1)) do
+for _, e in ipairs(redis.call('LRANGE', L, 0, -1)) do
   local i = string.find(e, ' ', 1, true)
   if tonumber(string.sub(e, 1, i - 1)) >= from then r[#r + 1] = string.sub(e, i + 1) end
 end
 return r
 `;
 
-/** ARGV[5..]: instance. Answers {n, entries..., cids...}: what it owns. */
-const OWNED = `
-local inst = ARGV[5]
-local r = {}
-local es = redis.call('SMEMBERS', P .. 'i:' .. inst)
-r[1] = tostring(#es)
-for _, e in ipairs(es) do r[#r + 1] = e end
-for _, cid in ipairs(redis.call('SMEMBERS', P .. 'k:' .. inst)) do r[#r + 1] = cid end
-return r
-`;
-
-/** ARGV[5..]: a fresh epoch id. Answers {epoch, created?}. */
-const EPOCH = `
-local k = P .. 'epoch'
-local e = redis.call('GET', k)
-if e then return { e, '0' } end
-redis.call('SET', k, ARGV[5])
-return { ARGV[5], '1' }
-`;
-
-/**
- * ARGV[5..]: instance, then watched rooms. Refreshes the TTL backstop of
- * every key the instance or a watched room still needs.
- */
-const TOUCH = `
-local inst = ARGV[5]
-local rooms = {}
-if inst ~= '' then
-  local ik = P .. 'i:' .. inst
-  for _, e in ipairs(redis.call('SMEMBERS', ik)) do
-    local room, cid = unentry(e)
-    rooms[room] = true
-    local user = redis.call('HGET', P .. 'u:' .. room, cid)
-    if user then redis.call('PEXPIRE', P .. 'r:' .. user, KEYTTL) end
-  end
-  redis.call('PEXPIRE', ik, KEYTTL)
-  local kk = P .. 'k:' .. inst
-  for _, cid in ipairs(redis.call('SMEMBERS', kk)) do
-    redis.call('PEXPIRE', P .. 'd:' .. cid, KEYTTL)
-  end
-  redis.call('PEXPIRE', kk, KEYTTL)
-end
-for i = 6, #ARGV do rooms[ARGV[i]] = true end
-for room in pairs(rooms) do
-  for _, t in ipairs({ 'q:', 'o:', 'm:', 's:', 'u:', 'n:' }) do
-    redis.call('PEXPIRE', P .. t .. room, KEYTTL)
-  end
-end
-return 'ok'
-`;
-
-/** ARGV[5..]: room. Answers {connections, users}. */
+/** args: room. Answers {connections, users}. */
 const COUNT = `
-local room = ARGV[5]
-return { redis.call('HLEN', P .. 'o:' .. room), redis.call('HLEN', P .. 'n:' .. room) }
+return { redis.call('HLEN', O), redis.call('HLEN', N) }
 `;
 
-/**
- * ARGV[5..]: prefix, cursor (empty: none), limit. Answers the room names,
- * then '' and the next cursor when there are more. Names left behind by
- * rooms whose keys expired (nobody renewed them) are dropped on the way.
- */
-const LIST_ROOMS = `
-local prefix, cursor, limit = ARGV[5], ARGV[6], tonumber(ARGV[7])
-local lo = '-'
-if cursor ~= '' then lo = '(' .. cursor elseif prefix ~= '' then lo = '[' .. prefix end
-local hi = '+'
-if prefix ~= '' then hi = '(' .. prefix .. '\\255' end
-local r = {}
-while #r <= limit do
-  local names = redis.call('ZRANGEBYLEX', P .. 'R', lo, hi, 'LIMIT', 0, limit + 1 - #r)
-  if #names == 0 then break end
-  for _, name in ipairs(names) do
-    if redis.call('EXISTS', P .. 'o:' .. name) == 1 then r[#r + 1] = name
-    else redis.call('ZREM', P .. 'R', name) end
-    lo = '(' .. name
-  end
-end
-if #r > limit then
-  r[limit + 1] = ''
-  r[limit + 2] = r[limit]
-end
-return r
+/** args: room, user. Answers 1 when the user has a member here, else 0. */
+const HAS_USER = `
+return redis.call('HEXISTS', N, arg(2))
 `;
 
-/** ARGV[5..]: user. Answers the rooms where it has a member. */
-const USER_ROOMS = `
-local user = ARGV[5]
-local rk = P .. 'r:' .. user
-local r = {}
-for _, room in ipairs(redis.call('HKEYS', rk)) do
-  if redis.call('HEXISTS', P .. 'n:' .. room, user) == 1 then r[#r + 1] = room
-  else redis.call('HDEL', rk, room) end
-end
-return r
+/** args: room, instance. Answers the instance's write counter here ('0': none). */
+const COUNTER = `
+return redis.call('HGET', W, arg(2)) or '0'
 `;
 
-/** ARGV[5..]: hook name, letters. Widens the registration. */
-const REGISTER_HOOK = `
-local name, letters = ARGV[5], ARGV[6]
-local cur = redis.call('HGET', P .. 'hooks', name) or ''
-local out = ''
-for _, c in ipairs({ 'j', 'l', 's' }) do
-  if string.find(cur, c, 1, true) or string.find(letters, c, 1, true) then out = out .. c end
+/** args: room. Refreshes the TTL backstop of the room's keys. */
+const TOUCH = `
+for i = 1, #KEYS do
+  if i ~= 10 then redis.call('PEXPIRE', KEYS[i], KEYTTL) end
 end
-redis.call('HSET', P .. 'hooks', name, out)
-return out
-`;
-
-/** ARGV[5..]: hook name. */
-const DROP_HOOK = `
-local name = ARGV[5]
-redis.call('HDEL', P .. 'hooks', name)
-redis.call('DEL', P .. 'h:' .. name, P .. 'hd:' .. name)
 return 'ok'
 `;
 
 /**
- * ARGV[5..]: hook name, now, lease ms, max. Answers {key, attempt, event}...
- * for the due events, each hidden until now + lease.
+ * args: room, now, lease ms, max; the hook's keys come first (letters '').
+ * Answers {next due ('' when none), key, attempt, event, ...} for the due
+ * events, each hidden until now + lease.
  */
-const CLAIM_HOOKS = `
-local name, now, lease, max = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local hk, dk = P .. 'h:' .. name, P .. 'hd:' .. name
-local r = {}
+const CLAIM_HOOK = `
+local now, lease, max = tonumber(arg(2)), tonumber(arg(3)), tonumber(arg(4))
+local hk, dk = KEYS[11], KEYS[12]
+local r = { '' }
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, max)) do
   local v = redis.call('HGET', hk, key)
   if v then
@@ -554,13 +398,15 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, ma
     redis.call('ZREM', dk, key)
   end
 end
+local first = redis.call('ZRANGE', dk, 0, 0, 'WITHSCORES')
+if #first > 0 then r[1] = first[2] end
 return r
 `;
 
-/** ARGV[5..]: hook name, key, retry time (empty: delivered, remove it). */
+/** args: room, key, retry time (empty: delivered, remove it). */
 const SETTLE_HOOK = `
-local name, key, at = ARGV[5], ARGV[6], ARGV[7]
-local hk, dk = P .. 'h:' .. name, P .. 'hd:' .. name
+local key, at = arg(2), arg(3)
+local hk, dk = KEYS[11], KEYS[12]
 if at == '' then
   redis.call('HDEL', hk, key)
   redis.call('ZREM', dk, key)
@@ -570,30 +416,224 @@ end
 return 'ok'
 `;
 
-/** Script name -> full source (prelude included). */
-export const SCRIPTS = {
-  join: PRELUDE + JOIN,
-  leave: PRELUDE + LEAVE,
-  setState: PRELUDE + SET_STATE,
-  readState: PRELUDE + READ_STATE,
-  snapshot: PRELUDE + SNAPSHOT,
-  renew: PRELUDE + RENEW,
-  release: PRELUDE + RELEASE,
-  sweep: PRELUDE + SWEEP,
-  setMeta: PRELUDE + SET_META,
-  deleteMeta: PRELUDE + DELETE_META,
-  catchUp: PRELUDE + CATCH_UP,
-  epoch: PRELUDE + EPOCH,
-  touch: PRELUDE + TOUCH,
-  count: PRELUDE + COUNT,
-  owned: PRELUDE + OWNED,
-  listRooms: PRELUDE + LIST_ROOMS,
-  userRooms: PRELUDE + USER_ROOMS,
-  registerHook: PRELUDE + REGISTER_HOOK,
-  dropHook: PRELUDE + DROP_HOOK,
-  claimHooks: PRELUDE + CLAIM_HOOKS,
-  settleHook: PRELUDE + SETTLE_HOOK,
+/** args: room. Drops the hook's queue in the room (its keys come first). */
+const DROP_HOOK_ROOM = `
+redis.call('DEL', KEYS[11], KEYS[12])
+return 'ok'
+`;
+
+// -- Scripts outside rooms: each touches one slot, its keys in KEYS ----------
+
+/**
+ * KEYS: leases, lease:<inst>, w:<inst>, gens, reaping, ir:<inst>, k:<inst>,
+ * gen counter. ARGV: instance, lease expiry, ttl ms, key ttl ms. Answers
+ * {'1' when it held a live lease else '0', Redis's TIME in ms, the renewal
+ * counter, the instance's generation}. An instance without a lease, or being
+ * reaped, starts a new generation: what an older one registered is reaped.
+ */
+const RENEW = `
+local inst, at, ttl, keyttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local t = redis.call('TIME')
+local nowMs = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local w = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], keyttl)
+local held = redis.call('ZSCORE', KEYS[1], inst) and redis.call('HEXISTS', KEYS[5], inst) == 0
+local gen = redis.call('HGET', KEYS[4], inst)
+if not held or not gen then
+  gen = tostring(redis.call('INCR', KEYS[8]))
+  redis.call('HSET', KEYS[4], inst, gen)
+end
+redis.call('PEXPIRE', KEYS[4], keyttl)
+redis.call('ZADD', KEYS[1], at, inst)
+redis.call('PEXPIRE', KEYS[1], keyttl)
+redis.call('SET', KEYS[2], at, 'PX', ttl)
+redis.call('PEXPIRE', KEYS[6], keyttl)
+redis.call('PEXPIRE', KEYS[7], keyttl)
+if held then return { '1', nowMs, tostring(w), gen } end
+return { '0', nowMs, tostring(w), gen }
+`;
+
+/**
+ * KEYS: leases, reaping, gens, ir:<inst>, k:<inst>. ARGV: instance, now,
+ * claim until. Claims a lapsed instance for reaping (hidden from other
+ * sweepers until `until`; another one takes over if this one dies).
+ * Answers nil when it is not lapsed, else {generation, n, rooms..., cids...}.
+ */
+const CLAIM_REAP = `
+local inst, now, untilMs = ARGV[1], ARGV[2], ARGV[3]
+local s = redis.call('ZSCORE', KEYS[1], inst)
+if not s or tonumber(s) > tonumber(now) then return false end
+redis.call('ZADD', KEYS[1], untilMs, inst)
+redis.call('HSET', KEYS[2], inst, '1')
+local r = { redis.call('HGET', KEYS[3], inst) or '0' }
+local rooms = redis.call('SMEMBERS', KEYS[4])
+r[2] = tostring(#rooms)
+for _, room in ipairs(rooms) do r[#r + 1] = room end
+for _, cid in ipairs(redis.call('SMEMBERS', KEYS[5])) do r[#r + 1] = cid end
+return r
+`;
+
+/**
+ * KEYS: leases, lease:<inst>, reaping, gens, ir:<inst>, k:<inst>, w:<inst>.
+ * ARGV: instance, generation reaped ('' after a release: unconditional).
+ * Forgets the instance, unless a newer generation renewed it meanwhile.
+ */
+const FINISH_REAP = `
+local inst, gen = ARGV[1], ARGV[2]
+redis.call('HDEL', KEYS[3], inst)
+if gen == '' or (redis.call('HGET', KEYS[4], inst) or '0') == gen then
+  redis.call('ZREM', KEYS[1], inst)
+  redis.call('DEL', KEYS[2], KEYS[5], KEYS[6], KEYS[7])
+  redis.call('HDEL', KEYS[4], inst)
+end
+return 'ok'
+`;
+
+/** KEYS: d:<cid>. ARGV: instance, generation. Deletes the metadata it owns. */
+const DROP_META = `
+if redis.call('HGET', KEYS[1], 'i') == ARGV[1] and tonumber(redis.call('HGET', KEYS[1], 'g') or '0') <= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+end
+return 'ok'
+`;
+
+/**
+ * KEYS: index zset, its version hash. ARGV: member, version read before the
+ * member's room was looked at, the new score ('' to remove). Settles an index
+ * entry after its room was processed: when no writer touched it meanwhile
+ * (same version), it takes the room's answer; else it only ever moves
+ * earlier, so a write that raced the processing keeps its entry.
+ */
+const SETTLE_INDEX = `
+local member, seen, score = ARGV[1], ARGV[2], ARGV[3]
+local cur = redis.call('HGET', KEYS[2], member) or ''
+if cur == seen then
+  if score == '' then
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('HDEL', KEYS[2], member)
+  else
+    redis.call('ZADD', KEYS[1], score, member)
+  end
+elseif score ~= '' then
+  local s = redis.call('ZSCORE', KEYS[1], member)
+  if not s or tonumber(score) < tonumber(s) then redis.call('ZADD', KEYS[1], score, member) end
+end
+return 'ok'
+`;
+
+/** KEYS: index set, its version hash. ARGV: member, version seen. Drops a stale entry. */
+const SETTLE_SET = `
+if (redis.call('HGET', KEYS[2], ARGV[1]) or '') == ARGV[2] then
+  redis.call('SREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 'ok'
+`;
+
+/** KEYS: epoch. ARGV: a fresh epoch id. Answers {epoch, created?}. */
+const EPOCH = `
+local e = redis.call('GET', KEYS[1])
+if e then return { e, '0' } end
+redis.call('SET', KEYS[1], ARGV[1])
+return { ARGV[1], '1' }
+`;
+
+/** KEYS: hooks. ARGV: hook name, letters. Widens the registration; answers all. */
+const REGISTER_HOOK = `
+local name, letters = ARGV[1], ARGV[2]
+local cur = redis.call('HGET', KEYS[1], name) or ''
+local out = ''
+for _, c in ipairs({ 'j', 'l', 's' }) do
+  if string.find(cur, c, 1, true) or string.find(letters, c, 1, true) then out = out .. c end
+end
+redis.call('HSET', KEYS[1], name, out)
+return redis.call('HGETALL', KEYS[1])
+`;
+
+/**
+ * KEYS: an index (zset), its version hash. ARGV: max score, limit. Answers
+ * {member, version, ...} of the entries due by then: the versions are read
+ * before the rooms are looked at, for `SETTLE_INDEX`.
+ */
+const INDEX_DUE = `
+local r = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
+  r[#r + 1] = m
+  r[#r + 1] = redis.call('HGET', KEYS[2], m) or ''
+end
+return r
+`;
+
+/**
+ * KEYS: the room list (zset, score 0), its version hash. ARGV: name prefix,
+ * cursor (empty: none), limit. Answers {name, version, ...} in name order.
+ */
+const INDEX_LEX = `
+local prefix, cursor, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local lo = '-'
+if cursor ~= '' then lo = '(' .. cursor elseif prefix ~= '' then lo = '[' .. prefix end
+local hi = '+'
+if prefix ~= '' then hi = '(' .. prefix .. '\\255' end
+local r = {}
+for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], lo, hi, 'LIMIT', 0, limit)) do
+  r[#r + 1] = m
+  r[#r + 1] = redis.call('HGET', KEYS[2], m) or ''
+end
+return r
+`;
+
+/** KEYS: an index (set), its version hash. Answers {member, version, ...}. */
+const INDEX_SET = `
+local r = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  r[#r + 1] = m
+  r[#r + 1] = redis.call('HGET', KEYS[2], m) or ''
+end
+return r
+`;
+
+/** KEYS: one key. ARGV: a command and its arguments after the key. Plain replies. */
+const CALL = `
+return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
+`;
+
+/** Room scripts (the room's keys, hooks, arguments). */
+export const ROOM_SCRIPTS = {
+  join: ROOM_PRELUDE + JOIN,
+  leave: ROOM_PRELUDE + LEAVE,
+  setState: ROOM_PRELUDE + SET_STATE,
+  readState: ROOM_PRELUDE + READ_STATE,
+  snapshot: ROOM_PRELUDE + SNAPSHOT,
+  expire: ROOM_PRELUDE + EXPIRE,
+  reap: ROOM_PRELUDE + REAP,
+  roomOwned: ROOM_PRELUDE + ROOM_OWNED,
+  catchUp: ROOM_PRELUDE + CATCH_UP,
+  count: ROOM_PRELUDE + COUNT,
+  counter: ROOM_PRELUDE + COUNTER,
+  hasUser: ROOM_PRELUDE + HAS_USER,
+  touch: ROOM_PRELUDE + TOUCH,
+  claimHook: ROOM_PRELUDE + CLAIM_HOOK,
+  settleHook: ROOM_PRELUDE + SETTLE_HOOK,
+  dropHookRoom: ROOM_PRELUDE + DROP_HOOK_ROOM,
 } as const;
 
-/** The name of one script. */
-export type ScriptName = keyof typeof SCRIPTS;
+/** Scripts on one slot outside the rooms (their keys, their arguments). */
+export const SLOT_SCRIPTS = {
+  renew: RENEW,
+  claimReap: CLAIM_REAP,
+  finishReap: FINISH_REAP,
+  dropMeta: DROP_META,
+  settleIndex: SETTLE_INDEX,
+  settleSet: SETTLE_SET,
+  epoch: EPOCH,
+  registerHook: REGISTER_HOOK,
+  indexDue: INDEX_DUE,
+  indexLex: INDEX_LEX,
+  indexSet: INDEX_SET,
+  call: CALL,
+} as const;
+
+/** The name of a room script. */
+export type RoomScript = keyof typeof ROOM_SCRIPTS;
+/** The name of a script outside the rooms. */
+export type SlotScript = keyof typeof SLOT_SCRIPTS;

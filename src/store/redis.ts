@@ -40,7 +40,7 @@ import { Listeners } from "./_listeners.ts";
 import { hookTypes, pageSize } from "./_queries.ts";
 import { toHex } from "../_hex.ts";
 import { openDriver, type RedisDriver } from "./_redis_driver.ts";
-import { type ScriptName, SCRIPTS } from "./_redis_lua.ts";
+import { ROOM_SCRIPTS, type RoomScript, SLOT_SCRIPTS, type SlotScript } from "./_redis_lua.ts";
 
 export type {
   HookDelivery,
@@ -80,8 +80,18 @@ export interface RedisPresenceStoreOptions {
    */
   url?: string;
   /**
+   * Seed nodes of a Redis Cluster (`redis://` or `rediss://` URLs; the
+   * credentials and TLS of the first apply to every node). With it, `url` is
+   * ignored: the store discovers the cluster, follows `MOVED`/`ASK` and
+   * topology changes, and uses sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis
+   * 7.0+), so a room's events travel only through the shard that owns it.
+   * Uses the npm `redis` package under Deno and Bun alike.
+   */
+  cluster?: string[];
+  /**
    * Prefix of every key and channel, so several apps (or tests) can share
-   * one Redis. Every instance of one app must use the same prefix.
+   * one Redis. Every instance of one app must use the same prefix. It may not
+   * contain `{` or `}` (they would change which hash slot a key is in).
    * Defaults to `"presently:"`.
    */
   prefix?: string;
@@ -154,33 +164,77 @@ interface ScriptResult {
   events: PresenceEvent[];
 }
 
+/** A registered presence hook: its name and the event letters it takes. */
+interface HookEntry {
+  name: string;
+  letters: string;
+}
+
 const DEFAULT_URL = "redis://127.0.0.1:6379";
 const DEFAULT_PREFIX = "presently:";
 const SWEEP_INSTANCES = 8;
 const SWEEP_STATES = 512;
+/** Rooms with due states (or due hook events) taken per index bucket and round. */
+const SWEEP_ROOMS = 64;
+/**
+ * The indices of rooms with due states and with due hook events are split
+ * into this many buckets (hash slots), so no one Redis Cluster shard holds
+ * them all.
+ */
+const BUCKETS = 8;
+/** How long a reaper keeps a lapsed instance to itself before another may retry. */
+const REAP_CLAIM_MS = 30_000;
+/**
+ * How long this handle trusts its copy of the hook registry. `registerHook`
+ * and `dropHook` wait a little longer than this before they resolve, so every
+ * write that starts after they resolve sees the change.
+ */
+const HOOKS_FRESH_MS = 100;
+/** Every generation: reaping with it removes whatever the instance owns. */
+const ALL_GENERATIONS = "9007199254740991";
 const PATCH_ATTEMPTS = 16;
 /** A new watch also catches up on events this much older than itself. */
 const WATCH_SLACK_MS = 50;
 /** How many rooms `#known` remembers. */
 const KNOWN_ROOMS = 4096;
 
-let shaCache: Promise<Map<ScriptName, string>> | null = null;
+let shaCache: Promise<Map<string, string>> | null = null;
 
-function scriptShas(): Promise<Map<ScriptName, string>> {
+/** Script source -> its SHA-1, for EVALSHA. */
+function scriptShas(): Promise<Map<string, string>> {
   shaCache ??= (async () => {
-    const out = new Map<ScriptName, string>();
+    const out = new Map<string, string>();
     const encoder = new TextEncoder();
-    for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
-      const digest = await crypto.subtle.digest(
-        "SHA-1",
-        encoder.encode(SCRIPTS[name]),
-      );
-      out.set(name, toHex(digest));
+    for (const source of [...Object.values(ROOM_SCRIPTS), ...Object.values(SLOT_SCRIPTS)]) {
+      out.set(source, toHex(await crypto.subtle.digest("SHA-1", encoder.encode(source))));
     }
     return out;
   })();
   return shaCache;
 }
+
+/**
+ * `s` as a hash tag and a separator: `{s}:` when `s` can be a tag as it is,
+ * else `{<hex of s>}#` (an empty name, or one with a brace, would give an
+ * empty or cut tag). The separator keeps the two forms' key names apart.
+ */
+function tagged(s: string): string {
+  if (s !== "" && !s.includes("{") && !s.includes("}")) return `{${s}}:`;
+  return `{${toHex(new TextEncoder().encode(s).buffer as ArrayBuffer)}}#`;
+}
+
+/** Which index bucket a room is in (FNV-1a of its name). */
+function bucketOf(room: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < room.length; i++) {
+    h ^= room.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % BUCKETS;
+}
+
+/** Event type -> the letter hooks register it by. */
+const LETTER = { join: "j", leave: "l", state: "s" } as const;
 
 function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith("NOSCRIPT");
@@ -208,6 +262,17 @@ function resolvers(): {
     reject = b;
   });
   return { promise, resolve, reject };
+}
+
+/** `[a, b, c, d]` as `[[a, b], [c, d]]`. */
+function pairs(flat: string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function time(value: number, what: string): string {
@@ -249,8 +314,9 @@ function time(value: number, what: string): string {
  *   listeners run so the server re-registers its live presence and reloads
  *   its room views.
  *
- * Needs a single Redis (or a primary with replicas) from 6.2 on; Redis Cluster
- * is not supported, since scripts touch keys of several rooms.
+ * The room is the unit of atomicity: every script touches one room's keys,
+ * which share the room's hash slot, so it runs on one Redis (or a primary
+ * with replicas) from 6.2 on, and on a Redis Cluster (7.0+, `cluster`).
  *
  * @example
  * ```ts ignore
@@ -267,7 +333,10 @@ function time(value: number, what: string): string {
  */
 export class RedisPresenceStore implements PresenceStore {
   readonly #url: string;
+  readonly #cluster: string[] | null;
   readonly #prefix: string;
+  /** Prefix of the keys outside rooms that are not split into buckets. */
+  readonly #g: string;
   readonly #keyTtlMs: number;
   readonly #base: string[];
   readonly #maxReconnectDelayMs: number;
@@ -292,8 +361,20 @@ export class RedisPresenceStore implements PresenceStore {
   #offset = 0;
   #touchedAt = new Map<string, number>();
   #epoch: string | null = null;
-  /** The write counter last read per instance renewed here: it goes back only on a rollback. */
+  /**
+   * The write counters last read, per instance renewed here (the renewal
+   * counter, key `instance`) and per room written (key `instance\0room`):
+   * each goes back only on a rollback.
+   */
   #renewals = new Map<string, number>();
+  /** The generation of each instance renewed here (see `RENEW`). */
+  #gens = new Map<string, string>();
+  /** Rooms recorded in each instance's index of rooms it has members in. */
+  #indexed = new Map<string, Set<string>>();
+  /** The hook registry as last read, and when that read started. */
+  #hooks: HookEntry[] = [];
+  #hooksAt = -Infinity;
+  #hooksRead: Promise<HookEntry[]> | null = null;
   /** A rollback was seen: the next recovery treats it as lost data. */
   #rolledBack = false;
   #recovering = false;
@@ -320,7 +401,18 @@ export class RedisPresenceStore implements PresenceStore {
    */
   constructor(options: RedisPresenceStoreOptions = {}) {
     this.#url = options.url ?? DEFAULT_URL;
+    this.#cluster = options.cluster ?? null;
+    if (this.#cluster !== null && this.#cluster.length === 0) {
+      throw new PresenceError("bad_request", "Option cluster needs at least one seed node");
+    }
     this.#prefix = options.prefix ?? DEFAULT_PREFIX;
+    if (this.#prefix.includes("{") || this.#prefix.includes("}")) {
+      throw new PresenceError(
+        "bad_request",
+        `Option prefix may not contain "{" or "}": got ${JSON.stringify(this.#prefix)}`,
+      );
+    }
+    this.#g = `${this.#prefix}{@}:`;
     this.#keyTtlMs = Math.max(60_000, options.keyTtlMs ?? 86_400_000);
     const logLength = options.logLength ?? 64;
     const logTtlMs = options.logTtlMs ?? 60_000;
@@ -337,10 +429,10 @@ export class RedisPresenceStore implements PresenceStore {
       );
     }
     this.#base = [
-      this.#prefix,
       String(Math.ceil(this.#keyTtlMs)),
       String(logLength),
       String(Math.ceil(logTtlMs)),
+      this.#cluster === null ? "PUBLISH" : "SPUBLISH",
     ];
     this.#maxReconnectDelayMs = options.maxReconnectDelayMs ?? 2000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
@@ -380,11 +472,22 @@ export class RedisPresenceStore implements PresenceStore {
     now: number,
   ): Promise<void> {
     const sent = Date.now();
-    const [reply, redisNow, counter] = asStrings(
-      await this.#run("renew", [
+    const g = this.#g;
+    const [reply, redisNow, counter, gen] = asStrings(
+      await this.#slot("renew", [
+        `${g}leases`,
+        `${g}lease:${instanceId}`,
+        `${g}w:${instanceId}`,
+        `${g}gens`,
+        `${g}reaping`,
+        `${g}ir:${instanceId}`,
+        `${g}k:${instanceId}`,
+        `${g}gen`,
+      ], [
         instanceId,
         time(this.#toRedis(now) + ttlMs, "lease expiry"),
         String(Math.max(1, Math.ceil(ttlMs))),
+        String(Math.ceil(this.#keyTtlMs)),
       ]),
     );
     // Redis's clock minus this process's wall clock, at the middle of the
@@ -399,7 +502,10 @@ export class RedisPresenceStore implements PresenceStore {
     }
     const held = this.#leases.has(instanceId);
     this.#leases.add(instanceId);
-    if (!this.#checkCounter(`${counter}:${instanceId}`) && held && reply === "0") {
+    this.#gens.set(instanceId, gen!);
+    // A new generation: the index of its rooms may be gone with the old one.
+    if (reply === "0") this.#indexed.delete(instanceId);
+    if (!this.#checkCounter(instanceId, Number(counter)) && held && reply === "0") {
       this.#queueReset();
     }
     const touched = this.#touchedAt.get(instanceId);
@@ -430,7 +536,15 @@ export class RedisPresenceStore implements PresenceStore {
   async releaseLease(instanceId: string): Promise<void> {
     this.#leases.delete(instanceId);
     this.#touchedAt.delete(instanceId);
-    await this.#mutate("release", [instanceId, String(Date.now())]);
+    const g = this.#g;
+    const stamp = String(this.#toRedis(Date.now()));
+    const rooms = asStrings(await this.#slot("call", [`${g}ir:${instanceId}`], ["SMEMBERS"]));
+    const cids = asStrings(await this.#slot("call", [`${g}k:${instanceId}`], ["SMEMBERS"]));
+    await this.#reapRooms(instanceId, ALL_GENERATIONS, rooms, "close", stamp);
+    await this.#dropMetas(instanceId, ALL_GENERATIONS, cids);
+    await this.#slot("finishReap", this.#reapKeys(instanceId), [instanceId, ""]);
+    this.#indexed.delete(instanceId);
+    this.#gens.delete(instanceId);
   }
 
   /**
@@ -462,16 +576,30 @@ export class RedisPresenceStore implements PresenceStore {
     userId: string | null = null,
   ): Promise<PresenceEvent | null> {
     await this.#settled(room);
-    const result = await this.#mutate("join", [
-      room,
+    const stamp = time(this.#toRedis(now), "time");
+    const json = JSON.stringify(meta);
+    // Indexed before the member exists, so a crash in between leaves no
+    // member that reaping would not find.
+    await this.#indexRoom(instanceId, room);
+    const result = await this.#mutate("join", room, [
       connectionId,
       instanceId,
-      JSON.stringify(meta),
-      time(this.#toRedis(now), "time"),
+      this.#gens.get(instanceId) ?? "0",
+      json,
+      stamp,
       this.#since(room),
       userId ?? "",
     ]);
-    return result.status === "ok" ? result.events.at(-1)! : null;
+    if (result.status !== "ok" && result.status !== "first") return null;
+    const event = result.events.at(-1)!;
+    const g = this.#g;
+    await Promise.all([
+      result.status === "first" ? this.#markIndex(`${g}R`, `${g}Rv`, room, "0") : null,
+      userId !== null && event.type === "join" && event.firstOfUser
+        ? this.#markSet(`${this.#userBase(userId)}r`, `${this.#userBase(userId)}rv`, room)
+        : null,
+    ]);
+    return event;
   }
 
   /**
@@ -501,8 +629,7 @@ export class RedisPresenceStore implements PresenceStore {
     now: number,
   ): Promise<PresenceEvent | null> {
     await this.#settled(room);
-    const result = await this.#mutate("leave", [
-      room,
+    const result = await this.#mutate("leave", room, [
       connectionId,
       reason,
       time(this.#toRedis(now), "time"),
@@ -578,8 +705,7 @@ export class RedisPresenceStore implements PresenceStore {
         (write.patch === null || write.patch === undefined));
     if (clear || write.kind === "set") {
       const state = clear ? "" : JSON.stringify((write as { state: unknown }).state);
-      const result = await this.#mutate("setState", [
-        room,
+      const result = await this.#mutate("setState", room, [
         connectionId,
         clear ? "clear" : "set",
         state,
@@ -589,7 +715,7 @@ export class RedisPresenceStore implements PresenceStore {
         "",
         this.#since(room),
       ]);
-      return this.#stateOutcome(result);
+      return await this.#stateOutcome(room, result, clear ? "" : at);
     }
     const patch = (write as { patch: unknown }).patch;
     const patchJson = JSON.stringify(patch);
@@ -599,14 +725,11 @@ export class RedisPresenceStore implements PresenceStore {
         const ms = Math.random() * Math.min(50, 2 ** attempt);
         await new Promise((resolve) => setTimeout(resolve, ms));
       }
-      const read = asStrings(
-        await this.#run("readState", [room, connectionId, stamp]),
-      );
+      const read = asStrings(await this.#room("readState", room, [connectionId, stamp]));
       if (read[0] !== "1") return "not_member";
       const base = read[2] === undefined ? undefined : JSON.parse(read[2]);
       const value = applyMergePatch(base, patch);
-      const result = await this.#mutate("setState", [
-        room,
+      const result = await this.#mutate("setState", room, [
         connectionId,
         "patch",
         JSON.stringify(value),
@@ -616,7 +739,7 @@ export class RedisPresenceStore implements PresenceStore {
         read[1]!,
         this.#since(room),
       ]);
-      if (result.status !== "conflict") return this.#stateOutcome(result);
+      if (result.status !== "conflict") return await this.#stateOutcome(room, result, at);
     }
     throw new PresenceError(
       "store_error",
@@ -643,7 +766,7 @@ export class RedisPresenceStore implements PresenceStore {
    * ```
    */
   async snapshot(room: string, now: number): Promise<RoomSnapshot> {
-    const r = asStrings(await this.#run("snapshot", [room]));
+    const r = asStrings(await this.#room("snapshot", room, []));
     let i = 1;
     const pairs = (): string[] => {
       const n = Number(r[i++]);
@@ -686,20 +809,20 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   /**
-   * Check the write counter of an instance this handle renews. Replies on one
-   * connection come in order and every write to the instance's entries bumps
-   * it, so it only grows; one that did not means Redis came back from an
-   * older copy of its data (a failover that lost the last writes): every view
-   * resyncs and the server drops what it owns but does not hold (`owned`).
-   * True when a rollback was found.
+   * Check a write counter of an instance this handle renews: its renewal
+   * counter (key: the instance), or its counter in a room it wrote (key:
+   * `instance\0room`). Replies on one connection come in order and every
+   * write bumps the counter, so it only grows; one that did not means Redis
+   * came back from an older copy of its data (a failover that lost the last
+   * writes): every view resyncs and the server drops what it owns but does
+   * not hold (`owned`). True when a rollback was found.
    */
-  #checkCounter(stamp: string): boolean {
-    const i = stamp.indexOf(":");
-    const instance = stamp.slice(i + 1);
-    const w = Number(stamp.slice(0, i));
-    if (!this.#leases.has(instance) && !this.#renewals.has(instance)) return false;
-    const last = this.#renewals.get(instance);
-    this.#renewals.set(instance, w);
+  #checkCounter(key: string, w: number): boolean {
+    const cut = key.indexOf("\0");
+    const instance = cut < 0 ? key : key.slice(0, cut);
+    if (!this.#leases.has(instance)) return false;
+    const last = this.#renewals.get(key);
+    this.#renewals.set(key, w);
     if (last === undefined || w > last) return false;
     this.#rolledBack = true;
     this.#recover();
@@ -708,66 +831,127 @@ export class RedisPresenceStore implements PresenceStore {
 
   /** What `instanceId` owns here: its memberships and the metadata it wrote. */
   async owned(instanceId: string): Promise<OwnedEntries> {
-    const r = asStrings(await this.#run("owned", [instanceId]));
-    const n = Number(r[0]);
-    const members = r.slice(1, 1 + n).map((e) => {
-      const i = e.indexOf(":");
-      const len = Number(e.slice(0, i));
-      return { room: e.slice(i + 1, i + 1 + len), connectionId: e.slice(i + 1 + len) };
+    const g = this.#g;
+    const rooms = asStrings(await this.#slot("call", [`${g}ir:${instanceId}`], ["SMEMBERS"]));
+    const members: OwnedEntries["members"] = [];
+    await this.#each(rooms, async (room) => {
+      const ids = asStrings(await this.#room("roomOwned", room, [instanceId]));
+      for (const connectionId of ids) members.push({ room, connectionId });
     });
-    return { members, metadata: r.slice(1 + n) };
+    const metadata = asStrings(await this.#slot("call", [`${g}k:${instanceId}`], ["SMEMBERS"]));
+    return { members, metadata };
   }
 
   /** Connections and distinct users in a room: two `HLEN`s, no member list. */
   async count(room: string, _now: number): Promise<RoomCount> {
-    const r = asStrings(await this.#run("count", [room]));
+    const r = asStrings(await this.#room("count", room, []));
     return { connections: Number(r[0]), users: Number(r[1]) };
   }
 
-  /** Non-empty rooms by name (a lex range of one sorted set), a page at a time. */
+  /**
+   * Non-empty rooms by name, a page at a time: a lex range of an index that
+   * a room enters when it gains its first member; each name is checked
+   * against its room, and one left behind by a room that emptied is dropped
+   * on the way (unless a join re-entered it meanwhile).
+   */
   async listRooms(options: ListRoomsOptions = {}): Promise<RoomPage> {
     const limit = pageSize(options);
-    const r = asStrings(
-      await this.#run("listRooms", [options.prefix ?? "", options.cursor ?? "", String(limit)]),
-    );
-    if (r.length > limit) return { rooms: r.slice(0, limit), cursor: r[limit + 1]! };
-    return { rooms: r, cursor: null };
+    const g = this.#g;
+    const found: string[] = [];
+    let cursor = options.cursor ?? "";
+    for (;;) {
+      const r = asStrings(
+        await this.#slot("indexLex", [`${g}R`, `${g}Rv`], [
+          options.prefix ?? "",
+          cursor,
+          String(limit + 1 - found.length),
+        ]),
+      );
+      if (r.length === 0) break;
+      const names = pairs(r);
+      const live = await Promise.all(names.map(async ([room, seen]) => {
+        const [connections] = asStrings(await this.#room("count", room, []));
+        if (connections !== "0") return true;
+        await this.#slot("settleIndex", [`${g}R`, `${g}Rv`], [room, seen, ""]);
+        return false;
+      }));
+      names.forEach(([room], i) => {
+        if (live[i]) found.push(room);
+      });
+      cursor = names.at(-1)![0];
+      if (found.length > limit) break;
+    }
+    if (found.length > limit) return { rooms: found.slice(0, limit), cursor: found[limit - 1]! };
+    return { rooms: found, cursor: null };
   }
 
-  /** The rooms where `userId` has a connection, ascending. */
+  /** The rooms where `userId` has a connection, ascending (checked against each room). */
   async userRooms(userId: string): Promise<string[]> {
-    const rooms = asStrings(await this.#run("userRooms", [userId]));
+    const base = this.#userBase(userId);
+    const r = asStrings(await this.#slot("indexSet", [`${base}r`, `${base}rv`], []));
+    const rooms: string[] = [];
+    await this.#each(pairs(r), async ([room, seen]) => {
+      if (Number(await this.#room("hasUser", room, [userId])) === 1) rooms.push(room);
+      else await this.#slot("settleSet", [`${base}r`, `${base}rv`], [room, seen]);
+    });
     return rooms.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
   }
 
-  /** Queue every event of `types` for hook `name`, inside each write's script. */
+  /**
+   * Queue every event of `types` for hook `name`, inside each write's script.
+   * Resolves once every handle's copy of the registry is fresh enough to
+   * include it, so every write that starts afterwards queues for it.
+   */
   async registerHook(name: string, types: readonly HookEventType[]): Promise<void> {
-    await this.#run("registerHook", [name, hookTypes(types)]);
+    const started = Date.now();
+    const all = asStrings(await this.#slot("registerHook", [`${this.#g}hooks`], [name, hookTypes(types)]));
+    this.#setHooks(all, started);
+    await sleep(HOOKS_FRESH_MS + 20);
   }
 
-  /** Stop queueing for hook `name` and drop its queue. */
+  /** Stop queueing for hook `name` and drop its queues. */
   async dropHook(name: string): Promise<void> {
-    await this.#run("dropHook", [name]);
+    await this.#slot("call", [`${this.#g}hooks`], ["HDEL", name]);
+    this.#hooksAt = -Infinity;
+    // Writes that began before now may still queue: let them pass first.
+    await sleep(HOOKS_FRESH_MS + 20);
+    const hook = [{ name, letters: "" }];
+    for (let k = 0; k < BUCKETS; k++) {
+      const [z, v] = this.#hookIndex(name, k);
+      const r = asStrings(await this.#slot("indexDue", [z, v], ["+inf", "1000000"]));
+      await this.#each(pairs(r), ([room]) => this.#room("dropHookRoom", room, [], hook));
+      await Promise.all([this.#cmd(["DEL", z], z), this.#cmd(["DEL", v], v)]);
+    }
   }
 
-  /** Claim due events of hook `name`, hidden until `now + leaseMs` (Redis's clock). */
+  /**
+   * Claim due events of hook `name`, hidden until `now + leaseMs` (Redis's
+   * clock): from the rooms its index lists as due, each claimed in the room's
+   * own script.
+   */
   async claimHooks(
     name: string,
     now: number,
     leaseMs: number,
     max: number,
   ): Promise<HookDelivery[]> {
-    const r = asStrings(
-      await this.#run("claimHooks", [
-        name,
-        time(this.#toRedis(now), "time"),
-        time(leaseMs, "lease"),
-        String(max),
-      ]),
-    );
+    const stamp = time(this.#toRedis(now), "time");
+    const lease = time(leaseMs, "lease");
+    const hook = [{ name, letters: "" }];
     const out: HookDelivery[] = [];
-    for (let i = 0; i + 2 < r.length; i += 3) {
-      out.push({ key: r[i]!, attempt: Number(r[i + 1]), event: JSON.parse(r[i + 2]!) });
+    for (let k = 0; k < BUCKETS && out.length < max; k++) {
+      const [z, v] = this.#hookIndex(name, k);
+      const r = asStrings(await this.#slot("indexDue", [z, v], [stamp, String(SWEEP_ROOMS)]));
+      for (const [room, seen] of pairs(r)) {
+        if (out.length >= max) break;
+        const c = asStrings(
+          await this.#room("claimHook", room, [stamp, lease, String(max - out.length)], hook),
+        );
+        await this.#slot("settleIndex", [z, v], [room, seen, c[0]!]);
+        for (let i = 1; i + 2 < c.length; i += 3) {
+          out.push({ key: c[i]!, attempt: Number(c[i + 1]), event: JSON.parse(c[i + 2]!) });
+        }
+      }
     }
     return out;
   }
@@ -775,7 +959,13 @@ export class RedisPresenceStore implements PresenceStore {
   /** Remove a delivered event, or make a failed one due at `retryAt`. */
   async settleHook(name: string, key: string, retryAt: number | null): Promise<void> {
     const at = retryAt === null ? "" : time(this.#toRedis(retryAt), "retry time");
-    await this.#run("settleHook", [name, key, at]);
+    // The key is "<room>:<seq>:<timestamp>".
+    const room = key.slice(0, key.lastIndexOf(":", key.lastIndexOf(":") - 1));
+    await this.#room("settleHook", room, [key, at], [{ name, letters: "" }]);
+    if (at !== "") {
+      const [z, v] = this.#hookIndex(name, bucketOf(room));
+      await this.#markIndex(z, v, room, at);
+    }
   }
 
   /**
@@ -801,10 +991,19 @@ export class RedisPresenceStore implements PresenceStore {
     instanceId: string,
     meta: Metadata,
   ): Promise<void> {
-    await this.#run("setMeta", [
-      connectionId,
-      instanceId,
-      JSON.stringify(meta),
+    const k = `${this.#g}k:${instanceId}`;
+    // Indexed first: a crash in between leaves nothing that reaping misses.
+    await Promise.all([
+      this.#cmd(["SADD", k, connectionId], k),
+      this.#cmd(["PEXPIRE", k, String(this.#keyTtlMs)], k),
+    ]);
+    const d = this.#metaKey(connectionId);
+    await Promise.all([
+      this.#cmd(
+        ["HSET", d, "i", instanceId, "g", this.#gens.get(instanceId) ?? "0", "m", JSON.stringify(meta)],
+        d,
+      ),
+      this.#cmd(["PEXPIRE", d, String(this.#keyTtlMs)], d),
     ]);
   }
 
@@ -823,10 +1022,8 @@ export class RedisPresenceStore implements PresenceStore {
    * ```
    */
   async getMetadata(connectionId: string): Promise<Metadata | null> {
-    const driver = await this.#connect();
-    const reply = await this.#call(
-      driver.command(["HGET", `${this.#prefix}d:${connectionId}`, "m"]),
-    );
+    const d = this.#metaKey(connectionId);
+    const reply = await this.#cmd(["HGET", d, "m"], d);
     return reply === null || reply === undefined ? null : JSON.parse(String(reply));
   }
 
@@ -845,7 +1042,8 @@ export class RedisPresenceStore implements PresenceStore {
    * ```
    */
   async deleteMetadata(connectionId: string): Promise<void> {
-    await this.#run("deleteMeta", [connectionId]);
+    const d = this.#metaKey(connectionId);
+    await this.#cmd(["DEL", d], d);
   }
 
   /**
@@ -960,15 +1158,87 @@ export class RedisPresenceStore implements PresenceStore {
 
   async sweep(now: number): Promise<void> {
     const stamp = time(this.#toRedis(now), "time");
-    for (let round = 0; round < 64; round++) {
-      const result = await this.#mutate("sweep", [
+    const leases = `${this.#g}leases`;
+    const lapsed = asStrings(
+      await this.#slot("call", [leases], [
+        "ZRANGEBYSCORE",
+        "-inf",
         stamp,
-        String(SWEEP_INSTANCES),
-        String(SWEEP_STATES),
-        ...this.#leases,
-      ]);
-      if (result.status !== "more") return;
+        "LIMIT",
+        "0",
+        String(SWEEP_INSTANCES + this.#leases.size),
+      ]),
+    );
+    for (const instance of lapsed) {
+      if (!this.#leases.has(instance)) await this.#reap(instance, stamp);
     }
+    await Promise.all(
+      Array.from({ length: BUCKETS }, (_, k) => this.#sweepStates(k, stamp)),
+    );
+  }
+
+  /** Expire due states in the rooms of one bucket of the due-state index. */
+  async #sweepStates(k: number, stamp: string): Promise<void> {
+    const [z, v] = this.#dueIndex(k);
+    for (let round = 0; round < 64; round++) {
+      const r = asStrings(await this.#slot("indexDue", [z, v], [stamp, String(SWEEP_ROOMS)]));
+      if (r.length === 0) return;
+      await this.#each(pairs(r), async ([room, seen]) => {
+        const result = await this.#mutate("expire", room, [stamp, String(SWEEP_STATES)]);
+        await this.#slot("settleIndex", [z, v], [room, seen, result.status]);
+      });
+    }
+  }
+
+  /**
+   * Reap a lapsed instance: claim it (another sweeper takes over if this one
+   * dies), remove its members room by room (each room's script emits each
+   * leave once), forget its metadata, then the instance itself unless a
+   * newer generation of it renewed meanwhile.
+   */
+  async #reap(instance: string, stamp: string): Promise<void> {
+    const g = this.#g;
+    const claim = await this.#slot("claimReap", [
+      `${g}leases`,
+      `${g}reaping`,
+      `${g}gens`,
+      `${g}ir:${instance}`,
+      `${g}k:${instance}`,
+    ], [instance, stamp, String(Number(stamp) + REAP_CLAIM_MS)]);
+    if (claim === null || claim === undefined) return;
+    const r = asStrings(claim);
+    const gen = r[0]!;
+    const n = Number(r[1]);
+    await this.#reapRooms(instance, gen, r.slice(2, 2 + n), "instance", stamp);
+    await this.#dropMetas(instance, gen, r.slice(2 + n));
+    await this.#slot("finishReap", this.#reapKeys(instance), [instance, gen]);
+  }
+
+  async #reapRooms(
+    instance: string,
+    gen: string,
+    rooms: string[],
+    reason: LeaveReason,
+    stamp: string,
+  ): Promise<void> {
+    await this.#each(rooms, (room) => this.#mutate("reap", room, [instance, gen, reason, stamp]));
+  }
+
+  async #dropMetas(instance: string, gen: string, cids: string[]): Promise<void> {
+    await this.#each(cids, (cid) => this.#slot("dropMeta", [this.#metaKey(cid)], [instance, gen]));
+  }
+
+  #reapKeys(instance: string): string[] {
+    const g = this.#g;
+    return [
+      `${g}leases`,
+      `${g}lease:${instance}`,
+      `${g}reaping`,
+      `${g}gens`,
+      `${g}ir:${instance}`,
+      `${g}k:${instance}`,
+      `${g}w:${instance}`,
+    ];
   }
 
   /**
@@ -1048,6 +1318,7 @@ export class RedisPresenceStore implements PresenceStore {
     const driver = (async () => {
       const d = await openDriver({
         url: this.#url,
+        cluster: this.#cluster,
         maxReconnectDelayMs: this.#maxReconnectDelayMs,
         connectTimeoutMs: this.#connectTimeoutMs,
       }, {
@@ -1057,7 +1328,7 @@ export class RedisPresenceStore implements PresenceStore {
       });
       try {
         const epoch = asStrings(
-          await this.#runOn(d, "epoch", [crypto.randomUUID()]),
+          await this.#evalOn(d, SLOT_SCRIPTS.epoch, [`${this.#g}epoch`], [crypto.randomUUID()]),
         );
         this.#epoch = epoch[0]!;
       } catch (error) {
@@ -1086,46 +1357,224 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
-  async #runOn(
+  async #evalOn(
     driver: RedisDriver,
-    name: ScriptName,
+    source: string,
+    keys: string[],
     args: string[],
   ): Promise<unknown> {
-    const sha = (await scriptShas()).get(name)!;
-    const argv = [...this.#base, ...args];
+    const sha = (await scriptShas()).get(source)!;
+    const tail = [String(keys.length), ...keys, ...args];
     try {
-      return await driver.command(["EVALSHA", sha, "0", ...argv]);
+      return await driver.command(["EVALSHA", sha, ...tail], keys[0]);
     } catch (error) {
       if (!isNoScript(error)) throw error;
-      return await driver.command(["EVAL", SCRIPTS[name], "0", ...argv]);
+      return await driver.command(["EVAL", source, ...tail], keys[0]);
     }
   }
 
-  async #run(name: ScriptName, args: string[]): Promise<unknown> {
+  /** Run a script outside the rooms; all its keys share one slot. */
+  async #slot(name: SlotScript, keys: string[], args: string[]): Promise<unknown> {
     const driver = await this.#connect();
-    return await this.#call(this.#runOn(driver, name, args));
+    return await this.#call(this.#evalOn(driver, SLOT_SCRIPTS[name], keys, args));
   }
 
-  /** Run a script that answers `[status, ...events]` and deliver its events. */
-  async #mutate(name: ScriptName, args: string[]): Promise<ScriptResult> {
-    const reply = asStrings(await this.#run(name, args));
+  /** Run a room script on the room's keys (and the given hooks' queues there). */
+  async #room(
+    name: RoomScript,
+    room: string,
+    args: string[],
+    hooks: readonly HookEntry[] = [],
+  ): Promise<unknown> {
+    const b = this.#roomBase(room);
+    const keys = [
+      `${b}q`,
+      `${b}o`,
+      `${b}m`,
+      `${b}s`,
+      `${b}l`,
+      `${b}u`,
+      `${b}n`,
+      `${b}x`,
+      `${b}w`,
+      `${b}c`,
+    ];
+    for (const h of hooks) keys.push(`${b}h:${h.name}`, `${b}d:${h.name}`);
+    const argv = [
+      ...this.#base,
+      String(hooks.length),
+      ...hooks.map((h) => h.letters),
+      room,
+      ...args,
+    ];
+    const driver = await this.#connect();
+    return await this.#call(this.#evalOn(driver, ROOM_SCRIPTS[name], keys, argv));
+  }
+
+  /** One plain command; `key` routes it on a cluster. */
+  async #cmd(args: string[], key: string): Promise<unknown> {
+    const driver = await this.#connect();
+    return await this.#call(driver.command(args, key));
+  }
+
+  /** Run `fn` over `items`, a few at a time. */
+  async #each<T>(items: T[], fn: (item: T) => Promise<unknown>): Promise<void> {
+    for (let i = 0; i < items.length; i += 32) {
+      await Promise.all(items.slice(i, i + 32).map(fn));
+    }
+  }
+
+  /**
+   * A room script that answers `[status, stamp, ...events]`: deliver its
+   * events, check the writer's counter, and mark the room in the hook
+   * indices of the hooks that took one of its events.
+   */
+  async #mutate(name: RoomScript, room: string, args: string[]): Promise<ScriptResult> {
+    const hooks = await this.#hookList();
+    const reply = asStrings(await this.#room(name, room, args, hooks));
     const events: PresenceEvent[] = [];
     let waits: Array<Promise<void>> | null = null;
-    if (reply[1]) this.#checkCounter(reply[1]);
+    if (reply[1]) {
+      const i = reply[1].indexOf(":");
+      this.#checkCounter(`${reply[1].slice(i + 1)}\0${room}`, Number(reply[1].slice(0, i)));
+    }
+    const letters = new Set<string>();
     for (let i = 2; i < reply.length; i++) {
       const event = JSON.parse(reply[i]!) as PresenceEvent;
       events.push(event);
+      letters.add(LETTER[event.type]);
       const wait = this.#offer(event, true);
       if (wait !== null) (waits ??= []).push(wait);
+    }
+    if (letters.size > 0) {
+      const k = bucketOf(room);
+      await Promise.all(
+        hooks.filter((h) => [...letters].some((l) => h.letters.includes(l))).map((h) => {
+          const [z, v] = this.#hookIndex(h.name, k);
+          return this.#markIndex(z, v, room, "0");
+        }),
+      );
     }
     // An event held behind a catch-up still goes out before this resolves.
     if (waits !== null) await Promise.all(waits);
     return { status: reply[0]!, events };
   }
 
-  #stateOutcome(result: ScriptResult): PresenceEvent | null | "not_member" {
+  async #stateOutcome(
+    room: string,
+    result: ScriptResult,
+    at: string,
+  ): Promise<PresenceEvent | null | "not_member"> {
     if (result.status === "not_member") return "not_member";
-    return result.status === "ok" ? result.events.at(-1)! : null;
+    if (result.status !== "ok") return null;
+    if (at !== "") {
+      const [z, v] = this.#dueIndex(bucketOf(room));
+      await this.#markIndex(z, v, room, at);
+    }
+    return result.events.at(-1)!;
+  }
+
+  // -------------------------------------------------------------------------
+  // Keys and indices
+
+  /** Prefix of a room's keys: the prefix and the room's hash tag. */
+  #roomBase(room: string): string {
+    return this.#prefix + tagged(room);
+  }
+
+  #userBase(user: string): string {
+    return `${this.#prefix}u${tagged(user)}`;
+  }
+
+  #metaKey(connectionId: string): string {
+    return `${this.#prefix}d${tagged(connectionId)}m`;
+  }
+
+  /** Bucket `k` of the index of rooms with due states: zset and versions. */
+  #dueIndex(k: number): [string, string] {
+    const b = `${this.#prefix}{@x${k}}:`;
+    return [`${b}x`, `${b}xv`];
+  }
+
+  /** Bucket `k` of the index of rooms with due events of hook `name`. */
+  #hookIndex(name: string, k: number): [string, string] {
+    const b = `${this.#prefix}{@h${k}}:`;
+    return [`${b}h:${name}`, `${b}hv:${name}`];
+  }
+
+  #nonce = 0;
+  readonly #handleId = crypto.randomUUID().slice(0, 8);
+
+  /**
+   * Put `member` in an index (zset) with `score`, or move it earlier, and
+   * give it a new version, after its room was written: a reader that looked
+   * at the room before this write sees the version change and keeps it.
+   */
+  async #markIndex(z: string, v: string, member: string, score: string): Promise<void> {
+    const ttl = String(this.#keyTtlMs);
+    await Promise.all([
+      this.#cmd(["HSET", v, member, `${this.#handleId}.${++this.#nonce}`], v),
+      this.#cmd(["ZADD", z, "LT", score, member], z),
+      this.#cmd(["PEXPIRE", z, ttl], z),
+      this.#cmd(["PEXPIRE", v, ttl], v),
+    ]);
+  }
+
+  /** The same for an index that is a set. */
+  async #markSet(set: string, v: string, member: string): Promise<void> {
+    const ttl = String(this.#keyTtlMs);
+    await Promise.all([
+      this.#cmd(["HSET", v, member, `${this.#handleId}.${++this.#nonce}`], v),
+      this.#cmd(["SADD", set, member], set),
+      this.#cmd(["PEXPIRE", set, ttl], set),
+      this.#cmd(["PEXPIRE", v, ttl], v),
+    ]);
+  }
+
+  /** Record `room` in the instance's index of rooms it has members in. */
+  async #indexRoom(instance: string, room: string): Promise<void> {
+    let rooms = this.#indexed.get(instance);
+    if (rooms?.has(room)) return;
+    const key = `${this.#g}ir:${instance}`;
+    await Promise.all([
+      this.#cmd(["SADD", key, room], key),
+      this.#cmd(["PEXPIRE", key, String(this.#keyTtlMs)], key),
+    ]);
+    rooms = this.#indexed.get(instance);
+    if (rooms === undefined) this.#indexed.set(instance, rooms = new Set());
+    rooms.add(room);
+  }
+
+  /** The hook registry, read again once it is older than `HOOKS_FRESH_MS`. */
+  #hookList(): Promise<HookEntry[]> | HookEntry[] {
+    const now = Date.now();
+    if (now - this.#hooksAt < HOOKS_FRESH_MS) return this.#hooks;
+    if (this.#hooksRead !== null && now - this.#hooksReadAt < HOOKS_FRESH_MS) return this.#hooksRead;
+    const started = now;
+    this.#hooksReadAt = started;
+    const read = (async () => {
+      const all = asStrings(await this.#slot("call", [`${this.#g}hooks`], ["HGETALL"]));
+      return this.#setHooks(all, started);
+    })();
+    this.#hooksRead = read;
+    read.then(() => {
+      if (this.#hooksRead === read) this.#hooksRead = null;
+    }, () => {
+      if (this.#hooksRead === read) this.#hooksRead = null;
+    });
+    return read;
+  }
+
+  #hooksReadAt = -Infinity;
+
+  #setHooks(flat: string[], started: number): HookEntry[] {
+    const hooks: HookEntry[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) hooks.push({ name: flat[i]!, letters: flat[i + 1]! });
+    if (started >= this.#hooksAt) {
+      this.#hooks = hooks;
+      this.#hooksAt = started;
+    }
+    return hooks;
   }
 
   /** The seq up to which a watched room was delivered, so a write can fill the gap. */
@@ -1248,7 +1697,7 @@ export class RedisPresenceStore implements PresenceStore {
     if (w.busy || this.#closed) return;
     w.busy = true;
     let failed = false;
-    const channel = `${this.#prefix}c:${room}`;
+    const channel = `${this.#roomBase(room)}c`;
     (async () => {
       const driver = await this.#connect();
       while (!this.#closed) {
@@ -1346,15 +1795,15 @@ export class RedisPresenceStore implements PresenceStore {
     let r: string[];
     if (initial) {
       const age = Date.now() - w.startedAt! + WATCH_SLACK_MS;
-      r = asStrings(await this.#run("catchUp", [room, "-1", String(age)]));
+      r = asStrings(await this.#room("catchUp", room, ["-1", String(age)]));
     } else {
-      r = asStrings(await this.#run("catchUp", [room, String(since), "0"]));
+      r = asStrings(await this.#room("catchUp", room, [String(since), "0"]));
       if (since >= 0 && Number(r[0]) < since) {
         // The room started over (data loss): everything in it is new.
         outcome = "regressed";
         this.#known.delete(room);
         w.lastSeq = since = 0;
-        r = asStrings(await this.#run("catchUp", [room, "0", "0"]));
+        r = asStrings(await this.#room("catchUp", room, ["0", "0"]));
       }
     }
     if (initial) {
@@ -1405,23 +1854,32 @@ export class RedisPresenceStore implements PresenceStore {
         this.#recoverAgain = false;
         const driver = await this.#connect();
         const epoch = asStrings(
-          await this.#runOn(driver, "epoch", [crypto.randomUUID()]),
+          await this.#evalOn(driver, SLOT_SCRIPTS.epoch, [`${this.#g}epoch`], [crypto.randomUUID()]),
         )[0]!;
         let lost = epoch !== this.#epoch || this.#rolledBack;
         this.#rolledBack = false;
         this.#epoch = epoch;
         for (const instance of this.#leases) {
-          const score = await driver.command([
-            "ZSCORE",
-            `${this.#prefix}leases`,
-            instance,
-          ]);
+          const score = await this.#slot("call", [`${this.#g}leases`], ["ZSCORE", instance]);
           if (score === null || score === undefined) lost = true;
+        }
+        // A room's shard may have come back from an older copy without any
+        // write here since: compare the counters of the rooms written.
+        if (!lost) {
+          const rolled = await Promise.all(
+            [...this.#renewals].filter(([key]) => key.includes("\0")).map(async ([key, w]) => {
+              const cut = key.indexOf("\0");
+              const c = await this.#room("counter", key.slice(cut + 1), [key.slice(0, cut)]);
+              return Number(c) < w;
+            }),
+          );
+          if (rolled.some(Boolean)) lost = true;
         }
         if (lost) {
           // Until the server renews them, these leases are not ours to check.
           this.#leases.clear();
           this.#renewals.clear();
+          this.#indexed.clear();
           this.#known.clear();
           for (const w of this.#watches.values()) w.lastSeq = 0;
         }
@@ -1453,14 +1911,27 @@ export class RedisPresenceStore implements PresenceStore {
     });
   }
 
+  /**
+   * Refresh the TTL backstop of what a live instance and its watched rooms
+   * still need, and drop rooms where it has no member left from its index.
+   */
   async #touch(instanceId: string): Promise<void> {
-    const rooms = [...this.#watches.keys()];
-    for (let i = 0; i === 0 || i < rooms.length; i += 256) {
-      await this.#run("touch", [
-        i === 0 ? instanceId : "",
-        ...rooms.slice(i, i + 256),
-      ]);
-    }
+    const indexed = this.#indexed.get(instanceId) ?? new Set<string>();
+    const rooms = new Set([...this.#watches.keys(), ...indexed]);
+    await this.#each([...rooms], (room) => this.#room("touch", room, []));
+    const key = `${this.#g}ir:${instanceId}`;
+    await this.#each([...indexed], async (room) => {
+      const ids = asStrings(await this.#room("roomOwned", room, [instanceId]));
+      // A join about to record the room again re-adds it before its script.
+      if (ids.length === 0 && this.#indexed.get(instanceId)?.delete(room)) {
+        await this.#cmd(["SREM", key, room], key);
+      }
+    });
+    const cids = asStrings(await this.#slot("call", [`${this.#g}k:${instanceId}`], ["SMEMBERS"]));
+    await this.#each(cids, (cid) => {
+      const d = this.#metaKey(cid);
+      return this.#cmd(["PEXPIRE", d, String(this.#keyTtlMs)], d);
+    });
   }
 
   #report(error: unknown, event: PresenceEvent | null): void {

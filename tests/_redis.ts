@@ -167,3 +167,123 @@ export async function startRedis(options: { dir?: string } = {}): Promise<RedisS
     },
   };
 }
+
+/** The redis-cli binary the cluster tests use. */
+export const REDIS_CLI_BIN: string = process.env.PRESENTLY_REDIS_CLI ?? "redis-cli";
+
+/** A running Redis Cluster of masters only, owned by the test. */
+export interface RedisClusterServer {
+  /** One `redis://127.0.0.1:<port>` per master (any of them is a seed). */
+  urls: string[];
+  ports: number[];
+  /** Send one command line to a node; answers the raw reply. */
+  command(port: number, line: string): Promise<string>;
+  /** `INFO commandstats` calls per command (lower case) on a node. */
+  commandStats(port: number): Promise<Map<string, number>>;
+  /** Stop every node. */
+  stop(): Promise<void>;
+}
+
+/** Send one inline command to 127.0.0.1:`port`; answers the raw reply. */
+export function redisCommand(port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    let data = "";
+    socket.setTimeout(5_000, () => {
+      socket.destroy();
+      reject(new Error(`no reply to ${line} on ${port}`));
+    });
+    socket.once("error", reject);
+    socket.on("data", (chunk) => {
+      data += chunk.toString();
+      // A status, an error, an integer, or a complete bulk string.
+      const bulk = data.match(/^\$(-?\d+)\r\n/);
+      if (
+        (/^[+\-:]/.test(data) && data.endsWith("\r\n")) ||
+        (bulk && (Number(bulk[1]) < 0 || data.length >= bulk[0].length + Number(bulk[1]) + 2))
+      ) {
+        socket.destroy();
+        resolve(data);
+      }
+    });
+    socket.connect(port, "127.0.0.1", () => socket.write(`${line}\r\n`));
+  });
+}
+
+/**
+ * Start a Redis Cluster of `masters` nodes on free ports (cluster bus ports
+ * free too), join them with `redis-cli --cluster create … --cluster-replicas
+ * 0 --cluster-yes`, and wait until every node reports `cluster_state:ok`.
+ */
+export async function startRedisCluster(masters = 3): Promise<RedisClusterServer> {
+  const missing = redisMissing();
+  if (missing !== null) throw new Error(missing);
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "presently-cluster-"));
+  const nodes: Child[] = [];
+  const ports: number[] = [];
+  const stop = async () => {
+    for (const c of nodes) c.process.kill("SIGKILL");
+    await Promise.all(nodes.map((c) => c.exited));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      let child: Child | null = null;
+      for (let attempt = 0; attempt < 5 && child === null; attempt++) {
+        const port = await freePort();
+        const bus = await freePort();
+        child = await launch(port, [
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          join(dir, `nodes-${port}.conf`),
+          "--cluster-port",
+          String(bus),
+          "--cluster-node-timeout",
+          "2000",
+          "--dir",
+          dir,
+        ]);
+        if (child !== null) ports.push(port);
+      }
+      if (child === null) throw new Error("redis-server (cluster node) did not start");
+      nodes.push(child);
+    }
+    const created = spawnSync(REDIS_CLI_BIN, [
+      "--cluster",
+      "create",
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      "--cluster-replicas",
+      "0",
+      "--cluster-yes",
+    ], { encoding: "utf8" });
+    if (created.status !== 0) {
+      throw new Error(`redis-cli --cluster create failed: ${created.stderr}${created.stdout}`);
+    }
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const states = await Promise.all(ports.map((p) => redisCommand(p, "CLUSTER INFO")));
+      if (states.every((s) => s.includes("cluster_state:ok"))) break;
+      if (Date.now() > deadline) throw new Error("the Redis Cluster did not become ok");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    urls: ports.map((p) => `redis://127.0.0.1:${p}`),
+    ports,
+    command: redisCommand,
+    async commandStats(port) {
+      const text = await redisCommand(port, "INFO commandstats");
+      const out = new Map<string, number>();
+      for (const m of text.matchAll(/cmdstat_([a-z|_-]+):calls=(\d+)/g)) out.set(m[1]!, Number(m[2]));
+      return out;
+    },
+    stop,
+  };
+}

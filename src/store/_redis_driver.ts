@@ -247,25 +247,25 @@ async function clusterDriver(
   });
   let closed = false;
   let failing = false;
-  const ready = new Set<string>();
-  cluster.on("error", (error) => {
+  const report = (error: unknown) => {
     if (closed || failing) return;
     failing = true;
     hooks.error(error);
-  });
-  cluster.on("node-error", (error) => {
-    if (closed || failing) return;
-    failing = true;
-    hooks.error(error);
-  });
+  };
+  cluster.on("error", report);
+  cluster.on("node-error", report);
   // A node that comes back (a restart, a failover) may have lost writes: the
   // store checks, as after any reconnect. Its shard channels are resubscribed.
+  // ("node-ready" alone also fires for each new pub/sub connection.)
+  const down = new Set<string>();
+  const nodeId = (node: unknown) => {
+    const { host, port } = node as { host?: string; port?: number };
+    return `${host}:${port}`;
+  };
+  cluster.on("node-reconnecting", (node) => down.add(nodeId(node)));
   cluster.on("node-ready", (node) => {
     failing = false;
-    const { host, port } = node as { host?: string; port?: number };
-    const id = `${host}:${port}`;
-    if (ready.has(id) && !closed) hooks.reconnected("command");
-    ready.add(id);
+    if (down.delete(nodeId(node)) && !closed) hooks.reconnected("command");
   });
   await cluster.connect();
   const onMessage: BunListener = (message, channel) => hooks.message(channel, message);

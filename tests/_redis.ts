@@ -180,6 +180,11 @@ export interface RedisClusterServer {
   command(port: number, line: string): Promise<string>;
   /** `INFO commandstats` calls per command (lower case) on a node. */
   commandStats(port: number): Promise<Map<string, number>>;
+  /**
+   * Kill every node (SIGKILL) and start them again on the same ports, empty
+   * but with their cluster configuration, and wait until the cluster is ok.
+   */
+  restart(): Promise<void>;
   /** Stop every node. */
   stop(): Promise<void>;
 }
@@ -224,6 +229,18 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
   const dir = mkdtempSync(join(tmpdir(), "presently-cluster-"));
   const nodes: Child[] = [];
   const ports: number[] = [];
+  const args: string[][] = [];
+  const waitOk = async () => {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const states = await Promise.all(
+        ports.map((p) => redisCommand(p, "CLUSTER INFO").catch(() => "")),
+      );
+      if (states.every((s) => s.includes("cluster_state:ok"))) return;
+      if (Date.now() > deadline) throw new Error("the Redis Cluster did not become ok");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
   const stop = async () => {
     for (const c of nodes) c.process.kill("SIGKILL");
     await Promise.all(nodes.map((c) => c.exited));
@@ -235,7 +252,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
       for (let attempt = 0; attempt < 5 && child === null; attempt++) {
         const port = await freePort();
         const bus = await freePort();
-        child = await launch(port, [
+        const extra = [
           "--cluster-enabled",
           "yes",
           "--cluster-config-file",
@@ -246,8 +263,12 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
           "2000",
           "--dir",
           dir,
-        ]);
-        if (child !== null) ports.push(port);
+        ];
+        child = await launch(port, extra);
+        if (child !== null) {
+          ports.push(port);
+          args.push(extra);
+        }
       }
       if (child === null) throw new Error("redis-server (cluster node) did not start");
       nodes.push(child);
@@ -263,13 +284,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
     if (created.status !== 0) {
       throw new Error(`redis-cli --cluster create failed: ${created.stderr}${created.stdout}`);
     }
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const states = await Promise.all(ports.map((p) => redisCommand(p, "CLUSTER INFO")));
-      if (states.every((s) => s.includes("cluster_state:ok"))) break;
-      if (Date.now() > deadline) throw new Error("the Redis Cluster did not become ok");
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitOk();
   } catch (error) {
     await stop();
     throw error;
@@ -278,10 +293,26 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
     urls: ports.map((p) => `redis://127.0.0.1:${p}`),
     ports,
     command: redisCommand,
+    async restart() {
+      for (const c of nodes) c.process.kill("SIGKILL");
+      await Promise.all(nodes.map((c) => c.exited));
+      for (let i = 0; i < ports.length; i++) {
+        let child: Child | null = null;
+        for (let attempt = 0; attempt < 50 && child === null; attempt++) {
+          child = await launch(ports[i]!, args[i]!);
+          if (child === null) await new Promise((r) => setTimeout(r, 100));
+        }
+        if (child === null) throw new Error(`cluster node ${ports[i]} did not restart`);
+        nodes[i] = child;
+      }
+      await waitOk();
+    },
     async commandStats(port) {
       const text = await redisCommand(port, "INFO commandstats");
       const out = new Map<string, number>();
-      for (const m of text.matchAll(/cmdstat_([a-z|_-]+):calls=(\d+)/g)) out.set(m[1]!, Number(m[2]));
+      for (const m of text.matchAll(/cmdstat_([a-z|_-]+):calls=(\d+)/g)) {
+        out.set(m[1]!, Number(m[2]));
+      }
       return out;
     },
     stop,

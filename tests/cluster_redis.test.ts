@@ -1,5 +1,6 @@
-// A mixed cluster on one real redis-server: 3 instance processes (2 on Deno,
-// 1 on Bun) of tests/fixtures/cluster_node.ts. Clients on different instances
+// A mixed cluster of 3 instance processes (2 on Deno, 1 on Bun) of
+// tests/fixtures/cluster_node.ts, on one real redis-server and on a real
+// 3-master Redis Cluster (each instance given a different seed node). Clients on different instances
 // see each other; a kill -9 is cleaned up within the lease TTL + 1 s; a Redis
 // restart converges back to the truth. The Deno process orchestrates, so under
 // Bun the suite is skipped.
@@ -7,7 +8,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { RawClient, RUNTIME, waitUntil } from "./_harness.ts";
-import { redisMissing, type RedisServer, startRedis } from "./_redis.ts";
+import { redisMissing, startRedis, startRedisCluster } from "./_redis.ts";
 import { BUN_BIN, type ClusterNode, roomView, spawnNode } from "./_cluster.ts";
 import process from "node:process";
 
@@ -37,8 +38,43 @@ if (RUNTIME !== "deno") {
     console.log(`\n!!!!! [cluster_redis] MISSING: ${line} !!!!!\n`);
   }
 
-  describe("Redis cluster: 2 Deno + 1 Bun instances on one Redis", () => {
-    let redis: RedisServer;
+  /** Where the instances keep presence: one redis-server or a Redis Cluster. */
+  interface Backend {
+    /** Env for instance `i` (0..2). */
+    env(i: number): Record<string, string>;
+    restart(): Promise<void>;
+    stop(): Promise<void>;
+  }
+  const single = async (): Promise<Backend> => {
+    const redis = await startRedis();
+    return {
+      env: () => ({ REDIS_URL: redis.url }),
+      restart: () => redis.restart(),
+      stop: () => redis.stop(),
+    };
+  };
+  const sharded = async (): Promise<Backend> => {
+    const cluster = await startRedisCluster(3);
+    return {
+      env: (i) => ({ REDIS_CLUSTER: cluster.urls[i % cluster.urls.length]! }),
+      restart: () => cluster.restart(),
+      stop: () => cluster.stop(),
+    };
+  };
+  suite("one Redis", single);
+  suite("a 3-master Redis Cluster", sharded);
+}
+
+function suite(
+  label: string,
+  start: () => Promise<{
+    env(i: number): Record<string, string>;
+    restart(): Promise<void>;
+    stop(): Promise<void>;
+  }>,
+): void {
+  describe(`Redis cluster: 2 Deno + 1 Bun instances on ${label}`, () => {
+    let redis: Awaited<ReturnType<typeof start>>;
     let nodes: ClusterNode[] = [];
     let A: ClusterNode;
     let B: ClusterNode;
@@ -96,16 +132,17 @@ if (RUNTIME !== "deno") {
     };
 
     before(async () => {
-      redis = await startRedis();
-      const env = {
-        REDIS_URL: redis.url,
-        REDIS_PREFIX: `cluster${crypto.randomUUID().slice(0, 8)}:`,
+      redis = await start();
+      const prefix = `cluster${crypto.randomUUID().slice(0, 8)}:`;
+      const env = (i: number) => ({
+        ...redis.env(i),
+        REDIS_PREFIX: prefix,
         LEASE_TTL_MS: String(LEASE_TTL_MS),
-      };
+      });
       nodes = await Promise.all([
-        spawnNode("A (deno)", "deno", env),
-        spawnNode("B (deno)", "deno", env),
-        spawnNode(BUN_BIN ? "C (bun)" : "C (deno)", BUN_BIN ? "bun" : "deno", env),
+        spawnNode("A (deno)", "deno", env(0)),
+        spawnNode("B (deno)", "deno", env(1)),
+        spawnNode(BUN_BIN ? "C (bun)" : "C (deno)", BUN_BIN ? "bun" : "deno", env(2)),
       ]);
       [A, B, C] = nodes as [ClusterNode, ClusterNode, ClusterNode];
     });
@@ -236,7 +273,7 @@ if (RUNTIME !== "deno") {
         ]);
         const cleanupMs = Date.now() - started;
         console.log(
-          `[cluster_redis] kill -9 cleanup: every survivor saw the leaves ${cleanupMs} ms after SIGKILL (lease TTL ${LEASE_TTL_MS} ms)`,
+          `[cluster_redis] ${label}: kill -9 cleanup: every survivor saw the leaves ${cleanupMs} ms after SIGKILL (lease TTL ${LEASE_TTL_MS} ms)`,
         );
         assert.ok(cleanupMs <= LEASE_TTL_MS + 1_000, `cleanup took ${cleanupMs} ms`);
 
@@ -289,7 +326,7 @@ if (RUNTIME !== "deno") {
           "snapshots to converge after the restart",
         );
         console.log(
-          `[cluster_redis] Redis restart: snapshots converged ${
+          `[cluster_redis] ${label}: Redis restart: snapshots converged ${
             Date.now() - started
           } ms after the restart began`,
         );

@@ -223,6 +223,18 @@ function tagged(s: string): string {
   return `{${toHex(new TextEncoder().encode(s).buffer as ArrayBuffer)}}#`;
 }
 
+/** CRC16-XMODEM of `s`'s UTF-8 bytes: Redis Cluster's key slot is this mod 16384. */
+function crc16(s: string): number {
+  let crc = 0;
+  for (const byte of new TextEncoder().encode(s)) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) {
+      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+  }
+  return crc;
+}
+
 /** Which index bucket a room is in (FNV-1a of its name). */
 function bucketOf(room: string): number {
   let h = 0x811c9dc5;
@@ -360,7 +372,11 @@ export class RedisPresenceStore implements PresenceStore {
    */
   #offset = 0;
   #touchedAt = new Map<string, number>();
-  #epoch: string | null = null;
+  /**
+   * The epoch id per epoch key: one key on a single Redis, one on each
+   * master of a cluster (a master that comes back empty loses its own).
+   */
+  #epochs = new Map<string, string>();
   /**
    * The write counters last read, per instance renewed here (the renewal
    * counter, key `instance`) and per room written (key `instance\0room`):
@@ -378,6 +394,7 @@ export class RedisPresenceStore implements PresenceStore {
   /** A rollback was seen: the next recovery treats it as lost data. */
   #rolledBack = false;
   #recovering = false;
+  #retryRecover: ReturnType<typeof setTimeout> | null = null;
   #recoverAgain = false;
   #resetQueued = false;
   #closed = false;
@@ -904,7 +921,9 @@ export class RedisPresenceStore implements PresenceStore {
    */
   async registerHook(name: string, types: readonly HookEventType[]): Promise<void> {
     const started = Date.now();
-    const all = asStrings(await this.#slot("registerHook", [`${this.#g}hooks`], [name, hookTypes(types)]));
+    const all = asStrings(
+      await this.#slot("registerHook", [`${this.#g}hooks`], [name, hookTypes(types)]),
+    );
     this.#setHooks(all, started);
     await sleep(HOOKS_FRESH_MS + 20);
   }
@@ -1000,7 +1019,16 @@ export class RedisPresenceStore implements PresenceStore {
     const d = this.#metaKey(connectionId);
     await Promise.all([
       this.#cmd(
-        ["HSET", d, "i", instanceId, "g", this.#gens.get(instanceId) ?? "0", "m", JSON.stringify(meta)],
+        [
+          "HSET",
+          d,
+          "i",
+          instanceId,
+          "g",
+          this.#gens.get(instanceId) ?? "0",
+          "m",
+          JSON.stringify(meta),
+        ],
         d,
       ),
       this.#cmd(["PEXPIRE", d, String(this.#keyTtlMs)], d),
@@ -1287,6 +1315,7 @@ export class RedisPresenceStore implements PresenceStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#retryRecover !== null) clearTimeout(this.#retryRecover);
     this.#listeners.clear();
     this.#resetListeners = [];
     for (const w of this.#watches.values()) {
@@ -1327,10 +1356,7 @@ export class RedisPresenceStore implements PresenceStore {
         error: (error) => this.#report(error, null),
       });
       try {
-        const epoch = asStrings(
-          await this.#evalOn(d, SLOT_SCRIPTS.epoch, [`${this.#g}epoch`], [crypto.randomUUID()]),
-        );
-        this.#epoch = epoch[0]!;
+        this.#epochs = await this.#readEpochs(d);
       } catch (error) {
         await d.close();
         throw error;
@@ -1371,6 +1397,38 @@ export class RedisPresenceStore implements PresenceStore {
       if (!isNoScript(error)) throw error;
       return await driver.command(["EVAL", source, ...tail], keys[0]);
     }
+  }
+
+  /**
+   * Read (or create) the epoch ids: a random id kept in a key that is gone
+   * only when Redis lost its data. On a cluster, one key per master, each
+   * with a hash tag that falls in that master's slots.
+   */
+  async #readEpochs(driver: RedisDriver): Promise<Map<string, string>> {
+    const keys: string[] = [];
+    if (this.#cluster === null) keys.push(`${this.#g}epoch`);
+    else {
+      const ranges = (await driver.command(["CLUSTER", "SLOTS"])) as Array<
+        [number, number, [string, number, string?]]
+      >;
+      const owner = (slot: number) =>
+        ranges.find(([lo, hi]) => slot >= lo && slot <= hi)?.[2]?.slice(0, 2).join(":");
+      const masters = new Set(ranges.map(([, , node]) => node.slice(0, 2).join(":")));
+      for (let n = 0; masters.size > 0 && n < 100_000; n++) {
+        const master = owner(crc16(`@e${n}`) % 16384);
+        if (master !== undefined && masters.delete(master)) {
+          keys.push(`${this.#prefix}{@e${n}}:epoch`);
+        }
+      }
+    }
+    const out = new Map<string, string>();
+    for (const key of keys) {
+      const r = asStrings(
+        await this.#call(this.#evalOn(driver, SLOT_SCRIPTS.epoch, [key], [crypto.randomUUID()])),
+      );
+      out.set(key, r[0]!);
+    }
+    return out;
   }
 
   /** Run a script outside the rooms; all its keys share one slot. */
@@ -1549,7 +1607,9 @@ export class RedisPresenceStore implements PresenceStore {
   #hookList(): Promise<HookEntry[]> | HookEntry[] {
     const now = Date.now();
     if (now - this.#hooksAt < HOOKS_FRESH_MS) return this.#hooks;
-    if (this.#hooksRead !== null && now - this.#hooksReadAt < HOOKS_FRESH_MS) return this.#hooksRead;
+    if (this.#hooksRead !== null && now - this.#hooksReadAt < HOOKS_FRESH_MS) {
+      return this.#hooksRead;
+    }
     const started = now;
     this.#hooksReadAt = started;
     const read = (async () => {
@@ -1569,7 +1629,9 @@ export class RedisPresenceStore implements PresenceStore {
 
   #setHooks(flat: string[], started: number): HookEntry[] {
     const hooks: HookEntry[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) hooks.push({ name: flat[i]!, letters: flat[i + 1]! });
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      hooks.push({ name: flat[i]!, letters: flat[i + 1]! });
+    }
     if (started >= this.#hooksAt) {
       this.#hooks = hooks;
       this.#hooksAt = started;
@@ -1853,12 +1915,12 @@ export class RedisPresenceStore implements PresenceStore {
       do {
         this.#recoverAgain = false;
         const driver = await this.#connect();
-        const epoch = asStrings(
-          await this.#evalOn(driver, SLOT_SCRIPTS.epoch, [`${this.#g}epoch`], [crypto.randomUUID()]),
-        )[0]!;
-        let lost = epoch !== this.#epoch || this.#rolledBack;
-        this.#rolledBack = false;
-        this.#epoch = epoch;
+        const epochs = await this.#readEpochs(driver);
+        let lost = this.#rolledBack;
+        for (const [key, epoch] of epochs) {
+          const known = this.#epochs.get(key);
+          if (known !== undefined && known !== epoch) lost = true;
+        }
         for (const instance of this.#leases) {
           const score = await this.#slot("call", [`${this.#g}leases`], ["ZSCORE", instance]);
           if (score === null || score === undefined) lost = true;
@@ -1875,22 +1937,34 @@ export class RedisPresenceStore implements PresenceStore {
           );
           if (rolled.some(Boolean)) lost = true;
         }
+        // Only now is the loss known for sure; until here a failure (a node
+        // still coming back) keeps the old epochs and the rollback flag, so
+        // the retry below finds the loss again.
+        this.#epochs = epochs;
         if (lost) {
+          this.#rolledBack = false;
           // Until the server renews them, these leases are not ours to check.
           this.#leases.clear();
           this.#renewals.clear();
           this.#indexed.clear();
           this.#known.clear();
           for (const w of this.#watches.values()) w.lastSeq = 0;
+          this.#queueReset();
         }
         const outcomes = await Promise.all(
           [...this.#watches].filter(([, w]) => w.subscribed && w.refs > 0)
             .map(([room, w]) => this.#sync(room, w)),
         );
-        if (lost || outcomes.some((o) => o !== "ok")) this.#queueReset();
+        if (outcomes.some((o) => o !== "ok")) this.#queueReset();
       } while (this.#recoverAgain && !this.#closed);
     })().catch((error) => {
-      if (!this.#closed) this.#report(error, null);
+      if (this.#closed) return;
+      this.#report(error, null);
+      // Redis (or a node of it) is not all back yet: check again shortly.
+      this.#retryRecover ??= setTimeout(() => {
+        this.#retryRecover = null;
+        this.#recover();
+      }, 250);
     }).finally(() => {
       this.#recovering = false;
     });

@@ -46,7 +46,7 @@ function counting(kv: Deno.Kv, counts: { entries: number; calls: number }): KvLi
 
 console.log(`| instances | reads/s per instance (entries) | calls/s per instance |`);
 console.log(`|---:|---:|---:|`);
-for (const n of [2, 8, 32]) {
+for (const n of [1, 2, 8, 32]) {
   const kv = await Deno.openKv(":memory:");
   const counts = Array.from({ length: n }, () => ({ entries: 0, calls: 0 }));
   const servers = counts.map((c, i) => {

@@ -40,6 +40,7 @@ import { Listeners } from "./_listeners.ts";
 import { hookTypes, pageSize } from "./_queries.ts";
 import { toHex } from "../_hex.ts";
 import { openDriver, type RedisDriver } from "./_redis_driver.ts";
+import { type Received, received } from "./_redis_probe.ts";
 import { ROOM_SCRIPTS, type RoomScript, SLOT_SCRIPTS, type SlotScript } from "./_redis_lua.ts";
 
 export type {
@@ -394,6 +395,8 @@ export class RedisPresenceStore implements PresenceStore {
   /** A rollback was seen: the next recovery treats it as lost data. */
   #rolledBack = false;
   #recovering = false;
+  /** What arrived over pub/sub (read by the counting benchmarks). */
+  readonly #received: Received = { messages: 0, events: 0 };
   #retryRecover: ReturnType<typeof setTimeout> | null = null;
   #recoverAgain = false;
   #resetQueued = false;
@@ -461,6 +464,7 @@ export class RedisPresenceStore implements PresenceStore {
             : "A presence store listener threw:",
           error,
         ));
+    received.set(this, this.#received);
     this.#connect().catch(() => {});
   }
 
@@ -1657,6 +1661,8 @@ export class RedisPresenceStore implements PresenceStore {
       this.#report(error, null);
       return;
     }
+    this.#received.messages++;
+    this.#received.events += events.length;
     for (const event of events) this.#offer(event, false);
   }
 

@@ -180,6 +180,21 @@ export interface RedisClusterServer {
   command(port: number, line: string): Promise<string>;
   /** `INFO commandstats` calls per command (lower case) on a node. */
   commandStats(port: number): Promise<Map<string, number>>;
+  /** The port of the master that owns `key`'s slot. */
+  ownerOf(key: string): Promise<number>;
+  /**
+   * Move `key`'s slot to the master on `toPort` the way `redis-cli --cluster
+   * reshard` does (IMPORTING/MIGRATING, MIGRATE key by key, SETSLOT NODE),
+   * pausing `pauseMs` after each key so traffic meets the half-moved slot;
+   * `migrated` runs once every key moved, before the slot is handed over.
+   * Answers how many keys moved.
+   */
+  moveSlot(
+    key: string,
+    toPort: number,
+    pauseMs?: number,
+    migrated?: () => Promise<void>,
+  ): Promise<number>;
   /**
    * Kill every node (SIGKILL) and start them again on the same ports, empty
    * but with their cluster configuration, and wait until the cluster is ok.
@@ -293,6 +308,39 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
     urls: ports.map((p) => `redis://127.0.0.1:${p}`),
     ports,
     command: redisCommand,
+    ownerOf: (key) => slotOwner(ports, key),
+    async moveSlot(key, toPort, pauseMs = 0, migrated) {
+      const from = await slotOwner(ports, key);
+      const slot = Number((await redisCommand(ports[0]!, `CLUSTER KEYSLOT ${key}`)).slice(1));
+      const id = async (port: number) => (await cli(port, ["CLUSTER", "MYID"])).trim();
+      const [fromId, toId] = [await id(from), await id(toPort)];
+      await cli(toPort, ["CLUSTER", "SETSLOT", String(slot), "IMPORTING", fromId]);
+      await cli(from, ["CLUSTER", "SETSLOT", String(slot), "MIGRATING", toId]);
+      let moved = 0;
+      for (;;) {
+        const keys = (await cli(from, ["CLUSTER", "GETKEYSINSLOT", String(slot), "1"]))
+          .split("\n").filter((k) => k !== "");
+        if (keys.length === 0) break;
+        const out = await cli(from, [
+          "MIGRATE",
+          "127.0.0.1",
+          String(toPort),
+          "",
+          "0",
+          "5000",
+          "KEYS",
+          ...keys,
+        ]);
+        if (!out.startsWith("OK") && !out.startsWith("NOKEY")) throw new Error(`MIGRATE: ${out}`);
+        moved += keys.length;
+        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+      }
+      await migrated?.();
+      for (const port of [toPort, from, ...ports.filter((p) => p !== toPort && p !== from)]) {
+        await cli(port, ["CLUSTER", "SETSLOT", String(slot), "NODE", toId]);
+      }
+      return moved;
+    },
     async restart() {
       for (const c of nodes) c.process.kill("SIGKILL");
       await Promise.all(nodes.map((c) => c.exited));
@@ -317,4 +365,33 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
     },
     stop,
   };
+}
+
+/** Run redis-cli against 127.0.0.1:`port` without blocking the event loop; answers its stdout. */
+async function cli(port: number, args: string[]): Promise<string> {
+  const { execFile } = await import("node:child_process");
+  return await new Promise((resolve, reject) => {
+    execFile(REDIS_CLI_BIN, ["-p", String(port), ...args], (error, stdout) => {
+      if (error) reject(error);
+      else resolve(String(stdout));
+    });
+  });
+}
+
+/** The port of the master serving `key`'s slot, from CLUSTER NODES. */
+async function slotOwner(ports: number[], key: string): Promise<number> {
+  const slot = Number((await redisCommand(ports[0]!, `CLUSTER KEYSLOT ${key}`)).slice(1));
+  const nodes = await cli(ports[0]!, ["CLUSTER", "NODES"]);
+  // "<id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot or lo-hi>..."
+  for (const line of nodes.split("\n")) {
+    const f = line.trim().split(" ");
+    if (f.length < 9 || !f[2]!.includes("master")) continue;
+    const port = Number(f[1]!.split("@")[0]!.split(":")[1]);
+    for (const range of f.slice(8)) {
+      if (range.startsWith("[")) continue; // a slot being imported or migrated
+      const [lo, hi = lo] = range.split("-").map(Number);
+      if (slot >= lo! && slot <= hi!) return port;
+    }
+  }
+  throw new Error(`no master owns slot ${slot}`);
 }

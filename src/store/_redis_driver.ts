@@ -30,6 +30,11 @@ export interface DriverHooks {
   reconnected(which: "command" | "pubsub"): void;
   /** A connection failed (reported once per outage). */
   error(error: unknown): void;
+  /**
+   * A sharded channel's slot moved to another node (cluster only): the
+   * client subscribes there again, and messages published meanwhile are lost.
+   */
+  channelMoved?(channel: string): void;
 }
 
 /** Connection settings shared by both clients. */
@@ -201,6 +206,10 @@ async function nodeRedisDriver(
 // -- npm redis, cluster mode ------------------------------------------------
 
 interface NodeRedisCluster {
+  /** Its masters; `pubSub` is a master's sharded pub/sub connection. */
+  readonly masters: ReadonlyArray<{
+    pubSub?: { client: { on(event: string, listener: (channel: string) => void): unknown } };
+  }>;
   connect(): Promise<unknown>;
   sendCommand(key: string | undefined, readonly: boolean, args: string[]): Promise<unknown>;
   sSubscribe(channel: string, listener: BunListener): Promise<void>;
@@ -269,11 +278,28 @@ async function clusterDriver(
   });
   await cluster.connect();
   const onMessage: BunListener = (message, channel) => hooks.message(channel, message);
+  // The client moves a sharded subscription whose slot moved by itself, but
+  // tells only its node connection: listen there, on each one as it appears.
+  const watched = new WeakSet<object>();
+  const watchMoves = () => {
+    for (const master of cluster.masters) {
+      const client = master.pubSub?.client;
+      if (client === undefined || watched.has(client)) continue;
+      watched.add(client);
+      client.on("sharded-channel-moved", (channel) => {
+        hooks.channelMoved?.(channel);
+        setTimeout(watchMoves, 50);
+      });
+    }
+  };
   return {
     kind: "node-redis-cluster",
     ordered: false,
     command: (args, key) => cluster.sendCommand(key, false, args),
-    subscribe: (channel) => cluster.sSubscribe(channel, onMessage),
+    async subscribe(channel) {
+      await cluster.sSubscribe(channel, onMessage);
+      watchMoves();
+    },
     unsubscribe: (channel) => cluster.sUnsubscribe(channel),
     async close() {
       closed = true;

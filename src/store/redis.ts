@@ -249,6 +249,19 @@ function bucketOf(room: string): number {
 /** Event type -> the letter hooks register it by. */
 const LETTER = { join: "j", leave: "l", state: "s" } as const;
 
+/**
+ * A cluster answer that means "not now, same node, try again": a slot being
+ * migrated with the keys of one call split between two nodes (`TRYAGAIN`),
+ * or the cluster briefly without a quorum (`CLUSTERDOWN`). Nothing was run.
+ */
+function isTransient(error: unknown): boolean {
+  return error instanceof Error &&
+    (error.message.startsWith("TRYAGAIN") || error.message.startsWith("CLUSTERDOWN"));
+}
+
+/** How many times a transient cluster answer is retried (about 5 s in all). */
+const TRANSIENT_RETRIES = 40;
+
 function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith("NOSCRIPT");
 }
@@ -398,6 +411,8 @@ export class RedisPresenceStore implements PresenceStore {
   /** What arrived over pub/sub (read by the counting benchmarks). */
   readonly #received: Received = { messages: 0, events: 0 };
   #retryRecover: ReturnType<typeof setTimeout> | null = null;
+  /** Catch-ups scheduled after a channel moved. */
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #recoverAgain = false;
   #resetQueued = false;
   #closed = false;
@@ -1320,6 +1335,7 @@ export class RedisPresenceStore implements PresenceStore {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#retryRecover !== null) clearTimeout(this.#retryRecover);
+    for (const timer of this.#timers) clearTimeout(timer);
     this.#listeners.clear();
     this.#resetListeners = [];
     for (const w of this.#watches.values()) {
@@ -1358,6 +1374,7 @@ export class RedisPresenceStore implements PresenceStore {
         message: (_channel, message) => this.#onMessage(message),
         reconnected: () => this.#recover(),
         error: (error) => this.#report(error, null),
+        channelMoved: (channel) => this.#channelMoved(channel),
       });
       try {
         this.#epochs = await this.#readEpochs(d);
@@ -1395,11 +1412,25 @@ export class RedisPresenceStore implements PresenceStore {
   ): Promise<unknown> {
     const sha = (await scriptShas()).get(source)!;
     const tail = [String(keys.length), ...keys, ...args];
-    try {
-      return await driver.command(["EVALSHA", sha, ...tail], keys[0]);
-    } catch (error) {
-      if (!isNoScript(error)) throw error;
-      return await driver.command(["EVAL", source, ...tail], keys[0]);
+    return await this.#patient(async () => {
+      try {
+        return await driver.command(["EVALSHA", sha, ...tail], keys[0]);
+      } catch (error) {
+        if (!isNoScript(error)) throw error;
+        return await driver.command(["EVAL", source, ...tail], keys[0]);
+      }
+    });
+  }
+
+  /** Run `call` again after a transient cluster answer (slot migration, no quorum). */
+  async #patient<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!isTransient(error) || attempt >= TRANSIENT_RETRIES || this.#closed) throw error;
+        await sleep(Math.min(200, 10 * 2 ** attempt));
+      }
     }
   }
 
@@ -1476,7 +1507,7 @@ export class RedisPresenceStore implements PresenceStore {
   /** One plain command; `key` routes it on a cluster. */
   async #cmd(args: string[], key: string): Promise<unknown> {
     const driver = await this.#connect();
-    return await this.#call(driver.command(args, key));
+    return await this.#call(this.#patient(() => driver.command(args, key)));
   }
 
   /** Run `fn` over `items`, a few at a time. */
@@ -1974,6 +2005,27 @@ export class RedisPresenceStore implements PresenceStore {
     }).finally(() => {
       this.#recovering = false;
     });
+  }
+
+  /**
+   * A watched room's slot moved to another node: its subscription follows,
+   * and what was published in between is caught up from the room's log, once
+   * the new subscription had time to be in place and once more later.
+   */
+  #channelMoved(channel: string): void {
+    for (const [room, w] of this.#watches) {
+      if (`${this.#roomBase(room)}c` !== channel) continue;
+      for (const ms of [300, 2_000]) {
+        const timer = setTimeout(() => {
+          this.#timers.delete(timer);
+          if (this.#closed || w.refs === 0 || this.#watches.get(room) !== w) return;
+          this.#sync(room, w).then((outcome) => {
+            if (outcome !== "ok") this.#queueReset();
+          }, (error) => this.#report(error, null));
+        }, ms);
+        this.#timers.add(timer);
+      }
+    }
   }
 
   #queueReset(): void {

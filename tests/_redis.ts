@@ -171,17 +171,21 @@ export async function startRedis(options: { dir?: string } = {}): Promise<RedisS
 /** The redis-cli binary the cluster tests use. */
 export const REDIS_CLI_BIN: string = process.env.PRESENTLY_REDIS_CLI ?? "redis-cli";
 
-/** A running Redis Cluster of masters only, owned by the test. */
+/** A running Redis Cluster owned by the test. */
 export interface RedisClusterServer {
-  /** One `redis://127.0.0.1:<port>` per master (any of them is a seed). */
+  /** One `redis://127.0.0.1:<port>` per node (any of them is a seed). */
   urls: string[];
   ports: number[];
+  /** Kill one node with SIGKILL (a crash), and wait for its exit. */
+  kill(port: number): Promise<void>;
   /** Send one command line to a node; answers the raw reply. */
   command(port: number, line: string): Promise<string>;
   /** `INFO commandstats` calls per command (lower case) on a node. */
   commandStats(port: number): Promise<Map<string, number>>;
   /** The port of the master that owns `key`'s slot. */
   ownerOf(key: string): Promise<number>;
+  /** The port of a replica of the master on `master`. */
+  replicaOf(master: number): Promise<number>;
   /**
    * Move `key`'s slot to the master on `toPort` the way `redis-cli --cluster
    * reshard` does (IMPORTING/MIGRATING, MIGRATE key by key, SETSLOT NODE),
@@ -231,11 +235,12 @@ export function redisCommand(port: number, line: string): Promise<string> {
 }
 
 /**
- * Start a Redis Cluster of `masters` nodes on free ports (cluster bus ports
- * free too), join them with `redis-cli --cluster create … --cluster-replicas
- * 0 --cluster-yes`, and wait until every node reports `cluster_state:ok`.
+ * Start a Redis Cluster of `masters` masters with `replicas` replicas each on
+ * free ports (cluster bus ports free too), join them with `redis-cli
+ * --cluster create … --cluster-replicas <replicas> --cluster-yes`, and wait
+ * until every node reports `cluster_state:ok`.
  */
-export async function startRedisCluster(masters = 3): Promise<RedisClusterServer> {
+export async function startRedisCluster(masters = 3, replicas = 0): Promise<RedisClusterServer> {
   const missing = redisMissing();
   if (missing !== null) throw new Error(missing);
   const { mkdtempSync, rmSync } = await import("node:fs");
@@ -245,13 +250,25 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
   const nodes: Child[] = [];
   const ports: number[] = [];
   const args: string[][] = [];
+  const dead = new Set<number>();
   const waitOk = async () => {
     const deadline = Date.now() + 15_000;
     for (;;) {
       const states = await Promise.all(
-        ports.map((p) => redisCommand(p, "CLUSTER INFO").catch(() => "")),
+        ports.filter((p) => !dead.has(p)).map((p) =>
+          redisCommand(p, "CLUSTER INFO").catch(() => "")
+        ),
       );
-      if (states.every((s) => s.includes("cluster_state:ok"))) return;
+      const links = await Promise.all(
+        ports.filter((p) => !dead.has(p)).map((p) =>
+          redisCommand(p, "INFO replication").catch(() => "")
+        ),
+      );
+      if (
+        states.every((s) => s.includes("cluster_state:ok")) &&
+        // Replicas in sync with their masters, so a failover can promote them.
+        links.every((l) => l.includes("role:master") || l.includes("master_link_status:up"))
+      ) return;
       if (Date.now() > deadline) throw new Error("the Redis Cluster did not become ok");
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -262,7 +279,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       let child: Child | null = null;
       for (let attempt = 0; attempt < 5 && child === null; attempt++) {
         const port = await freePort();
@@ -293,7 +310,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
       "create",
       ...ports.map((p) => `127.0.0.1:${p}`),
       "--cluster-replicas",
-      "0",
+      String(replicas),
       "--cluster-yes",
     ], { encoding: "utf8" });
     if (created.status !== 0) {
@@ -308,9 +325,24 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
     urls: ports.map((p) => `redis://127.0.0.1:${p}`),
     ports,
     command: redisCommand,
-    ownerOf: (key) => slotOwner(ports, key),
+    async kill(port) {
+      const c = nodes[ports.indexOf(port)]!;
+      dead.add(port);
+      c.process.kill("SIGKILL");
+      await c.exited;
+    },
+    ownerOf: (key) => slotOwner(ports.filter((p) => !dead.has(p)), key),
+    async replicaOf(master) {
+      const live = ports.filter((p) => !dead.has(p));
+      const nodes = await cli(live[0]!, ["CLUSTER", "NODES"]);
+      const lines = nodes.split("\n").map((l) => l.trim().split(" "));
+      const id = lines.find((f) => f[1]?.startsWith(`127.0.0.1:${master}@`))?.[0];
+      const replica = lines.find((f) => f[2]?.includes("slave") && f[3] === id);
+      if (!replica) throw new Error(`no replica of ${master}`);
+      return Number(replica[1]!.split("@")[0]!.split(":")[1]);
+    },
     async moveSlot(key, toPort, pauseMs = 0, migrated) {
-      const from = await slotOwner(ports, key);
+      const from = await slotOwner(ports.filter((p) => !dead.has(p)), key);
       const slot = Number((await redisCommand(ports[0]!, `CLUSTER KEYSLOT ${key}`)).slice(1));
       const id = async (port: number) => (await cli(port, ["CLUSTER", "MYID"])).trim();
       const [fromId, toId] = [await id(from), await id(toPort)];
@@ -342,6 +374,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterServer
       return moved;
     },
     async restart() {
+      dead.clear();
       for (const c of nodes) c.process.kill("SIGKILL");
       await Promise.all(nodes.map((c) => c.exited));
       for (let i = 0; i < ports.length; i++) {

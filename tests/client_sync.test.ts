@@ -220,6 +220,17 @@ describe("buffering before the snapshot", () => {
     assert.equal(view.states.has("ghost"), false);
   });
 
+  it("a leave for a connection not in the view is no news (a ghost dropped after a failover)", () => {
+    // tests/failover_redis_cluster.test.ts: the server left the rolled-back
+    // ghost out of its view, then its instance dropped it from the store.
+    const view = ready(3, ["a"]);
+    const { updates, gap } = applyEvent(view, [4, "l", "ghost"]);
+    assert.deepEqual(updates, []);
+    assert.equal(gap, false);
+    assert.equal(view.seq, 4); // the sequence still moves on
+    assert.deepEqual([...view.members.keys()], ["a"]);
+  });
+
   it("a stale event from before a store restart never lands on a later snapshot (sim seed 326)", () => {
     const view = ready(14, ["a"]);
     // From the old store: seq 16, while the new store is at 14.

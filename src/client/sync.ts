@@ -267,9 +267,12 @@ export function applyEvent<State, Meta extends Metadata>(
       }
       members.set(id, value as Meta);
     } else if (kind === "l") {
-      members.delete(id);
-      states.delete(id);
-      updates.push({ type: "leave", room, connectionId: id, seq });
+      // One that is not a member (a ghost a server left out of its view after
+      // a store rollback, dropped now) leaves nothing: no news either.
+      if (members.delete(id)) {
+        states.delete(id);
+        updates.push({ type: "leave", room, connectionId: id, seq });
+      }
     } else if (members.has(id)) {
       // Only members have a state: one for anyone else would outlive them.
       const state = (kind === "p" ? applyMergePatch(states.get(id) ?? null, value) : value) as

@@ -153,6 +153,12 @@ type FreshSnapshot = RoomSnapshot & { viewSeq: number };
 const MAX_SETTLE_WAIT_MS = 5_000;
 /** Events held for a room whose view is loading; past this, reload instead. */
 const MAX_EARLY = 10_000;
+/**
+ * How far back (at least) a view remembers the leaves it applied, to leave a
+ * rolled-back ghost out of a snapshot read after a reset: covers a Redis
+ * Cluster failover (node timeout 15 s by default, plus the election).
+ */
+const LEFT_WINDOW_MS = 60_000;
 
 interface ImmediateLike {
   setImmediate?: (fn: () => void) => TimerHandle;
@@ -2057,14 +2063,17 @@ export class PresenceServer {
         room.early = [];
         room.failures = 0;
         const keep = this.#clock.now() < room.settleUntil;
-        // Two leases back covers the writes a failover can lose (they are
-        // dropped by their instance within a third of a lease of noticing).
+        // Leaves seen in the last two leases, or the last minute if longer,
+        // cover the writes a failover can lose: a Redis Cluster promotes a
+        // replica only after its node timeout (15 s by default), and the lost
+        // ghosts are dropped by their instance within a third of a lease of
+        // noticing.
         room.load(
           snap.seq,
           snap.present,
           snap.states,
           keep,
-          this.#clock.now() - 2 * this.#leaseTtlMs,
+          this.#clock.now() - Math.max(2 * this.#leaseTtlMs, LEFT_WINDOW_MS),
           snap.joined,
         );
         room.loadedAt = resets;

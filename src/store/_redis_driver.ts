@@ -221,6 +221,7 @@ interface NodeRedisCluster {
 interface NodeRedisClusterModule {
   createCluster(options: {
     rootNodes: Array<{ url: string }>;
+    topologyRefreshOnReconnectionAttemptStrategy?: number;
     defaults: {
       username?: string | undefined;
       password?: string | undefined;
@@ -243,6 +244,9 @@ async function clusterDriver(
   const first = new URL(urls[0]!);
   const cluster = mod.createCluster({
     rootNodes: urls.map((url) => ({ url })),
+    // A node that stops answering may have failed over: look at the topology
+    // again a second after the first reconnection attempt (default 5 s).
+    topologyRefreshOnReconnectionAttemptStrategy: 1_000,
     defaults: {
       username: first.username === "" ? undefined : decodeURIComponent(first.username),
       password: first.password === "" ? undefined : decodeURIComponent(first.password),
@@ -265,8 +269,12 @@ async function clusterDriver(
   cluster.on("node-error", report);
   // A node that comes back (a restart, a failover) may have lost writes: the
   // store checks, as after any reconnect. Its shard channels are resubscribed.
-  // ("node-ready" alone also fires for each new pub/sub connection.)
+  // ("node-ready" alone also fires for each new pub/sub connection.) A node
+  // first seen after connecting (a replica promoted by a failover, a node
+  // added) may hold an older copy of the data too: the same check.
   const down = new Set<string>();
+  const seen = new Set<string>();
+  let connected = false;
   const nodeId = (node: unknown) => {
     const { host, port } = node as { host?: string; port?: number };
     return `${host}:${port}`;
@@ -274,9 +282,13 @@ async function clusterDriver(
   cluster.on("node-reconnecting", (node) => down.add(nodeId(node)));
   cluster.on("node-ready", (node) => {
     failing = false;
-    if (down.delete(nodeId(node)) && !closed) hooks.reconnected("command");
+    const id = nodeId(node);
+    const fresh = connected && !seen.has(id);
+    seen.add(id);
+    if ((down.delete(id) || fresh) && !closed) hooks.reconnected("command");
   });
   await cluster.connect();
+  connected = true;
   const onMessage: BunListener = (message, channel) => hooks.message(channel, message);
   // The client moves a sharded subscription whose slot moved by itself, but
   // tells only its node connection: listen there, on each one as it appears.

@@ -5,7 +5,8 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { InferState, Metadata, StandardSchemaLike } from "../mod.ts";
+import type { InferState, Metadata, PresenceServerOptions, StandardSchemaLike } from "../mod.ts";
+import { PresenceError, PresenceServer } from "../mod.ts";
 import { PresenceClient } from "../client.ts";
 import { RawClient, type Running, RUNTIME, startServer } from "./_harness.ts";
 import { RawWs } from "./_rawws.ts";
@@ -43,7 +44,7 @@ describe(`security features (${RUNTIME})`, () => {
     srv = await startServer({
       authenticate,
       allowedOrigins: ["https://app.example"],
-      publicMetadata: ["email", "secret"],
+      privateMetadata: ["email", "secret"],
     }, (server) => {
       server.trackPresence(/^room:/);
       server.trackPresence("staff", { guard: (c) => c.metadata.secret === "s-ada" });
@@ -111,6 +112,36 @@ describe(`security features (${RUNTIME})`, () => {
     assert.equal((await watcher.request("join", { room: "staff" })).code, "forbidden");
     const everything = JSON.stringify([...watcher.frames, ...ada.frames]);
     assert.ok(!everything.includes("@example.com") && !everything.includes("s-ada"), everything);
+  });
+
+  it("publicMetadata given a list (its meaning before 0.2: fields made private) is refused with bad_request", () => {
+    assert.throws(
+      () => new PresenceServer({ publicMetadata: ["email"] } as unknown as PresenceServerOptions),
+      (e: unknown) =>
+        e instanceof PresenceError && e.code === "bad_request" && /privateMetadata/.test(e.message),
+    );
+  });
+
+  it("privateMetadata and publicMetadata together: the private fields go first, then the function", async () => {
+    const h = await startServer({
+      authenticate: () => ({ name: "Ada", email: "ada@example.com", team: "x" }),
+      privateMetadata: ["email"],
+      publicMetadata: (meta) => ({ ...meta, shown: Object.keys(meta).sort().join(",") }),
+    }, (server) => server.trackPresence("r"));
+    try {
+      const a = new RawClient(`${h.url}?v=1`);
+      const b = new RawClient(`${h.url}?v=1`);
+      await Promise.all([a.opened, b.opened]);
+      await a.request("join", { room: "r" });
+      const answer = await b.request("join", { room: "r" });
+      const present = answer.present as Array<{ id: string; meta: Record<string, unknown> }>;
+      const seen = present.find((p) => p.id === a.cid)!.meta;
+      assert.deepEqual(seen, { name: "Ada", team: "x", shown: "name,team" });
+      a.ws.close();
+      b.ws.close();
+    } finally {
+      await h.close();
+    }
   });
 
   it("publicMetadata as a function keeps only what it returns", async () => {

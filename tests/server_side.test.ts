@@ -36,7 +36,7 @@ describe("Server side of presence (real sockets)", () => {
           const user = new URL(req.url).searchParams.get("user");
           return user ? { userId: user, email: `${user}@example.com` } : {};
         },
-        publicMetadata: ["email"],
+        privateMetadata: ["email"],
         onError: (e) => reported.push(e.code),
         ...options,
       },
@@ -78,7 +78,7 @@ describe("Server side of presence (real sockets)", () => {
     assert.deepEqual(
       join.meta,
       { name: "Agent" },
-      "publicMetadata applies: the email stays private",
+      "privateMetadata applies: the email stays private",
     );
     assert.deepEqual(await watcher.getConnectionMetadata(bot.id), { name: "Agent" });
 

@@ -67,7 +67,7 @@ export function authOptions(secret: string): PresenceServerOptions {
       return { ...claims, userId: sub };
     },
     // Other clients see { userId, name }; guards and hooks see everything.
-    publicMetadata: ["email"],
+    privateMetadata: ["email"],
     userKey: "userId",
   };
 }

@@ -271,7 +271,7 @@ export interface TrackPresenceOptions {
  *     return user ? { userId: user, email: `${user}@example.com` } : null;
  *   },
  *   allowedOrigins: ["https://app.example.com"],
- *   publicMetadata: ["email"], // others never see the email
+ *   privateMetadata: ["email"], // others never see the email
  *   userKey: "userId",
  *   leaveGraceMs: 10_000,
  *   onError: (error) => console.error(error.code, error.message),
@@ -296,10 +296,18 @@ export interface PresenceServerOptions {
   /** Allowed `Origin` header values; others get HTTP 403. Default: any. */
   allowedOrigins?: string[];
   /**
-   * Which metadata other clients may read. Either names of private fields to
-   * strip, or a function returning the public part. Default: all of it.
+   * Names of metadata fields other clients never see: stripped from what they
+   * receive (joins, snapshots, `meta` answers, server-side queries). The
+   * server, its guards and hooks still read them. Default: none.
    */
-  publicMetadata?: string[] | ((meta: Metadata) => Metadata);
+  privateMetadata?: string[];
+  /**
+   * A function returning the part of a connection's metadata other clients
+   * may read (applied after `privateMetadata`). Default: all of it. (Before
+   * 0.2 this option also took a list, of the fields made *private*: that
+   * list is now `privateMetadata`, and a list here is refused.)
+   */
+  publicMetadata?: (meta: Metadata) => Metadata;
   /**
    * Groups connections into users for `userOnline`/`userOffline` events and
    * per-user limits: a metadata field name or a function.

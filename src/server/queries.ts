@@ -90,7 +90,7 @@ export type StateUpdate =
  * ```
  */
 export interface AddMemberOptions {
-  /** Its metadata (`publicMetadata` applies, as for a connection). Default `{}`. */
+  /** Its metadata (`privateMetadata` and `publicMetadata` apply, as for a connection). Default `{}`. */
   metadata?: Metadata;
   /** Its user. Default: from the metadata through `userKey`, else none. */
   userId?: string;

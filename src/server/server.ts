@@ -293,6 +293,12 @@ export class PresenceServer {
    * ```
    */
   constructor(options: PresenceServerOptions = {}) {
+    if (Array.isArray((options as { publicMetadata?: unknown }).publicMetadata)) {
+      throw new PresenceError(
+        "bad_request",
+        "Option publicMetadata takes a function; list the fields other clients must not see in privateMetadata (renamed in 0.2)",
+      );
+    }
     this.#options = options;
     this.instanceId = options.instanceId ?? crypto.randomUUID();
     this.#ownsStore = options.store === undefined;
@@ -470,7 +476,7 @@ export class PresenceServer {
    * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
-   * const presence = new PresenceServer({ publicMetadata: ["email"] });
+   * const presence = new PresenceServer({ privateMetadata: ["email"] });
    * presence.trackPresence("lobby");
    * const handler = presenceHandler(presence);
    * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
@@ -2778,21 +2784,23 @@ export class PresenceServer {
   }
 
   #publicOf(meta: Metadata): Metadata {
-    const rule = this.#options.publicMetadata;
-    if (!rule) return meta;
-    if (typeof rule === "function") return rule(meta);
-    const out: Metadata = {};
-    for (const [k, v] of Object.entries(meta)) {
-      if (!rule.includes(k)) {
-        Object.defineProperty(out, k, {
-          value: v,
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
+    const hidden = this.#options.privateMetadata;
+    const pick = this.#options.publicMetadata;
+    let out = meta;
+    if (hidden && hidden.length > 0) {
+      out = {};
+      for (const [k, v] of Object.entries(meta)) {
+        if (!hidden.includes(k)) {
+          Object.defineProperty(out, k, {
+            value: v,
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+        }
       }
     }
-    return out;
+    return pick ? pick(out) : out;
   }
 
   /**

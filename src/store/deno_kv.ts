@@ -545,29 +545,6 @@ export class KvPresenceStore implements PresenceStore {
 
   // -- leases ----------------------------------------------------------------
 
-  /**
-   * Register or renew an instance lease that lapses at `now + ttlMs`. Once it
-   * lapses, `sweep` on any handle removes the instance's entries. When this
-   * handle renewed the lease before and finds it reaped (the process stalled
-   * past its TTL), `onReset` listeners are called so the server registers
-   * its live presence again.
-   *
-   * @param instanceId The server instance.
-   * @param ttlMs How long the lease lasts, in milliseconds.
-   * @param now The current time in ms since the epoch.
-   * @returns A promise that resolves once the lease is committed.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * await store.renewLease("server-1", 30_000, Date.now());
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async renewLease(
     instanceId: string,
     ttlMs: number,
@@ -603,26 +580,6 @@ export class KvPresenceStore implements PresenceStore {
     }
   }
 
-  /**
-   * Release an instance now: leave every room it owns a connection in (reason
-   * `"close"`), forget its connections' metadata, and drop its lease.
-   *
-   * @param instanceId The server instance.
-   * @returns A promise that resolves after the leave events were delivered.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * await store.releaseLease("server-1");
-   * console.log((await store.snapshot("lobby", Date.now())).present); // []
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async releaseLease(instanceId: string): Promise<void> {
     this.#assertOpen();
     this.#held.delete(instanceId);
@@ -638,27 +595,6 @@ export class KvPresenceStore implements PresenceStore {
     });
   }
 
-  /**
-   * Register a listener called when this handle finds that an instance whose
-   * lease it renews was reaped by a survivor meanwhile (the process stalled
-   * for longer than the lease TTL). The server then registers its live
-   * presence again.
-   *
-   * @param listener Called once per detected loss.
-   * @returns An idempotent unsubscribe function.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * const stop = store.onReset(() => console.log("presence was reaped"));
-   * stop();
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   onReset(listener: () => void): () => void {
     const slot = () => listener();
     this.#resetListeners.add(slot);
@@ -667,29 +603,6 @@ export class KvPresenceStore implements PresenceStore {
 
   // -- membership and state --------------------------------------------------
 
-  /**
-   * Add a connection to a room and emit a `join` event with the room's next
-   * sequence number.
-   *
-   * @param room The room name.
-   * @param connectionId The connection joining.
-   * @param instanceId The instance that owns the connection.
-   * @param meta The connection's public metadata, carried by the event.
-   * @param now The current time in ms since the epoch.
-   * @returns The join event, or `null` when the connection was already present.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * const event = await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * console.log(event?.seq); // 1
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async join(
     room: string,
     connectionId: string,
@@ -745,29 +658,6 @@ export class KvPresenceStore implements PresenceStore {
     });
   }
 
-  /**
-   * Remove a connection from a room, dropping its state, and emit a `leave`
-   * event (the only event: no separate state event for the dropped state).
-   *
-   * @param room The room name.
-   * @param connectionId The connection leaving.
-   * @param reason Why it leaves.
-   * @param now The current time in ms since the epoch.
-   * @returns The leave event, or `null` when the connection was not present.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * const event = await store.leave("lobby", "c1", "leave", Date.now());
-   * console.log(event?.type, event?.seq); // "leave" 2
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async leave(
     room: string,
     connectionId: string,
@@ -867,34 +757,6 @@ export class KvPresenceStore implements PresenceStore {
     return now.versionstamp === lease.versionstamp ? RETRY : LOST;
   }
 
-  /**
-   * Write a member's state: replace it (`set`), RFC 7386 merge-patch it
-   * (`patch`), or `clear` it. A `set` or `patch` replaces any earlier expiry
-   * with `expiresAt` (`null`: never expires). A `null` state or patch clears.
-   * A state that has expired but was not swept yet counts as absent: the same
-   * commit expires it first (emitting its `expired` event), then the write
-   * applies.
-   *
-   * @param room The room name.
-   * @param connectionId The member.
-   * @param write What to write.
-   * @param expiresAt When the state expires, in ms since the epoch, or `null`.
-   * @param now The current time in ms since the epoch.
-   * @returns The state event, `null` when nothing changed, or `"not_member"`.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * const now = Date.now();
-   * await store.join("doc", "c1", "server-1", {}, now);
-   * await store.setState("doc", "c1", { kind: "set", state: "typing" }, now + 5_000, now);
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async setState(
     room: string,
     connectionId: string,
@@ -1003,29 +865,6 @@ export class KvPresenceStore implements PresenceStore {
     });
   }
 
-  /**
-   * A consistent view of a room: its seq, members in join order with their
-   * metadata, and states that have not expired as of `now` (swept or not).
-   * Rooms up to 1000 entries are read in one KV read; larger rooms are read
-   * between two reads of the sequence key and retried when it moved.
-   *
-   * @param room The room name.
-   * @param now The current time in ms since the epoch.
-   * @returns The snapshot; an unknown room has seq 0 and nobody present.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * await store.join("doc", "c1", "server-1", { user: "ada" }, Date.now());
-   * const snap = await store.snapshot("doc", Date.now());
-   * console.log(snap.seq, snap.present); // 1 [{ id: "c1", meta: { user: "ada" } }]
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async snapshot(room: string, now: number): Promise<RoomSnapshot> {
     this.#assertOpen();
     const prefix = this.#room(room);
@@ -1216,27 +1055,6 @@ export class KvPresenceStore implements PresenceStore {
 
   // -- metadata ----------------------------------------------------------------
 
-  /**
-   * Store a connection's public metadata, tagged with the instance owning the
-   * connection so it is forgotten when that instance is reaped or released.
-   *
-   * @param connectionId The connection.
-   * @param instanceId The instance that owns the connection.
-   * @param meta The metadata (stored as JSON).
-   * @returns A promise that resolves once stored.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * await store.setMetadata("c1", "server-1", { userId: "u1" });
-   * console.log(await store.getMetadata("c1")); // { userId: "u1" }
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async setMetadata(
     connectionId: string,
     instanceId: string,
@@ -1260,23 +1078,6 @@ export class KvPresenceStore implements PresenceStore {
     });
   }
 
-  /**
-   * Read a connection's metadata.
-   *
-   * @param connectionId The connection.
-   * @returns The metadata, or `null` when unknown.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * console.log(await store.getMetadata("nobody")); // null
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async getMetadata(connectionId: string): Promise<Metadata | null> {
     this.#assertOpen();
     const entry = await this.#kv.get(this.#metaKey(connectionId));
@@ -1284,24 +1085,6 @@ export class KvPresenceStore implements PresenceStore {
     return value === null ? null : JSON.parse(value.meta) as Metadata;
   }
 
-  /**
-   * Forget a connection's metadata. Unknown connections are ignored.
-   *
-   * @param connectionId The connection.
-   * @returns A promise that resolves once forgotten.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * await store.setMetadata("c1", "server-1", { userId: "u1" });
-   * await store.deleteMetadata("c1");
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async deleteMetadata(connectionId: string): Promise<void> {
     this.#assertOpen();
     const key = this.#metaKey(connectionId);
@@ -1317,53 +1100,10 @@ export class KvPresenceStore implements PresenceStore {
 
   // -- the event feed ----------------------------------------------------------
 
-  /**
-   * Listen to events: this handle's own, synchronously before the mutation
-   * resolves, and other instances' in watched rooms, in seq order per room.
-   * A throwing listener is reported to `onError` and does not affect others.
-   *
-   * @param listener Called with each event.
-   * @returns An idempotent unsubscribe function.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * const stop = store.subscribe((event) => console.log(event.type, event.seq));
-   * const unwatch = store.watchRoom("lobby");
-   * await store.join("lobby", "c1", "server-1", {}, Date.now()); // logs "join 1"
-   * unwatch();
-   * stop();
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   subscribe(listener: StoreListener): () => void {
     return this.#listeners.add(listener);
   }
 
-  /**
-   * Deliver the events other instances make in `room` from now on: through
-   * `kv.watch` on the room's sequence key and by polling it every
-   * `pollIntervalMs`, both reading the room's event log. Reference counted.
-   *
-   * @param room The room name.
-   * @returns An idempotent function that drops this interest.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * const unwatch = store.watchRoom("lobby");
-   * unwatch();
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   watchRoom(room: string): () => void {
     if (this.#closed) return () => {};
     let w = this.#watches.get(room);
@@ -1534,31 +1274,6 @@ export class KvPresenceStore implements PresenceStore {
 
   // -- sweeping ----------------------------------------------------------------
 
-  /**
-   * Reap instances whose lease lapsed (`now >= expiry`; leaves with reason
-   * `"instance"`), then clear states whose `expiresAt <= now` (state events
-   * with `state: null, expired: true`). Each happens exactly once across all
-   * handles: a reaper claims the lease with a versionstamp check, and every
-   * removal is its own checked commit. A handle never reaps an instance whose
-   * lease it renews itself (that instance lives in this process).
-   *
-   * @param now The current time in ms since the epoch.
-   * @returns A promise that resolves after the events were delivered.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * const now = Date.now();
-   * await store.join("doc", "c1", "server-1", {}, now);
-   * await store.setState("doc", "c1", { kind: "set", state: 1 }, now + 100, now);
-   * await store.sweep(now + 100); // emits the expired state event
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async sweep(now: number): Promise<void> {
     this.#assertOpen();
     // Only the due leases, from the expiry index: an idle sweep is one empty
@@ -1715,23 +1430,6 @@ export class KvPresenceStore implements PresenceStore {
 
   // -- lifecycle ---------------------------------------------------------------
 
-  /**
-   * Stop polling and every `kv.watch` stream, and drop all listeners. Every
-   * method except `subscribe` and `watchRoom` rejects with code `"closed"`
-   * after. The KV handle stays open: close it yourself.
-   *
-   * @returns A promise that resolves once background work has stopped.
-   *
-   * @example
-   * ```ts
-   * /// <reference lib="deno.unstable" />
-   * import { KvPresenceStore } from "@presently/presently/kv";
-   * const kv = await Deno.openKv(":memory:");
-   * const store = new KvPresenceStore(kv);
-   * await store.close();
-   * kv.close();
-   * ```
-   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -174,24 +174,6 @@ export class MemoryPresenceStore implements PresenceStore {
       ((error) => console.error("A presence store listener threw:", error));
   }
 
-  /**
-   * Register or renew an instance lease that lapses at `now + ttlMs`. Once it
-   * lapses, `sweep` removes the instance's entries. An instance that never
-   * had a lease is never reaped.
-   *
-   * @param instanceId The server instance.
-   * @param ttlMs How long the lease lasts, in milliseconds.
-   * @param now The current time in ms since the epoch.
-   * @returns A promise that resolves once the lease is recorded.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * await store.renewLease("server-1", 30_000, Date.now());
-   * await store.close();
-   * ```
-   */
   async renewLease(
     instanceId: string,
     ttlMs: number,
@@ -215,78 +197,18 @@ export class MemoryPresenceStore implements PresenceStore {
     }
   }
 
-  /**
-   * Call `listener` with the instance id when a renewal finds that
-   * instance's lease reaped (the process stalled past its TTL, and a sweep
-   * removed its entries), so its server registers its live presence again.
-   * Servers sharing this store each ignore the others' ids.
-   *
-   * @param listener Called once per detected reap.
-   * @returns A function that removes the listener.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * const stop = store.onReset(() => console.log("our presence was reaped"));
-   * await store.renewLease("server-1", 1000, 0);
-   * await store.sweep(5000); // the lease lapsed: reaped
-   * await store.renewLease("server-1", 1000, 5000); // logs "our presence was reaped"
-   * await new Promise((r) => setTimeout(r, 0));
-   * stop();
-   * await store.close();
-   * ```
-   */
   onReset(listener: (instanceId?: string) => void): () => void {
     const slot = (id?: string) => listener(id);
     this.#resetListeners.add(slot);
     return () => void this.#resetListeners.delete(slot);
   }
 
-  /**
-   * Release an instance now: leave every room it owns a connection in (reason
-   * `"close"`), forget its connections' metadata, and drop its lease.
-   *
-   * @param instanceId The server instance.
-   * @returns A promise that resolves after the leave events were delivered.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * await store.releaseLease("server-1");
-   * console.log((await store.snapshot("lobby", Date.now())).present); // []
-   * await store.close();
-   * ```
-   */
   async releaseLease(instanceId: string): Promise<void> {
     this.#assertOpen();
     this.#held.delete(instanceId);
     this.#reap(instanceId, "close", Date.now());
   }
 
-  /**
-   * Add a connection to a room and emit a `join` event with the room's next
-   * sequence number.
-   *
-   * @param room The room name.
-   * @param connectionId The connection joining.
-   * @param instanceId The instance that owns the connection.
-   * @param meta The connection's public metadata, carried by the event.
-   * @param now The current time in ms since the epoch.
-   * @returns The join event, or `null` when the connection was already present.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * const event = await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * console.log(event?.seq); // 1
-   * console.log(await store.join("lobby", "c1", "server-1", {}, Date.now())); // null
-   * await store.close();
-   * ```
-   */
   async join(
     room: string,
     connectionId: string,
@@ -330,26 +252,6 @@ export class MemoryPresenceStore implements PresenceStore {
     return event;
   }
 
-  /**
-   * Remove a connection from a room, dropping its state, and emit a `leave`
-   * event (the only event: no separate state event for the dropped state).
-   *
-   * @param room The room name.
-   * @param connectionId The connection leaving.
-   * @param reason Why it leaves.
-   * @param now The current time in ms since the epoch.
-   * @returns The leave event, or `null` when the connection was not present.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * const event = await store.leave("lobby", "c1", "leave", Date.now());
-   * console.log(event?.type, event?.seq); // "leave" 2
-   * await store.close();
-   * ```
-   */
   async leave(
     room: string,
     connectionId: string,
@@ -362,38 +264,6 @@ export class MemoryPresenceStore implements PresenceStore {
     return this.#remove(member, reason, now);
   }
 
-  /**
-   * Write a member's state: replace it (`set`), RFC 7386 merge-patch it
-   * (`patch`), or `clear` it. A `set` or `patch` replaces any earlier expiry
-   * with `expiresAt` (`null`: never expires). A `null` state or patch clears.
-   * A state that has expired but was not swept yet counts as absent: it is
-   * expired first (emitting its `expired` event), then the write applies.
-   *
-   * @param room The room name.
-   * @param connectionId The member writing.
-   * @param write What to write.
-   * @param expiresAt When the new state expires (ms since epoch), or `null`.
-   * @param now The current time in ms since the epoch.
-   * @returns The state event (full new state, plus `patch` for a patch),
-   * `null` when clearing no state, or `"not_member"` when the connection is
-   * not in the room.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * const now = Date.now();
-   * await store.join("doc", "c1", "server-1", {}, now);
-   * await store.setState("doc", "c1", { kind: "set", state: { x: 1 } }, null, now);
-   * const event = await store.setState(
-   *   "doc", "c1", { kind: "patch", patch: { y: 2 } }, now + 5_000, now,
-   * );
-   * if (event && event !== "not_member" && event.type === "state") {
-   *   console.log(event.state); // { x: 1, y: 2 }
-   * }
-   * await store.close();
-   * ```
-   */
   async setState(
     room: string,
     connectionId: string,
@@ -471,26 +341,6 @@ export class MemoryPresenceStore implements PresenceStore {
     return event;
   }
 
-  /**
-   * A consistent view of a room: its seq, members in join order with their
-   * metadata, and states that have not expired as of `now` (swept or not).
-   *
-   * @param room The room name.
-   * @param now The current time in ms since the epoch.
-   * @returns The snapshot; an unknown room has seq 0 and nobody present.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * const now = Date.now();
-   * await store.join("doc", "c1", "server-1", { user: "ada" }, now);
-   * await store.setState("doc", "c1", { kind: "set", state: "typing" }, null, now);
-   * const snap = await store.snapshot("doc", now);
-   * console.log(snap.seq, snap.present, snap.states.get("c1")); // 2 [...] "typing"
-   * await store.close();
-   * ```
-   */
   async snapshot(room: string, now: number): Promise<RoomSnapshot> {
     this.#assertOpen();
     const record = this.#rooms.get(room);
@@ -602,24 +452,6 @@ export class MemoryPresenceStore implements PresenceStore {
     else entry.dueAt = retryAt;
   }
 
-  /**
-   * Store a connection's public metadata, tagged with the instance owning the
-   * connection so it is forgotten when that instance is reaped or released.
-   *
-   * @param connectionId The connection.
-   * @param instanceId The instance that owns the connection.
-   * @param meta The metadata (stored as given, not copied).
-   * @returns A promise that resolves once stored.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * await store.setMetadata("c1", "server-1", { userId: "u1" });
-   * console.log(await store.getMetadata("c1")); // { userId: "u1" }
-   * await store.close();
-   * ```
-   */
   async setMetadata(
     connectionId: string,
     instanceId: string,
@@ -640,41 +472,11 @@ export class MemoryPresenceStore implements PresenceStore {
     owner.metadata.add(connectionId);
   }
 
-  /**
-   * Read a connection's metadata.
-   *
-   * @param connectionId The connection.
-   * @returns The metadata, or `null` when unknown.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * console.log(await store.getMetadata("nobody")); // null
-   * await store.close();
-   * ```
-   */
   async getMetadata(connectionId: string): Promise<Metadata | null> {
     this.#assertOpen();
     return this.#metadata.get(connectionId)?.meta ?? null;
   }
 
-  /**
-   * Forget a connection's metadata. Unknown connections are ignored.
-   *
-   * @param connectionId The connection.
-   * @returns A promise that resolves once forgotten.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * await store.setMetadata("c1", "server-1", { userId: "u1" });
-   * await store.deleteMetadata("c1");
-   * console.log(await store.getMetadata("c1")); // null
-   * await store.close();
-   * ```
-   */
   async deleteMetadata(connectionId: string): Promise<void> {
     this.#assertOpen();
     const existing = this.#metadata.get(connectionId);
@@ -684,44 +486,10 @@ export class MemoryPresenceStore implements PresenceStore {
     }
   }
 
-  /**
-   * Listen to every event, synchronously and in seq order per room. A
-   * throwing listener is reported to `onError` and does not affect others.
-   *
-   * @param listener Called with each event.
-   * @returns An idempotent unsubscribe function.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * const stop = store.subscribe((event) => console.log(event.type));
-   * await store.join("lobby", "c1", "server-1", {}, Date.now()); // logs "join"
-   * stop();
-   * await store.close();
-   * ```
-   */
   subscribe(listener: StoreListener): () => void {
     return this.#listeners.add(listener);
   }
 
-  /**
-   * Declare interest in a room. Every event is local, so every listener
-   * receives it anyway; the interest only keeps an emptied room's sequence
-   * number, so watchers' views stay valid.
-   *
-   * @param room The room name.
-   * @returns An idempotent function that drops the interest.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * const unwatch = store.watchRoom("lobby");
-   * unwatch();
-   * await store.close();
-   * ```
-   */
   watchRoom(room: string): () => void {
     this.#watched.set(room, (this.#watched.get(room) ?? 0) + 1);
     // Watched while empty: its seq holds from now on, whatever is forgotten.
@@ -743,25 +511,6 @@ export class MemoryPresenceStore implements PresenceStore {
     };
   }
 
-  /**
-   * Reap instances whose lease lapsed (`now >= expiry`; leaves with reason
-   * `"instance"`), then clear states whose `expiresAt <= now` (state events
-   * with `state: null, expired: true`). Each happens exactly once.
-   *
-   * @param now The current time in ms since the epoch.
-   * @returns A promise that resolves after the events were delivered.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * const now = Date.now();
-   * await store.join("doc", "c1", "server-1", {}, now);
-   * await store.setState("doc", "c1", { kind: "set", state: 1 }, now + 100, now);
-   * await store.sweep(now + 100); // emits the expired state event
-   * await store.close();
-   * ```
-   */
   async sweep(now: number): Promise<void> {
     this.#assertOpen();
     if (now - this.#forgottenSince >= FORGET_MS) {
@@ -783,19 +532,6 @@ export class MemoryPresenceStore implements PresenceStore {
     }
   }
 
-  /**
-   * Drop every room, state, lease, metadata entry and listener. Every method
-   * except `subscribe` and `watchRoom` rejects with code `"closed"` after.
-   *
-   * @returns A promise that resolves once closed.
-   *
-   * @example
-   * ```ts
-   * import { MemoryPresenceStore } from "@presently/presently";
-   * const store = new MemoryPresenceStore();
-   * await store.close();
-   * ```
-   */
   async close(): Promise<void> {
     this.#closed = true;
     this.#rooms.clear();

@@ -483,25 +483,6 @@ export class RedisPresenceStore implements PresenceStore {
     this.#connect().catch(() => {});
   }
 
-  /**
-   * Register or renew an instance lease that lapses at `now + ttlMs`. Once it
-   * lapses, `sweep` on any instance removes the instance's entries. A renewal
-   * that finds the lease gone (reaped after a long stall, or lost by Redis)
-   * runs the `onReset` listeners.
-   *
-   * @param instanceId The server instance.
-   * @param ttlMs How long the lease lasts, in milliseconds.
-   * @param now The current time in ms since the epoch.
-   * @returns A promise that resolves once the lease is recorded.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * await store.renewLease("server-1", 30_000, Date.now());
-   * await store.close();
-   * ```
-   */
   async renewLease(
     instanceId: string,
     ttlMs: number,
@@ -553,22 +534,6 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
-  /**
-   * Release an instance now: leave every room it owns a connection in (reason
-   * `"close"`), forget its connections' metadata, and drop its lease.
-   *
-   * @param instanceId The server instance.
-   * @returns A promise that resolves after the leave events were delivered.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * await store.releaseLease("server-1");
-   * await store.close();
-   * ```
-   */
   async releaseLease(instanceId: string): Promise<void> {
     this.#leases.delete(instanceId);
     this.#touchedAt.delete(instanceId);
@@ -583,26 +548,6 @@ export class RedisPresenceStore implements PresenceStore {
     this.#gens.delete(instanceId);
   }
 
-  /**
-   * Add a connection to a room and emit a `join` event with the room's next
-   * sequence number.
-   *
-   * @param room The room name.
-   * @param connectionId The connection joining.
-   * @param instanceId The instance that owns the connection.
-   * @param meta The connection's public metadata, carried by the event.
-   * @param now The current time in ms since the epoch.
-   * @returns The join event, or `null` when the connection was already present.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * const event = await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * console.log(event?.seq);
-   * await store.close();
-   * ```
-   */
   async join(
     room: string,
     connectionId: string,
@@ -638,26 +583,6 @@ export class RedisPresenceStore implements PresenceStore {
     return event;
   }
 
-  /**
-   * Remove a connection from a room, dropping its state, and emit a `leave`
-   * event (the only event: no separate state event for the dropped state).
-   *
-   * @param room The room name.
-   * @param connectionId The connection leaving.
-   * @param reason Why it leaves.
-   * @param now The current time in ms since the epoch.
-   * @returns The leave event, or `null` when the connection was not present.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * await store.join("lobby", "c1", "server-1", {}, Date.now());
-   * const event = await store.leave("lobby", "c1", "leave", Date.now());
-   * console.log(event?.type); // "leave"
-   * await store.close();
-   * ```
-   */
   async leave(
     room: string,
     connectionId: string,
@@ -674,36 +599,6 @@ export class RedisPresenceStore implements PresenceStore {
     return result.status === "ok" ? result.events.at(-1)! : null;
   }
 
-  /**
-   * Write a member's state: replace it (`set`), RFC 7386 merge-patch it
-   * (`patch`), or `clear` it. A `set` or `patch` replaces any earlier expiry
-   * with `expiresAt` (`null`: never expires); a `null` state or patch clears.
-   * A state that expired but was not swept yet counts as absent: its expiry
-   * is announced first, then the write applies. A patch is merged here and
-   * written only if the state did not change meanwhile (else it retries), so
-   * concurrent patches from several instances never lose an update.
-   *
-   * @param room The room name.
-   * @param connectionId The member whose state to write.
-   * @param write What to write.
-   * @param expiresAt When the state expires (ms since epoch), or `null`.
-   * @param now The current time in ms since the epoch.
-   * @returns The state event; `null` when clearing no state; `"not_member"`
-   * when the connection is not in the room.
-   * @throws {PresenceError} `store_error` when concurrent patches keep
-   * conflicting.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * const now = Date.now();
-   * await store.join("doc", "c1", "server-1", {}, now);
-   * await store.setState("doc", "c1", { kind: "set", state: { x: 1 } }, null, now);
-   * await store.setState("doc", "c1", { kind: "patch", patch: { y: 2 } }, now + 5_000, now);
-   * await store.close();
-   * ```
-   */
   async setState(
     room: string,
     connectionId: string,
@@ -783,24 +678,6 @@ export class RedisPresenceStore implements PresenceStore {
     );
   }
 
-  /**
-   * A consistent view of a room, read in one script: its seq, members in join
-   * order with their metadata, and states that have not expired as of `now`
-   * (swept or not).
-   *
-   * @param room The room name.
-   * @param now The current time in ms since the epoch.
-   * @returns The snapshot; an unknown room has seq 0 and nobody present.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * const snap = await store.snapshot("doc", Date.now());
-   * console.log(snap.seq, snap.present, snap.states);
-   * await store.close();
-   * ```
-   */
   async snapshot(room: string, now: number): Promise<RoomSnapshot> {
     const r = asStrings(await this.#room("snapshot", room, []));
     let i = 1;
@@ -884,12 +761,6 @@ export class RedisPresenceStore implements PresenceStore {
     return { connections: Number(r[0]), users: Number(r[1]) };
   }
 
-  /**
-   * Non-empty rooms by name, a page at a time: a lex range of an index that
-   * a room enters when it gains its first member; each name is checked
-   * against its room, and one left behind by a room that emptied is dropped
-   * on the way (unless a join re-entered it meanwhile).
-   */
   async listRooms(options: ListRoomsOptions = {}): Promise<RoomPage> {
     const limit = pageSize(options);
     const g = this.#g;
@@ -933,11 +804,6 @@ export class RedisPresenceStore implements PresenceStore {
     return rooms.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
   }
 
-  /**
-   * Queue every event of `types` for hook `name`, inside each write's script.
-   * Resolves once every handle's copy of the registry is fresh enough to
-   * include it, so every write that starts afterwards queues for it.
-   */
   async registerHook(name: string, types: readonly HookEventType[]): Promise<void> {
     const started = Date.now();
     const all = asStrings(
@@ -962,11 +828,6 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
-  /**
-   * Claim due events of hook `name`, hidden until `now + leaseMs` (Redis's
-   * clock): from the rooms its index lists as due, each claimed in the room's
-   * own script.
-   */
   async claimHooks(
     name: string,
     now: number,
@@ -1006,24 +867,6 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
-  /**
-   * Store a connection's public metadata, tagged with the instance owning the
-   * connection so it is forgotten when that instance is reaped or released.
-   *
-   * @param connectionId The connection.
-   * @param instanceId The instance that owns the connection.
-   * @param meta The metadata.
-   * @returns A promise that resolves once stored.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * await store.setMetadata("c1", "server-1", { userId: "u1" });
-   * console.log(await store.getMetadata("c1")); // { userId: "u1" }
-   * await store.close();
-   * ```
-   */
   async setMetadata(
     connectionId: string,
     instanceId: string,
@@ -1054,91 +897,21 @@ export class RedisPresenceStore implements PresenceStore {
     ]);
   }
 
-  /**
-   * Read a connection's metadata, whichever instance set it.
-   *
-   * @param connectionId The connection.
-   * @returns The metadata, or `null` when unknown.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * console.log(await store.getMetadata("nobody")); // null
-   * await store.close();
-   * ```
-   */
   async getMetadata(connectionId: string): Promise<Metadata | null> {
     const d = this.#metaKey(connectionId);
     const reply = await this.#cmd(["HGET", d, "m"], d);
     return reply === null || reply === undefined ? null : JSON.parse(String(reply));
   }
 
-  /**
-   * Forget a connection's metadata. Unknown connections are ignored.
-   *
-   * @param connectionId The connection.
-   * @returns A promise that resolves once forgotten.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * await store.deleteMetadata("c1");
-   * await store.close();
-   * ```
-   */
   async deleteMetadata(connectionId: string): Promise<void> {
     const d = this.#metaKey(connectionId);
     await this.#cmd(["DEL", d], d);
   }
 
-  /**
-   * Listen to events: those made through this handle (every room), and those
-   * of other instances in rooms passed to `watchRoom`, in seq order per room.
-   * A throwing listener is reported to `onError` and does not affect others.
-   *
-   * @param listener Called with each event.
-   * @returns An idempotent unsubscribe function.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * const stop = store.subscribe((event) => console.log(event.type, event.seq));
-   * const unwatch = store.watchRoom("lobby");
-   * // ...
-   * unwatch();
-   * stop();
-   * await store.close();
-   * ```
-   */
   subscribe(listener: StoreListener): () => void {
     return this.#listeners.add(listener);
   }
 
-  /**
-   * Receive other instances' events in `room`: subscribes the room's channel
-   * (reference counted) and, once subscribed, catches up from the room's log
-   * on events published since the call, so none falls between the call and
-   * the subscription. Pub/sub messages that arrive meanwhile are held back
-   * until then, so they cannot overtake the events the log fills in. Events
-   * published up to ~50 ms before the call may be delivered too (clock
-   * slack); the server's room view drops those by seq. Writes in the room
-   * wait for that first catch-up.
-   *
-   * @param room The room name.
-   * @returns An idempotent function that drops the interest.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * const unwatch = store.watchRoom("lobby");
-   * unwatch();
-   * await store.close();
-   * ```
-   */
   watchRoom(room: string): () => void {
     let watch = this.#watches.get(room);
     if (watch === undefined) {
@@ -1179,25 +952,6 @@ export class RedisPresenceStore implements PresenceStore {
     };
   }
 
-  /**
-   * Reap instances whose lease lapsed (`now >= expiry`; leaves with reason
-   * `"instance"`), then clear states whose `expiresAt <= now` (state events
-   * with `state: null, expired: true`). Each is one atomic script, so when
-   * several instances sweep at once every event is still emitted once. An
-   * instance whose lease this handle renews is left to the other instances:
-   * in its own process it has at most stalled.
-   *
-   * @param now The current time in ms since the epoch.
-   * @returns A promise that resolves after the events were delivered.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * await store.sweep(Date.now());
-   * await store.close();
-   * ```
-   */
   /** An instant of the caller's clock on Redis's clock. */
   #toRedis(t: number): number {
     return Math.round(t + this.#offset);
@@ -1288,25 +1042,6 @@ export class RedisPresenceStore implements PresenceStore {
     ];
   }
 
-  /**
-   * Register a listener run when this handle's data may be gone from Redis:
-   * Redis came back empty (restart without persistence, failover to an empty
-   * replica), a lease this handle renews was reaped meanwhile, or a watched
-   * room moved on further than its catch-up log reaches. `PresenceServer`
-   * registers here to re-register its presence and reload its rooms.
-   *
-   * @param listener Called once per detected reset.
-   * @returns An idempotent unsubscribe function.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * const stop = store.onReset(() => console.warn("Redis lost our presence"));
-   * stop();
-   * await store.close();
-   * ```
-   */
   onReset(listener: () => void): () => void {
     const slot = () => listener();
     this.#resetListeners = [...this.#resetListeners, slot];
@@ -1318,19 +1053,6 @@ export class RedisPresenceStore implements PresenceStore {
     };
   }
 
-  /**
-   * Quit both connections and drop every listener. Every method except
-   * `subscribe`, `watchRoom` and `onReset` rejects with code `"closed"` after.
-   *
-   * @returns A promise that resolves once both connections are closed.
-   *
-   * @example
-   * ```ts ignore
-   * import { RedisPresenceStore } from "@presently/presently/redis";
-   * const store = new RedisPresenceStore();
-   * await store.close();
-   * ```
-   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -304,18 +304,27 @@ export type StoreListener = (event: PresenceEvent) => void;
  * ```
  */
 export interface PresenceStore {
-  /** Register (or renew) an instance lease that lapses after `ttlMs`. */
+  /**
+   * Register or renew an instance lease that lapses at `now + ttlMs`. Once it
+   * lapses, `sweep` on any handle removes the instance's entries (leaves with
+   * reason `"instance"`). An instance that never had a lease is never reaped.
+   * A renewal that finds its lease gone (reaped after a long stall, or lost by
+   * the backend) runs the `onReset` listeners.
+   */
   renewLease(instanceId: string, ttlMs: number, now: number): Promise<void>;
   /**
    * Release an instance cleanly: remove all its entries now, emitting their
-   * leaves with reason `"close"`, and drop its lease.
+   * leaves with reason `"close"`, forget the metadata it owns, and drop its
+   * lease. Resolves after the leave events were delivered.
    */
   releaseLease(instanceId: string): Promise<void>;
 
   /**
-   * Add a connection to a room. `null` when it was already present. With
-   * `userId`, the member counts toward that user: the join event carries
-   * `user`, and `firstOfUser` when the user had no other connection there.
+   * Add a connection to a room and emit a `join` event with the room's next
+   * seq (carrying `meta`, the owning instance and `now`). `null`, and no
+   * event, when it was already present. With `userId`, the member counts
+   * toward that user: the event carries `user`, and `firstOfUser` when the
+   * user had no other connection there.
    */
   join(
     room: string,
@@ -325,7 +334,12 @@ export interface PresenceStore {
     now: number,
     userId?: string | null,
   ): Promise<PresenceEvent | null>;
-  /** Remove a connection from a room (and its state). `null` when absent. */
+  /**
+   * Remove a connection from a room, dropping its state, and emit a `leave`
+   * event with `reason` and `now` (the only event: no separate state event
+   * for the dropped state; `lastOfUser` when it was its user's last
+   * connection there). `null`, and no event, when it was absent.
+   */
   leave(
     room: string,
     connectionId: string,
@@ -333,9 +347,22 @@ export interface PresenceStore {
     now: number,
   ): Promise<PresenceEvent | null>;
   /**
-   * Write a member's state. Resolves `"not_member"` when the connection is not
-   * in the room, `null` when the write changed nothing (clearing no state).
-   * `expiresAt` (ms since epoch) schedules the state to be cleared.
+   * Write a member's state: replace it (`set`), RFC 7386 merge-patch it
+   * (`patch`: nested objects merge, `null` removes a key, a patch without a
+   * state starts from `{}`), or `clear` it. A `null` state or patch clears
+   * like `clear`. States keep their exact JSON (key order, numbers,
+   * `__proto__` keys, which never pollute prototypes).
+   *
+   * A `set` or `patch` replaces any earlier expiry with `expiresAt` (ms since
+   * epoch; `null`: never expires). A state that expired but was not swept yet
+   * counts as absent: its expiry is announced first (a state event with
+   * `state: null, expired: true`), then the write applies. Concurrent patches
+   * from several handles never lose an update (a distributed store merges
+   * from the version it read and writes only if it is still current,
+   * retrying otherwise; it throws `store_error` if they keep conflicting).
+   *
+   * Resolves with the state event; `null` when clearing no state;
+   * `"not_member"` when the connection is not in the room.
    */
   setState(
     room: string,
@@ -345,15 +372,24 @@ export interface PresenceStore {
     now: number,
   ): Promise<PresenceEvent | null | "not_member">;
 
-  /** The room's present connections, states, users and sequence number. */
+  /**
+   * A consistent view of a room, read in one atomic step: its seq, the
+   * members in join order with their metadata (and users and join seqs), and
+   * the states that have not expired as of `now`, swept or not. An unknown
+   * room has seq 0 and nobody present.
+   */
   snapshot(room: string, now: number): Promise<RoomSnapshot>;
 
   /**
    * Connections and distinct users in a room, from counters kept by the
-   * writes (never by reading the member list).
+   * writes (never by reading the member list). A member without a user
+   * counts as a user of its own.
    */
   count(room: string, now: number): Promise<RoomCount>;
-  /** Non-empty rooms by name, a page at a time. */
+  /**
+   * Non-empty rooms by name (optionally under a prefix), ascending, a page
+   * at a time; `cursor` continues after the last name of a page.
+   */
   listRooms(options?: ListRoomsOptions): Promise<RoomPage>;
   /** The rooms where a user has at least one connection, ascending. */
   userRooms(userId: string): Promise<string[]>;
@@ -361,16 +397,18 @@ export interface PresenceStore {
   /**
    * Create (or widen) the durable queue of presence hook `name`: from when
    * this resolves, every event of the given types that any handle produces
-   * is also appended to it, in the same atomic step as the write. The
+   * (reaps and expiries included) is also appended to it, in the same
+   * atomic step as the write, with the key `<room>:<seq>:<timestamp>`. The
    * registration lives with the data, so every instance sees it.
    */
   registerHook(name: string, types: readonly HookEventType[]): Promise<void>;
   /** Stop queueing for hook `name` and drop what is queued. */
   dropHook(name: string): Promise<void>;
   /**
-   * Claim up to `max` queued events of hook `name` that are due at `now`.
-   * Each claimed event is hidden until `now + leaseMs`; unless settled by
-   * then, it is due again (for any consumer), with the same key.
+   * Claim up to `max` queued events of hook `name` that are due at `now`,
+   * each with its attempt number (1 on the first claim). Each claimed event
+   * is hidden until `now + leaseMs`; unless settled by then, it is due again
+   * (for any consumer), with the same key and the next attempt.
    */
   claimHooks(name: string, now: number, leaseMs: number, max: number): Promise<HookDelivery[]>;
   /**
@@ -379,37 +417,59 @@ export interface PresenceStore {
    */
   settleHook(name: string, key: string, retryAt: number | null): Promise<void>;
 
-  /** Store a connection's metadata (public part), visible to all instances. */
+  /**
+   * Store a connection's metadata (public part), visible to all handles,
+   * tagged with the instance that owns the connection so it is forgotten
+   * when that instance is reaped or released.
+   */
   setMetadata(
     connectionId: string,
     instanceId: string,
     meta: Metadata,
   ): Promise<void>;
-  /** A connection's metadata, or `null` when unknown. */
+  /** A connection's metadata, whichever instance set it, or `null` when unknown. */
   getMetadata(connectionId: string): Promise<Metadata | null>;
-  /** Forget a connection's metadata (after it is gone). */
+  /** Forget a connection's metadata (after it is gone). Unknown ones are ignored. */
   deleteMetadata(connectionId: string): Promise<void>;
 
-  /** Register a listener on the event feed. Returns the unsubscribe. */
+  /**
+   * Register a listener on the event feed: the events made through this
+   * handle (every room, before the mutation resolves), and those of other
+   * handles in the rooms passed to `watchRoom`, in seq order per room. A
+   * listener that throws is reported to the store's `onError` and does not
+   * affect the mutation or the other listeners. The same function subscribed
+   * twice is called twice. Returns an idempotent unsubscribe.
+   */
   subscribe(listener: StoreListener): () => void;
   /**
-   * Declare interest in a room's events from other instances (and keep its
-   * seq while it is empty). Returns a function that drops the interest.
-   * Calls are reference counted.
+   * Declare interest in a room's events from other handles (and keep its
+   * seq while it is empty). Calls are reference counted; the returned
+   * function drops this one interest and is idempotent. Events made shortly
+   * before the call may be delivered too (a view drops them by seq).
    */
   watchRoom(room: string): () => void;
 
-  /** Expire states and lapsed instances as of `now`, emitting the events. */
+  /**
+   * Reap instances whose lease lapsed (`now >= expiry`; leaves with reason
+   * `"instance"`), then clear states whose `expiresAt <= now` (state events
+   * with `state: null, expired: true`). Each event is emitted once however
+   * many handles sweep at once. An instance whose lease this handle renews
+   * itself is left to the others (in its own process it has at most
+   * stalled). Resolves after the events were delivered.
+   */
   sweep(now: number): Promise<void>;
 
   /**
    * Optional: register a listener called when the backend lost this
-   * instance's data (e.g. a Redis restart without persistence). The server
-   * then re-registers its live presence (lease, metadata, memberships,
-   * states) and resynchronises every room view from a fresh snapshot.
-   * A store shared by several servers in one process passes the instance id
-   * whose data was lost; each server ignores the other ids. Without an id,
-   * every listener takes it as its own. Returns the unsubscribe.
+   * instance's data: a restart without persistence, a lease reaped while
+   * the instance lived, a watched room that moved on further than the store
+   * can catch up, or a rollback (a failover that lost the last writes). The
+   * server then re-registers its live presence (lease, metadata,
+   * memberships, states) and resynchronises every room view from a fresh
+   * snapshot. A store shared by several servers in one process passes the
+   * instance id whose data was lost; each server ignores the other ids.
+   * Without an id, every listener takes it as its own. Returns an
+   * idempotent unsubscribe.
    */
   onReset?(listener: (instanceId?: string) => void): () => void;
 
@@ -421,7 +481,12 @@ export interface PresenceStore {
    */
   owned?(instanceId: string): Promise<OwnedEntries>;
 
-  /** Release resources (connections, timers). The store is unusable after. */
+  /**
+   * Release resources (connections, timers) and drop every listener. After
+   * it, every method except `subscribe`, `watchRoom` and `onReset` rejects
+   * with code `"closed"`. The store never closes a handle it was given
+   * (a `Deno.Kv`, for example).
+   */
   close(): Promise<void>;
 }
 

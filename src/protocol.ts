@@ -3,53 +3,7 @@
 
 import type { PresenceErrorCode } from "./errors.ts";
 
-/**
- * The protocol version spoken by this build (`?v=` on the socket URL).
- *
- * @example
- * ```ts
- * import { PROTOCOL_VERSION } from "@presently/presently";
- * // PresenceClient adds it itself; a hand-written client puts it on the URL.
- * const url = new URL("wss://example.com/presence");
- * url.searchParams.set("v", String(PROTOCOL_VERSION));
- * console.log(url.href); // "wss://example.com/presence?v=1"
- * ```
- */
-export const PROTOCOL_VERSION = 1;
-
-/**
- * WebSocket close codes Presently uses (documented in docs/PROTOCOL.md).
- *
- * @example
- * ```ts
- * import { CloseCode } from "@presently/presently";
- * // A raw WebSocket client should not reconnect after these two.
- * const final: number[] = [CloseCode.badVersion, CloseCode.unauthorized];
- * const shouldReconnect = (event: CloseEvent) => !final.includes(event.code);
- * const lost = new CloseEvent("close", { code: CloseCode.heartbeatTimeout });
- * console.log(shouldReconnect(lost)); // true
- * ```
- */
-export const CloseCode = {
-  /** Normal close (client or server called `close()`). */
-  normal: 1000,
-  /** The server is shutting down. */
-  goingAway: 1001,
-  /** The client spoke an unsupported protocol version. */
-  badVersion: 4400,
-  /** Revoked by the server, or replaced by a resume of the same connection. */
-  unauthorized: 4401,
-  /** No sign of life within the heartbeat deadline. */
-  heartbeatTimeout: 4408,
-  /** The subscriber stayed over the pending outbound bytes limit. */
-  slowConsumer: 4409,
-  /** Too many malformed or oversized frames. */
-  protocolAbuse: 4413,
-  /** Kept flooding after being rate limited. */
-  flood: 4429,
-  /** The server holds its connection limit. */
-  tooManyConnections: 4503,
-} as const;
+export { CloseCode, PROTOCOL_VERSION } from "./constants.ts";
 
 /**
  * A JSON value as carried by presence state and metadata.

@@ -1,6 +1,7 @@
 // Pure room-view sync: snapshots, sequenced events, buffering, gaps, diffs.
 
 import { describe, it } from "node:test";
+import { PROTOCOL_PARAM, PROTOCOL_VERSION } from "../src/constants.ts";
 import assert from "node:assert/strict";
 import {
   applyEvent,
@@ -335,5 +336,11 @@ describe("hostile keys", () => {
       ["__proto__"]: { polluted: true, more: 1 },
       constructor: { x: 1 },
     });
+  });
+});
+
+describe("wire constants", () => {
+  it("the version the client sends is the protocol version", () => {
+    assert.equal(PROTOCOL_PARAM, String(PROTOCOL_VERSION));
   });
 });

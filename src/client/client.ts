@@ -1,6 +1,14 @@
 // PresenceClient: one socket with request/answer matching, a bounded request
 // queue, reconnect/resume with backoff, heartbeat deadline and room sync.
 
+import {
+  CLOSE_ABNORMAL,
+  CLOSE_BAD_VERSION,
+  CLOSE_HEARTBEAT_TIMEOUT,
+  CLOSE_NORMAL,
+  CLOSE_UNAUTHORIZED,
+  PROTOCOL_PARAM,
+} from "../constants.ts";
 import { PresenceError, type PresenceErrorCode } from "../errors.ts";
 import { applyMergePatch } from "../merge_patch.ts";
 import type { Metadata, PresentEntry, ServerFrame, WireSnapshot } from "../protocol.ts";
@@ -759,7 +767,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
         clearTimeout(t);
         resolve();
       };
-      ws.close(1000);
+      ws.close(CLOSE_NORMAL);
     });
   }
 
@@ -1335,7 +1343,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       x = { ...o, ...got };
     }
     for (const [k, v] of Object.entries(x.params ?? {})) q.set(k, v);
-    q.set("v", "1");
+    q.set("v", PROTOCOL_PARAM);
     if (this.#token) q.set("resume", this.#token);
     try {
       const WS = o.WebSocket ?? WebSocket, p = x.protocols, headers = x.headers;
@@ -1347,7 +1355,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       ws.onmessage = (e) => ws == this.#ws && this.#message(e.data);
       ws.onclose = (e) => ws == this.#ws && this.#lost(e.code);
     } catch {
-      this.#lost(1006);
+      this.#lost(CLOSE_ABNORMAL);
     }
   }
 
@@ -1358,8 +1366,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       const idle = Date.now() - this.#lastFrame, ws = this.#ws;
       if (idle < this.#deadline) return this.#beat(this.#deadline - idle);
       // Dead: do not wait for a close handshake that may never come.
-      this.#lost(4408);
-      ws?.close(4408);
+      this.#lost(CLOSE_HEARTBEAT_TIMEOUT);
+      ws?.close(CLOSE_HEARTBEAT_TIMEOUT);
     }, ms);
   }
 
@@ -1368,16 +1376,17 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     const o = this.#options, r = o.reconnect || undefined, cid = this.#cid;
     // A refusal after the upgrade (4401, e.g. token_expired) with `auth`:
     // dial again at once with a fresh answer; a second in a row is final.
-    const again = code == 4401 && o.auth && !this.#refused++;
+    const again = code == CLOSE_UNAUTHORIZED && o.auth && !this.#refused++;
     this.#dials++;
     this.#ws = null;
     this.#open = false;
     clearTimeout(this.#beatTimer);
     for (const q of this.#requests.values()) q.s = false;
     if (
-      !again && (!cid || o.reconnect === false || code == 4400 || code == 4401 ||
+      !again && (!cid || o.reconnect === false || code == CLOSE_BAD_VERSION ||
+        code == CLOSE_UNAUTHORIZED ||
         this.#attempts >= (r?.maxRetries ?? Infinity))
-    ) return this.#finish(code == 4401 ? "unauthorized" : "closed");
+    ) return this.#finish(code == CLOSE_UNAUTHORIZED ? "unauthorized" : "closed");
     const min = r?.minDelayMs ?? 250, max = r?.maxDelayMs ?? 1e4;
     this.#retryTimer = setTimeout(
       () => this.#dial(),

@@ -1,5 +1,34 @@
 // One client connection: identity, socket, rooms, subscriptions, request
 // queue and rate limiting. Survives its socket during the resume grace window.
+//
+// The lifecycle (the code is in server.ts; this is the one place it is told):
+//
+//   admitted --open()--> ATTACHED --socket closes--> DETACHED --resume--> ATTACHED
+//                            |     (not cleanly, with      |
+//                            |      leaveGraceMs > 0)      | grace over, or
+//                            |                             | disconnect()
+//                            +--clean close, kill, ------->+--> FINISHED
+//                               disconnect(), or no grace
+//
+// - ATTACHED (`socket !== null`): frames go through `#onMessage` into the
+//   request queue (`inbox`), one at a time in arrival order; subscriptions
+//   receive flushed frames (`open()`, `#resume`).
+// - DETACHED (`socket === null`, in the server's `detached` set since
+//   `detachedAt`): the socket went away without a clean close. The
+//   connection keeps its rooms, states and subscriptions (marked stale) and
+//   stays present to everyone else. A client that dials again with its
+//   resume token within `leaveGraceMs` gets the same id back, a rotated
+//   token, and fresh snapshots (`#detach`, `#resume`).
+// - FINISHED (`finished === true`): `#finish` queues, behind whatever the
+//   connection had already asked, the leaves of all its rooms (one `leave`
+//   event each, reason "close"; "leave" for a member's `remove()`,
+//   "expired" at its TTL),
+//   drops its subscriptions and metadata, and forgets it. Its resume token
+//   is dropped at once, so no resume can slip in. A leave the store refused
+//   is retried until it holds.
+// - A server-owned member (`addMember`) is a connection with no socket that
+//   is never detached: it is ATTACHED to nothing and FINISHED by `remove()`,
+//   its TTL, or its instance's reap.
 
 import type { ClientFrame, Metadata } from "../protocol.ts";
 import type { PresenceConnection } from "./options.ts";

@@ -218,13 +218,13 @@ export function runStoreConformance(
       const room = uid("room");
       const now = Date.now();
       await a.join(room, "c1", "i1", {}, now);
-      const event = await a.leave(room, "c1", "timeout", now + 7);
+      const event = await a.leave(room, "c1", "expired", now + 7);
       assert.deepEqual(event, {
         type: "leave",
         room,
         connectionId: "c1",
         seq: 2,
-        reason: "timeout",
+        reason: "expired",
         timestamp: now + 7,
       });
     });

@@ -14,15 +14,14 @@ import type { Metadata, PresentEntry } from "../protocol.ts";
  *   if (event.type === "leave") reasons.push(event.reason);
  * });
  * await store.join("lobby", "c1", "server-1", {}, Date.now());
- * await store.leave("lobby", "c1", "timeout", Date.now());
- * console.log(reasons); // ["timeout"]
+ * await store.leave("lobby", "c1", "expired", Date.now());
+ * console.log(reasons); // ["expired"]
  * await store.close();
  * ```
  */
 export type LeaveReason =
   | "leave" // explicit leaveRoom / removeFromRoom
-  | "close" // the connection closed (cleanly, or after the grace period)
-  | "timeout" // missed heartbeats
+  | "close" // the connection closed (cleanly, or after the grace period; a missed heartbeat too)
   | "instance" // its server instance's lease lapsed or was released
   | "expired"; // its room TTL lapsed without a sign of life
 

@@ -116,7 +116,7 @@ describe("MemoryPresenceStore", () => {
   });
 
   it("a throwing listener does not break other listeners or the mutation", async () => {
-    const errors: Array<[unknown, PresenceEvent]> = [];
+    const errors: Array<[unknown, PresenceEvent | null]> = [];
     const store = new MemoryPresenceStore({
       onError: (error, event) => errors.push([error, event]),
     });

@@ -1,22 +1,21 @@
-// The event-feed listener list every store shares: copy-on-write, so emitting
-// needs no copy and (un)subscribing mid-emit is safe; a throwing listener
-// never reaches the mutation or the other listeners.
+// The listener lists every store shares (its event feed, its reset
+// listeners): copy-on-write, so emitting needs no copy and (un)subscribing
+// mid-emit is safe; a throwing listener never reaches the caller or the
+// other listeners.
 
-import type { PresenceEvent, StoreListener } from "./types.ts";
-
-/** Listeners of a store's event feed. */
-export class Listeners {
-  #list: StoreListener[] = [];
-  readonly #report: (error: unknown, event: PresenceEvent) => void;
+/** Listeners of one kind of notification, each called with a `T`. */
+export class Listeners<T> {
+  #list: Array<(value: T) => void> = [];
+  readonly #report: (error: unknown, value: T) => void;
 
   /** @param report Receives a listener's throw (its own throws are swallowed). */
-  constructor(report: (error: unknown, event: PresenceEvent) => void) {
+  constructor(report: (error: unknown, value: T) => void) {
     this.#report = report;
   }
 
   /** Add a listener; the same function added twice is two subscriptions. */
-  add(listener: StoreListener): () => void {
-    const slot: StoreListener = (event) => listener(event);
+  add(listener: (value: T) => void): () => void {
+    const slot = (value: T) => listener(value);
     this.#list = [...this.#list, slot];
     let active = true;
     return () => {
@@ -26,15 +25,15 @@ export class Listeners {
     };
   }
 
-  /** Deliver one event to every listener. */
-  emit(event: PresenceEvent): void {
+  /** Call every listener with `value`. */
+  emit(value: T): void {
     const list = this.#list;
     for (let i = 0; i < list.length; i++) {
       try {
-        list[i]!(event);
+        list[i]!(value);
       } catch (error) {
         try {
-          this.#report(error, event);
+          this.#report(error, value);
         } catch {
           // The error hook itself failed: nothing sensible left to do.
         }

@@ -25,7 +25,6 @@
 
 import type { Metadata, PresentEntry } from "../protocol.ts";
 import { PresenceError } from "../errors.ts";
-import { applyMergePatch } from "../merge_patch.ts";
 import type {
   HookDelivery,
   HookEventType,
@@ -41,6 +40,7 @@ import type {
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
+import { applyWrite, stateEvent } from "./_state.ts";
 import { hookKey, hookTakes, hookTypes, pageSize, widenHookTypes } from "./_queries.ts";
 
 // The contract types, so this entry documents itself without the main one.
@@ -275,7 +275,7 @@ export interface KvPresenceStoreOptions {
    * Called when a `subscribe` listener throws (with the event) or a
    * background poll or watch fails (without one). Defaults to `console.error`.
    */
-  onError?: (error: unknown, event?: PresenceEvent) => void;
+  onError?: (error: unknown, event: PresenceEvent | null) => void;
 }
 
 interface MemberValue {
@@ -422,14 +422,14 @@ export class KvPresenceStore implements PresenceStore {
   readonly #pollMs: number;
   readonly #useWatch: boolean;
   readonly #logTtlMs: number;
-  readonly #onError: (error: unknown, event?: PresenceEvent) => void;
+  readonly #onError: (error: unknown, event: PresenceEvent | null) => void;
   /** Marks this handle's claims on lapsed leases. */
   readonly #id = crypto.randomUUID();
   readonly #watches = new Map<string, RoomWatch>();
   /** Instances whose lease this handle renewed, to notice being reaped. */
   readonly #held = new Set<string>();
-  readonly #resetListeners = new Set<() => void>();
-  #listeners = new Listeners((error, event) => this.#onError(error, event));
+  readonly #resets = new Listeners<undefined>((error) => this.#report(error));
+  #listeners = new Listeners<PresenceEvent>((error, event) => this.#onError(error, event));
   #pollTimer: ReturnType<typeof setTimeout> | null = null;
   #polling: Promise<void> | null = null;
   #closed = false;
@@ -567,17 +567,7 @@ export class KvPresenceStore implements PresenceStore {
         (lease === null || lease.reaper !== undefined);
     });
     this.#held.add(instanceId);
-    if (lost) {
-      for (const listener of this.#resetListeners) {
-        queueMicrotask(() => {
-          try {
-            listener();
-          } catch (error) {
-            this.#report(error);
-          }
-        });
-      }
-    }
+    if (lost) queueMicrotask(() => this.#resets.emit(undefined));
   }
 
   async releaseLease(instanceId: string): Promise<void> {
@@ -596,9 +586,7 @@ export class KvPresenceStore implements PresenceStore {
   }
 
   onReset(listener: () => void): () => void {
-    const slot = () => listener();
-    this.#resetListeners.add(slot);
-    return () => void this.#resetListeners.delete(slot);
+    return this.#resets.add(() => listener());
   }
 
   // -- membership and state --------------------------------------------------
@@ -783,39 +771,15 @@ export class KvPresenceStore implements PresenceStore {
       let current: unknown = undefined;
       if (old !== null) {
         if (old.expiresAt !== null && old.expiresAt <= now) {
-          events.push({
-            type: "state",
-            room,
-            connectionId,
-            seq: ++seq,
-            state: null,
-            expired: true,
-            timestamp: now,
-          });
+          events.push(stateEvent(room, connectionId, ++seq, null, now, { expired: true }));
         } else current = JSON.parse(old.value);
       }
 
-      let value: unknown;
-      let patch: unknown = undefined;
-      if (write.kind === "set") value = write.state;
-      else if (write.kind === "patch") {
-        patch = write.patch;
-        value = patch === null ? null : applyMergePatch(current, patch);
-      } else value = null;
-
+      const { value, patch } = applyWrite(write, current);
       const oldExp = old?.expiresAt ?? null;
-      if (value === null || value === undefined) {
+      if (value === null) {
         if (old === null) return null;
-        if (current !== undefined) {
-          events.push({
-            type: "state",
-            room,
-            connectionId,
-            seq: ++seq,
-            state: null,
-            timestamp: now,
-          });
-        }
+        if (current !== undefined) events.push(stateEvent(room, connectionId, ++seq, null, now));
         op.delete(stateKey);
         if (oldExp !== null) {
           op.delete(this.#expKey(oldExp, room, connectionId));
@@ -833,26 +797,7 @@ export class KvPresenceStore implements PresenceStore {
         if (oldExp !== null && oldExp !== expiresAt) {
           op.delete(this.#expKey(oldExp, room, connectionId));
         }
-        events.push(
-          write.kind === "patch"
-            ? {
-              type: "state",
-              room,
-              connectionId,
-              seq: ++seq,
-              state: value,
-              patch,
-              timestamp: now,
-            }
-            : {
-              type: "state",
-              room,
-              connectionId,
-              seq: ++seq,
-              state: value,
-              timestamp: now,
-            },
-        );
+        events.push(stateEvent(room, connectionId, ++seq, value, now, { patch }));
       }
       op.set(seqKey, seq);
       for (const event of events) this.#log(op, event, hooksE!);
@@ -1354,15 +1299,7 @@ export class KvPresenceStore implements PresenceStore {
         const op = this.#kv.atomic().check(stateE!).delete(expKey);
         return (await this.#commit(op)).ok ? undefined : RETRY;
       }
-      const event: PresenceEvent = {
-        type: "state",
-        room,
-        connectionId: cid,
-        seq: seqOf(seqE) + 1,
-        state: null,
-        expired: true,
-        timestamp: now,
-      };
+      const event = stateEvent(room, cid, seqOf(seqE) + 1, null, now, { expired: true });
       const op = this.#kv.atomic().check(seqE!, stateE!, hooksE!)
         .set(seqKey, event.seq)
         .delete(stateKey)
@@ -1445,7 +1382,7 @@ export class KvPresenceStore implements PresenceStore {
     await Promise.allSettled(pending);
     this.#watches.clear();
     this.#listeners.clear();
-    this.#resetListeners.clear();
+    this.#resets.clear();
   }
 
   // -- helpers -----------------------------------------------------------------
@@ -1514,10 +1451,9 @@ export class KvPresenceStore implements PresenceStore {
     }
   }
 
-  #report(error: unknown, event?: PresenceEvent): void {
+  #report(error: unknown, event: PresenceEvent | null = null): void {
     try {
-      if (event === undefined) this.#onError(error);
-      else this.#onError(error, event);
+      this.#onError(error, event);
     } catch {
       // The error hook itself failed: nothing sensible left to do.
     }

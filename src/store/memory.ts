@@ -4,7 +4,6 @@
 
 import type { Metadata, PresentEntry } from "../protocol.ts";
 import { PresenceError } from "../errors.ts";
-import { applyMergePatch } from "../merge_patch.ts";
 import type {
   HookDelivery,
   HookEventType,
@@ -20,6 +19,7 @@ import type {
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
+import { applyWrite, stateEvent } from "./_state.ts";
 import { hookKey, hookTakes, hookTypes, pageSize, widenHookTypes } from "./_queries.ts";
 
 /**
@@ -33,7 +33,7 @@ import { hookKey, hookTakes, hookTypes, pageSize, widenHookTypes } from "./_quer
  *   PresenceServer,
  * } from "@presently/presently";
  * const options: MemoryPresenceStoreOptions = {
- *   onError: (error, event) => console.warn(`A listener failed on a ${event.type} event`, error),
+ *   onError: (error, event) => console.warn(`A listener failed on a ${event?.type} event`, error),
  * };
  * const store = new MemoryPresenceStore(options);
  * const server = new PresenceServer({ store });
@@ -46,7 +46,7 @@ export interface MemoryPresenceStoreOptions {
    * Called when a `subscribe` listener throws. The error never reaches the
    * mutation or the other listeners. Defaults to `console.error`.
    */
-  onError?: (error: unknown, event: PresenceEvent) => void;
+  onError?: (error: unknown, event: PresenceEvent | null) => void;
 }
 
 interface Room {
@@ -143,17 +143,17 @@ export class MemoryPresenceStore implements PresenceStore {
   #leases = new Map<string, number>();
   /** Instances whose lease this store has recorded at least once. */
   #held = new Set<string>();
-  #resetListeners = new Set<(instanceId?: string) => void>();
+  #resets = new Listeners<string | undefined>((error) => this.#onError(error, null));
   #metadata = new Map<string, MetaEntry>();
   /** Rooms per user, with the user's connection count in each. */
   #userRooms = new Map<string, Map<string, number>>();
   #hooks = new Map<string, HookQueue>();
   #heap: StateEntry[] = [];
-  #listeners = new Listeners((error, event) => this.#onError(error, event));
+  #listeners = new Listeners<PresenceEvent>((error, event) => this.#onError(error, event));
   #queue: PresenceEvent[] = [];
   #emitting = false;
   #closed = false;
-  #onError: (error: unknown, event: PresenceEvent) => void;
+  #onError: (error: unknown, event: PresenceEvent | null) => void;
 
   /**
    * Create an empty store.
@@ -184,23 +184,11 @@ export class MemoryPresenceStore implements PresenceStore {
     const lost = this.#held.has(instanceId) && !this.#leases.has(instanceId);
     this.#held.add(instanceId);
     this.#leases.set(instanceId, now + ttlMs);
-    if (lost) {
-      for (const listener of this.#resetListeners) {
-        queueMicrotask(() => {
-          try {
-            listener(instanceId);
-          } catch (error) {
-            console.error("A presence store reset listener threw:", error);
-          }
-        });
-      }
-    }
+    if (lost) queueMicrotask(() => this.#resets.emit(instanceId));
   }
 
   onReset(listener: (instanceId?: string) => void): () => void {
-    const slot = (id?: string) => listener(id);
-    this.#resetListeners.add(slot);
-    return () => void this.#resetListeners.delete(slot);
+    return this.#resets.add(listener);
   }
 
   async releaseLease(instanceId: string): Promise<void> {
@@ -281,25 +269,11 @@ export class MemoryPresenceStore implements PresenceStore {
       this.#expire(entry, now);
       entry = undefined;
     }
-    let value: unknown;
-    let patch: unknown = undefined;
-    if (write.kind === "set") value = write.state;
-    else if (write.kind === "patch") {
-      patch = write.patch;
-      value = patch === null ? null : applyMergePatch(entry?.value, patch);
-    } else value = null;
-
-    if (value === null || value === undefined) {
+    const { value, patch } = applyWrite(write, entry?.value);
+    if (value === null) {
       if (entry === undefined) return null;
       this.#dropState(entry);
-      const event: PresenceEvent = {
-        type: "state",
-        room,
-        connectionId,
-        seq: ++record.seq,
-        state: null,
-        timestamp: now,
-      };
+      const event = stateEvent(room, connectionId, ++record.seq, null, now);
       this.#emit(event);
       return event;
     }
@@ -319,24 +293,7 @@ export class MemoryPresenceStore implements PresenceStore {
       entry.value = value;
       this.#reschedule(entry, at);
     }
-    const event: PresenceEvent = write.kind === "patch"
-      ? {
-        type: "state",
-        room,
-        connectionId,
-        seq: ++record.seq,
-        state: value,
-        patch,
-        timestamp: now,
-      }
-      : {
-        type: "state",
-        room,
-        connectionId,
-        seq: ++record.seq,
-        state: value,
-        timestamp: now,
-      };
+    const event = stateEvent(room, connectionId, ++record.seq, value, now, { patch });
     this.#emit(event);
     return event;
   }
@@ -542,7 +499,7 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#owners.clear();
     this.#leases.clear();
     this.#held.clear();
-    this.#resetListeners.clear();
+    this.#resets.clear();
     this.#metadata.clear();
     this.#userRooms.clear();
     this.#hooks.clear();
@@ -648,15 +605,7 @@ export class MemoryPresenceStore implements PresenceStore {
   #expire(entry: StateEntry, now: number): void {
     const room = entry.room;
     this.#dropState(entry);
-    this.#emit({
-      type: "state",
-      room: room.name,
-      connectionId: entry.id,
-      seq: ++room.seq,
-      state: null,
-      expired: true,
-      timestamp: now,
-    });
+    this.#emit(stateEvent(room.name, entry.id, ++room.seq, null, now, { expired: true }));
   }
 
   #dropState(entry: StateEntry): void {

@@ -21,7 +21,6 @@
 
 import type { Metadata, PresentEntry } from "../protocol.ts";
 import { PresenceError } from "../errors.ts";
-import { applyMergePatch } from "../merge_patch.ts";
 import type {
   HookDelivery,
   HookEventType,
@@ -37,6 +36,7 @@ import type {
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
+import { applyWrite, clears } from "./_state.ts";
 import { hookTypes, pageSize } from "./_queries.ts";
 import { toHex } from "../_hex.ts";
 import { openDriver, type RedisDriver } from "./_redis_driver.ts";
@@ -373,8 +373,8 @@ export class RedisPresenceStore implements PresenceStore {
   #known = new Map<string, number>();
   /** Tail of the pending state writes per member, see `setState`. */
   #stateChains = new Map<string, Promise<void>>();
-  #listeners = new Listeners((error, event) => this.#onError(error, event));
-  #resetListeners: Array<() => void> = [];
+  #listeners = new Listeners<PresenceEvent>((error, event) => this.#onError(error, event));
+  #resets = new Listeners<undefined>((error) => this.#report(error, null));
   #watches = new Map<string, Watch>();
   /** Instances this handle holds a lease for. */
   #leases = new Set<string>();
@@ -629,11 +629,7 @@ export class RedisPresenceStore implements PresenceStore {
     stamp: string,
   ): Promise<PresenceEvent | null | "not_member"> {
     await this.#settled(room);
-    const clear = write.kind === "clear" ||
-      (write.kind === "set" &&
-        (write.state === null || write.state === undefined)) ||
-      (write.kind === "patch" &&
-        (write.patch === null || write.patch === undefined));
+    const clear = clears(write);
     if (clear || write.kind === "set") {
       const state = clear ? "" : JSON.stringify((write as { state: unknown }).state);
       const result = await this.#mutate("setState", room, [
@@ -648,8 +644,7 @@ export class RedisPresenceStore implements PresenceStore {
       ]);
       return await this.#stateOutcome(room, result, clear ? "" : at);
     }
-    const patch = (write as { patch: unknown }).patch;
-    const patchJson = JSON.stringify(patch);
+    const patchJson = JSON.stringify((write as { patch: unknown }).patch);
     for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
       if (attempt > 0) {
         // Another instance won the race: back off a little, with jitter.
@@ -659,7 +654,7 @@ export class RedisPresenceStore implements PresenceStore {
       const read = asStrings(await this.#room("readState", room, [connectionId, stamp]));
       if (read[0] !== "1") return "not_member";
       const base = read[2] === undefined ? undefined : JSON.parse(read[2]);
-      const value = applyMergePatch(base, patch);
+      const { value } = applyWrite(write, base);
       const result = await this.#mutate("setState", room, [
         connectionId,
         "patch",
@@ -1043,14 +1038,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   onReset(listener: () => void): () => void {
-    const slot = () => listener();
-    this.#resetListeners = [...this.#resetListeners, slot];
-    let active = true;
-    return () => {
-      if (!active) return;
-      active = false;
-      this.#resetListeners = this.#resetListeners.filter((l) => l !== slot);
-    };
+    return this.#resets.add(() => listener());
   }
 
   async close(): Promise<void> {
@@ -1059,7 +1047,7 @@ export class RedisPresenceStore implements PresenceStore {
     if (this.#retryRecover !== null) clearTimeout(this.#retryRecover);
     for (const timer of this.#timers) clearTimeout(timer);
     this.#listeners.clear();
-    this.#resetListeners = [];
+    this.#resets.clear();
     for (const w of this.#watches.values()) {
       this.#settle(w);
       this.#flush(w);
@@ -1755,13 +1743,7 @@ export class RedisPresenceStore implements PresenceStore {
     this.#resetQueued = true;
     queueMicrotask(() => {
       this.#resetQueued = false;
-      for (const listener of this.#resetListeners) {
-        try {
-          listener();
-        } catch (error) {
-          this.#report(error, null);
-        }
-      }
+      this.#resets.emit(undefined);
     });
   }
 

@@ -1,7 +1,14 @@
 // One room's local view (members, states, seq) and its fan-out: events are
 // encoded once per room per flush and sent to every subscriber.
 
-import { encodeEvents, type Metadata, type PresentEntry, type WireEvent } from "../protocol.ts";
+import {
+  encodeEvents,
+  encodePresent,
+  encodeSnapshot,
+  type Metadata,
+  type PresentEntry,
+  type WireEvent,
+} from "../protocol.ts";
 import type { PresenceEvent } from "../store/types.ts";
 import type { Connection } from "./connection.ts";
 
@@ -230,32 +237,18 @@ export class Room {
    * then `"seq"`, `"states"` (and `"users"`), and `"present"` last.
    */
   snapshotFrame(head: string, users: boolean): string {
-    let fields = `"seq":${this.seq},"states":${
-      this.states.size === 0 ? "[]" : JSON.stringify([...this.states])
-    }`;
-    if (users && this.users) fields += `,"users":${JSON.stringify([...this.users.keys()])}`;
-    return this.presentFrame(`${head}${fields},`);
+    return encodeSnapshot(
+      head,
+      this.seq,
+      this.states,
+      users && this.users ? this.users.keys() : null,
+      this.#present(),
+    );
   }
 
-  /**
-   * A frame of `head` then the `present` array, last. The cached entries
-   * are joined in place, the head glued to the first and the closing to the
-   * last, so the frame is one flat string and the only large allocation: no
-   * temporary array or string of N entries per joiner, and no rope (Bun
-   * sends a flat string several times faster than a rope of the same size).
-   */
+  /** A frame of `head` then the `present` array, last (`encodePresent`). */
   presentFrame(head: string): string {
-    const parts = this.#present();
-    const n = parts.length;
-    if (n === 0) return `${head}"present":[]}`;
-    const first = parts[0]!;
-    const last = parts[n - 1]!;
-    parts[0] = `${head}"present":[${first}`;
-    parts[n - 1] = n === 1 ? `${parts[0]}]}` : `${last}]}`;
-    const frame = parts.join(",");
-    parts[0] = first;
-    parts[n - 1] = last;
-    return frame;
+    return encodePresent(head, this.#present());
   }
 
   /** Occupancy for count-mode subscribers. */

@@ -7,13 +7,18 @@ import { applyMergePatch } from "../merge_patch.ts";
 import {
   type ClientFrame,
   CloseCode,
+  encodeCounts,
   encodeError,
+  encodeHello,
   encodeOk,
+  encodeSnapshot,
   type Metadata,
+  okHead,
   parseClientFrame,
   type ParseLimits,
   PING_FRAME,
   PROTOCOL_VERSION,
+  snapHead,
   utf8Length,
 } from "../protocol.ts";
 import { MemoryPresenceStore } from "../store/memory.ts";
@@ -1538,14 +1543,7 @@ export class PresenceServer {
   }
 
   #hello(conn: Connection, resumed: boolean): void {
-    conn.send(JSON.stringify({
-      t: "hello",
-      v: PROTOCOL_VERSION,
-      cid: conn.id,
-      token: conn.token,
-      hb: [this.#intervalMs, this.#timeoutMs],
-      resumed,
-    }));
+    conn.send(encodeHello(conn.id, conn.token, [this.#intervalMs, this.#timeoutMs], resumed));
   }
 
   // -------------------------------------------------------------------------
@@ -1665,14 +1663,12 @@ export class PresenceServer {
           // back in time, so the view's snapshot always does.
           const sub = this.#subscribe(conn, room, f.users === true, count);
           conn.send(
-            count
-              ? encodeOk(f.id, room.counts())
-              : room.snapshotFrame(`{"t":"ok","id":${f.id},`, sub.users),
+            count ? encodeOk(f.id, room.counts()) : room.snapshotFrame(okHead(f.id), sub.users),
           );
         } else if (count) {
           conn.send(encodeOk(f.id, room.counts()));
         } else {
-          conn.send(room.presentFrame(`{"t":"ok","id":${f.id},`));
+          conn.send(room.presentFrame(okHead(f.id)));
         }
         return;
       }
@@ -1692,9 +1688,7 @@ export class PresenceServer {
         if (this.#rooms.get(f.room) !== seen) room = await this.#room(f.room); // gone meanwhile
         const sub = this.#subscribe(conn, room, f.users === true, count);
         conn.send(
-          count
-            ? encodeOk(f.id, room.counts())
-            : this.#snapshotFor(`{"t":"ok","id":${f.id},`, room, sub, fresh),
+          count ? encodeOk(f.id, room.counts()) : this.#snapshotFor(okHead(f.id), room, sub, fresh),
         );
         return;
       }
@@ -2202,16 +2196,16 @@ export class PresenceServer {
       sub.fromSeq = fresh.seq;
       sub.freshAt = this.#resets;
     }
-    let frame = `${head}"seq":${fresh.seq},"states":${JSON.stringify([...fresh.states])}`;
+    let users: Set<string> | null = null;
     if (sub.users && this.#userOf) {
-      const users = new Set<string>();
+      users = new Set<string>();
       for (const p of fresh.present) {
         const u = this.#userOf(p.meta);
         if (u !== null) users.add(u);
       }
-      frame += `,"users":${JSON.stringify([...users])}`;
     }
-    return `${frame},"present":${JSON.stringify(fresh.present)}}`;
+    const present = fresh.present.map((p) => JSON.stringify(p));
+    return encodeSnapshot(head, fresh.seq, fresh.states, users, present);
   }
 
   #maybeDispose(room: Room): void {
@@ -2465,7 +2459,7 @@ export class PresenceServer {
     // the events.
     if (sub.freshAt === this.#resets && sub.fromSeq > room.seq) return;
     this.#flushRoom(room);
-    const frame = room.snapshotFrame(`{"t":"snap","r":${JSON.stringify(room.name)},`, sub.users);
+    const frame = room.snapshotFrame(snapHead(room.name), sub.users);
     sub.stale = false;
     this.#stale.delete(sub);
     room.setNative(sub, false);
@@ -2737,7 +2731,7 @@ export class PresenceServer {
     for (const room of this.#rooms.values()) {
       if (room.countSubs.size === 0 || !room.countDirty) continue;
       room.countDirty = false;
-      const frame = JSON.stringify({ t: "cnt", r: room.name, ...room.counts() });
+      const frame = encodeCounts(room.name, room.counts());
       // A count not delivered (detached socket, dropped send) goes again next time.
       for (const sub of room.countSubs) if (!sub.conn.send(frame)) room.countDirty = true;
     }

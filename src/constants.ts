@@ -6,7 +6,7 @@
 /** Close code: normal close (client or server called `close()`). */
 export const CLOSE_NORMAL = 1000;
 /** Close code: the server is shutting down. */
-export const CLOSE_GOING_AWAY = 1001;
+const CLOSE_GOING_AWAY = 1001;
 /** Close code: the client spoke an unsupported protocol version. */
 export const CLOSE_BAD_VERSION = 4400;
 /** Close code: revoked by the server, or replaced by a resume of the same connection. */

@@ -101,7 +101,7 @@ export type ClientFrame =
   | { op: "pong" };
 
 /** The ops a client may send. */
-export const CLIENT_OPS: ReadonlySet<string> = new Set([
+const CLIENT_OPS: ReadonlySet<string> = new Set([
   "join",
   "leave",
   "sub",
@@ -156,7 +156,7 @@ export function utf8Length(text: string): number {
 }
 
 /** Depth of a parsed JSON value (a scalar is depth 0); stops past `limit`. */
-export function jsonDepth(value: unknown, limit: number): number {
+function jsonDepth(value: unknown, limit: number): number {
   let max = 0;
   const stack: Array<[unknown, number]> = [[value, 0]];
   while (stack.length > 0) {
@@ -177,7 +177,7 @@ export function jsonDepth(value: unknown, limit: number): number {
  * Whether every number in a parsed JSON value is finite. `1e999` parses to
  * `Infinity`, which JSON cannot carry: it would reach subscribers as `null`.
  */
-export function allFinite(value: unknown): boolean {
+function allFinite(value: unknown): boolean {
   if (typeof value === "number") return Number.isFinite(value);
   const stack: unknown[] = [value];
   while (stack.length > 0) {

@@ -41,8 +41,11 @@ import type { SocketLike } from "./socket.ts";
  */
 const NO_DUPES: Set<number> = new Set();
 
-/** Work queued on a connection, run one at a time in arrival order. */
-export type ConnectionTask = ClientFrame | (() => Promise<void>);
+/**
+ * Work queued on a connection, run one at a time in arrival order: a request
+ * (pongs are handled on arrival, never queued) or a server-side task.
+ */
+export type ConnectionTask = Exclude<ClientFrame, { op: "pong" }> | (() => Promise<void>);
 
 /** Server-side state of one connection. */
 export class Connection implements PresenceConnection {

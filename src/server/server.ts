@@ -1627,15 +1627,13 @@ export class PresenceServer {
           if (code === "internal" || code === "store_error") {
             this.#report(code, `Request "${task.op}" failed`, e);
           }
-          if (task.op !== "pong") {
-            conn.send(encodeError(
-              task.id,
-              code,
-              e instanceof PresenceError ? e.message : "Internal error",
-            ));
-          }
+          conn.send(encodeError(
+            task.id,
+            code,
+            e instanceof PresenceError ? e.message : "Internal error",
+          ));
         }
-        if (task.op !== "pong") conn.pending.delete(task.id);
+        conn.pending.delete(task.id);
       }
     })().finally(() => {
       this.#drains.delete(run);

@@ -1418,14 +1418,14 @@ export class RedisPresenceStore implements PresenceStore {
     if (own) this.#remember(event);
     const w = this.#watches.get(event.room);
     if (w === undefined || w.refs === 0) {
-      if (own) this.#deliver(event);
+      if (own) this.#listeners.emit(event);
       return null;
     }
     if (w.held === null) {
       if (event.seq <= w.lastSeq) return null;
       if (w.lastSeq < 0 || event.seq === w.lastSeq + 1) {
         w.lastSeq = event.seq;
-        this.#deliver(event);
+        this.#listeners.emit(event);
         return null;
       }
       // A gap: fetch what is missing from the log before going on.
@@ -1440,10 +1440,6 @@ export class RedisPresenceStore implements PresenceStore {
     }
     w.held.push({ event, own });
     return own ? w.drained!.promise : null;
-  }
-
-  #deliver(event: PresenceEvent): void {
-    this.#listeners.emit(event);
   }
 
   /** Start holding back the room's events (no-op when already holding). */
@@ -1472,7 +1468,7 @@ export class RedisPresenceStore implements PresenceStore {
       if (h.event.seq <= w.lastSeq) return;
       w.lastSeq = h.event.seq;
     } else if (!h.own) return;
-    this.#deliver(h.event);
+    this.#listeners.emit(h.event);
   }
 
   #settle(w: Watch): void {

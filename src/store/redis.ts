@@ -40,7 +40,8 @@ import { applyWrite, clears } from "./_state.ts";
 import { hookTypes, pageSize } from "./_queries.ts";
 import { toHex } from "../_hex.ts";
 import { openDriver, type RedisDriver } from "./_redis_driver.ts";
-import { type Received, received } from "./_redis_probe.ts";
+import { received } from "./_redis_probe.ts";
+import { RedisFeed } from "./_redis_feed.ts";
 import { ROOM_SCRIPTS, type RoomScript, SLOT_SCRIPTS, type SlotScript } from "./_redis_lua.ts";
 
 export type {
@@ -126,39 +127,6 @@ export interface RedisPresenceStoreOptions {
   onError?: (error: unknown, event: PresenceEvent | null) => void;
 }
 
-interface Watch {
-  refs: number;
-  /** Last seq delivered for the room, -1 when unknown. */
-  lastSeq: number;
-  /** When the watch began (wall ms), until its first catch-up is done. */
-  startedAt: number | null;
-  /** Settles when that first catch-up is done (or failed). */
-  ready: PromiseWithResolvers<void> | null;
-  subscribed: boolean;
-  busy: boolean;
-  /**
-   * Events held back while the room catches up from its log (a new watch, a
-   * reconnect, or a gap in what arrived), so that none is delivered ahead of
-   * an earlier one only the log holds. `null`: events go out as they come.
-   */
-  held: Held[] | null;
-  /** Settles once `held` went out; a write whose own event is held waits. */
-  drained: PromiseWithResolvers<void> | null;
-  /** The running catch-up loop, if any. */
-  syncing: Promise<SyncOutcome> | null;
-  /** Run one more catch-up round once the current one is done. */
-  again: boolean;
-}
-
-interface Held {
-  event: PresenceEvent;
-  /** Made by this handle: delivered even when the room is no longer watched. */
-  own: boolean;
-}
-
-/** "behind": the log no longer reaches back; "regressed": the seq went back. */
-type SyncOutcome = "ok" | "behind" | "regressed";
-
 interface ScriptResult {
   status: string;
   /** The events the script produced or caught up, in seq order per room. */
@@ -194,11 +162,6 @@ const HOOKS_FRESH_MS = 100;
 /** Every generation: reaping with it removes whatever the instance owns. */
 const ALL_GENERATIONS = "9007199254740991";
 const PATCH_ATTEMPTS = 16;
-/** A new watch also catches up on events this much older than itself. */
-const WATCH_SLACK_MS = 50;
-/** How many rooms `#known` remembers. */
-const KNOWN_ROOMS = 4096;
-
 let shaCache: Promise<Map<string, string>> | null = null;
 
 /** Script source -> its SHA-1, for EVALSHA. */
@@ -274,20 +237,6 @@ function asStrings(reply: unknown): string[] {
     );
   }
   return reply.map((x) => String(x));
-}
-
-/** `Promise.withResolvers()`, which Node 20 lacks. */
-function resolvers(): {
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-} {
-  let resolve!: () => void, reject!: (e: unknown) => void;
-  const promise = new Promise<void>((a, b) => {
-    resolve = a;
-    reject = b;
-  });
-  return { promise, resolve, reject };
 }
 
 /** `[a, b, c, d]` as `[[a, b], [c, d]]`. */
@@ -369,13 +318,20 @@ export class RedisPresenceStore implements PresenceStore {
   readonly #connectTimeoutMs: number;
   readonly #onError: (error: unknown, event: PresenceEvent | null) => void;
   #driver: Promise<RedisDriver> | null = null;
-  /** Last seq of events this handle made, per room (bounded, oldest out). */
-  #known = new Map<string, number>();
   /** Tail of the pending state writes per member, see `setState`. */
   #stateChains = new Map<string, Promise<void>>();
   #listeners = new Listeners<PresenceEvent>((error, event) => this.#onError(error, event));
   #resets = new Listeners<undefined>((error) => this.#report(error, null));
-  #watches = new Map<string, Watch>();
+  readonly #feed: RedisFeed = new RedisFeed({
+    closed: () => this.#closed,
+    channel: (room) => `${this.#roomBase(room)}c`,
+    subscribe: async (channel) => await (await this.#connect()).subscribe(channel),
+    unsubscribe: async (channel) => await (await this.#connect()).unsubscribe(channel),
+    catchUp: async (room, args) => asStrings(await this.#room("catchUp", room, args)),
+    deliver: (event) => this.#listeners.emit(event),
+    reset: () => this.#queueReset(),
+    report: (error) => this.#report(error, null),
+  });
   /** Instances this handle holds a lease for. */
   #leases = new Set<string>();
   /**
@@ -408,8 +364,6 @@ export class RedisPresenceStore implements PresenceStore {
   /** A rollback was seen: the next recovery treats it as lost data. */
   #rolledBack = false;
   #recovering = false;
-  /** What arrived over pub/sub (read by the counting benchmarks). */
-  readonly #received: Received = { messages: 0, events: 0 };
   #retryRecover: ReturnType<typeof setTimeout> | null = null;
   /** Catch-ups scheduled after a channel moved. */
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
@@ -479,7 +433,7 @@ export class RedisPresenceStore implements PresenceStore {
             : "A presence store listener threw:",
           error,
         ));
-    received.set(this, this.#received);
+    received.set(this, this.#feed.received);
     this.#connect().catch(() => {});
   }
 
@@ -556,7 +510,7 @@ export class RedisPresenceStore implements PresenceStore {
     now: number,
     userId: string | null = null,
   ): Promise<PresenceEvent | null> {
-    await this.#settled(room);
+    await this.#feed.settled(room);
     const stamp = time(this.#toRedis(now), "time");
     const json = JSON.stringify(meta);
     // Indexed before the member exists, so a crash in between leaves no
@@ -568,7 +522,7 @@ export class RedisPresenceStore implements PresenceStore {
       this.#gens.get(instanceId) ?? "0",
       json,
       stamp,
-      this.#since(room),
+      this.#feed.since(room),
       userId ?? "",
     ]);
     if (result.status !== "ok" && result.status !== "first") return null;
@@ -589,12 +543,12 @@ export class RedisPresenceStore implements PresenceStore {
     reason: LeaveReason,
     now: number,
   ): Promise<PresenceEvent | null> {
-    await this.#settled(room);
+    await this.#feed.settled(room);
     const result = await this.#mutate("leave", room, [
       connectionId,
       reason,
       time(this.#toRedis(now), "time"),
-      this.#since(room),
+      this.#feed.since(room),
     ]);
     return result.status === "ok" ? result.events.at(-1)! : null;
   }
@@ -628,7 +582,7 @@ export class RedisPresenceStore implements PresenceStore {
     at: string,
     stamp: string,
   ): Promise<PresenceEvent | null | "not_member"> {
-    await this.#settled(room);
+    await this.#feed.settled(room);
     const clear = clears(write);
     if (clear || write.kind === "set") {
       const state = clear ? "" : JSON.stringify((write as { state: unknown }).state);
@@ -640,7 +594,7 @@ export class RedisPresenceStore implements PresenceStore {
         at,
         stamp,
         "",
-        this.#since(room),
+        this.#feed.since(room),
       ]);
       return await this.#stateOutcome(room, result, clear ? "" : at);
     }
@@ -663,7 +617,7 @@ export class RedisPresenceStore implements PresenceStore {
         at,
         stamp,
         read[1]!,
-        this.#since(room),
+        this.#feed.since(room),
       ]);
       if (result.status !== "conflict") return await this.#stateOutcome(room, result, at);
     }
@@ -908,43 +862,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   watchRoom(room: string): () => void {
-    let watch = this.#watches.get(room);
-    if (watch === undefined) {
-      watch = {
-        refs: 0,
-        lastSeq: -1,
-        startedAt: null,
-        ready: null,
-        subscribed: false,
-        busy: false,
-        held: null,
-        drained: null,
-        syncing: null,
-        again: false,
-      };
-      this.#watches.set(room, watch);
-    }
-    const w = watch;
-    if (++w.refs === 1) {
-      // Nothing this handle made itself is news to it.
-      w.lastSeq = this.#known.get(room) ?? -1;
-      w.startedAt = Date.now();
-      w.ready ??= resolvers();
-      // Until the first catch-up is done, a pub/sub message may be ahead of
-      // events only the log has: hold it back.
-      this.#hold(w);
-      this.#reconcile(room, w);
-    }
-    let active = true;
-    return () => {
-      if (!active) return;
-      active = false;
-      if (--w.refs === 0) {
-        w.lastSeq = -1;
-        if (w.syncing === null) this.#flush(w);
-        this.#reconcile(room, w);
-      }
-    };
+    return this.#feed.watch(room);
   }
 
   /** An instant of the caller's clock on Redis's clock. */
@@ -1048,11 +966,7 @@ export class RedisPresenceStore implements PresenceStore {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#listeners.clear();
     this.#resets.clear();
-    for (const w of this.#watches.values()) {
-      this.#settle(w);
-      this.#flush(w);
-    }
-    this.#watches.clear();
+    this.#feed.close();
     const driver = this.#driver;
     this.#driver = null;
     if (driver !== null) {
@@ -1081,7 +995,7 @@ export class RedisPresenceStore implements PresenceStore {
         maxReconnectDelayMs: this.#maxReconnectDelayMs,
         connectTimeoutMs: this.#connectTimeoutMs,
       }, {
-        message: (_channel, message) => this.#onMessage(message),
+        message: (_channel, message) => this.#feed.onMessage(message),
         reconnected: () => this.#recover(),
         error: (error) => this.#report(error, null),
         channelMoved: (channel) => this.#channelMoved(channel),
@@ -1246,7 +1160,7 @@ export class RedisPresenceStore implements PresenceStore {
       const event = JSON.parse(reply[i]!) as PresenceEvent;
       events.push(event);
       letters.add(LETTER[event.type]);
-      const wait = this.#offer(event, true);
+      const wait = this.#feed.offer(event, true);
       if (wait !== null) (waits ??= []).push(wait);
     }
     if (letters.size > 0) {
@@ -1384,265 +1298,6 @@ export class RedisPresenceStore implements PresenceStore {
     return hooks;
   }
 
-  /** The seq up to which a watched room was delivered, so a write can fill the gap. */
-  #since(room: string): string {
-    const w = this.#watches.get(room);
-    return w !== undefined && w.refs > 0 && w.startedAt === null ? String(w.lastSeq) : "-1";
-  }
-
-  // -------------------------------------------------------------------------
-  // Events
-
-  #onMessage(message: string): void {
-    if (this.#closed) return;
-    let events: PresenceEvent[];
-    try {
-      events = JSON.parse(message);
-    } catch (error) {
-      this.#report(error, null);
-      return;
-    }
-    this.#received.messages++;
-    this.#received.events += events.length;
-    for (const event of events) this.#offer(event, false);
-  }
-
-  /**
-   * Deliver in seq order per watched room, dropping what was delivered
-   * already. An event that comes while the room catches up, or after a gap
-   * (an earlier event not received yet), is held until the room's log filled
-   * in what precedes it. Answers a promise when it held an own event: the
-   * write resolves only once that went out.
-   */
-  #offer(event: PresenceEvent, own: boolean): Promise<void> | null {
-    if (own) this.#remember(event);
-    const w = this.#watches.get(event.room);
-    if (w === undefined || w.refs === 0) {
-      if (own) this.#listeners.emit(event);
-      return null;
-    }
-    if (w.held === null) {
-      if (event.seq <= w.lastSeq) return null;
-      if (w.lastSeq < 0 || event.seq === w.lastSeq + 1) {
-        w.lastSeq = event.seq;
-        this.#listeners.emit(event);
-        return null;
-      }
-      // A gap: fetch what is missing from the log before going on.
-      this.#hold(w);
-      w.held!.push({ event, own });
-      this.#sync(event.room, w).then((outcome) => {
-        if (outcome !== "ok") this.#queueReset();
-      }, (error) => {
-        if (!this.#closed) this.#report(error, null);
-      });
-      return own ? w.drained!.promise : null;
-    }
-    w.held.push({ event, own });
-    return own ? w.drained!.promise : null;
-  }
-
-  /** Start holding back the room's events (no-op when already holding). */
-  #hold(w: Watch): void {
-    if (w.held !== null) return;
-    w.held = [];
-    w.drained = resolvers();
-  }
-
-  /** Stop holding: the held events go out as they are, in seq order. */
-  #flush(w: Watch): void {
-    const held = w.held;
-    const drained = w.drained;
-    w.held = null;
-    w.drained = null;
-    if (held !== null) {
-      held.sort((x, y) => x.event.seq - y.event.seq);
-      for (const h of held) this.#pass(w, h);
-    }
-    drained?.resolve();
-  }
-
-  /** Deliver a held (or logged) event unless the watch is past it already. */
-  #pass(w: Watch, h: Held): void {
-    if (w.refs > 0) {
-      if (h.event.seq <= w.lastSeq) return;
-      w.lastSeq = h.event.seq;
-    } else if (!h.own) return;
-    this.#listeners.emit(h.event);
-  }
-
-  #settle(w: Watch): void {
-    const ready = w.ready;
-    w.ready = null;
-    ready?.resolve();
-  }
-
-  /**
-   * A write in a room whose watch is still being set up waits for it, so its
-   * own event cannot overtake remote ones the watch is about to catch up.
-   */
-  async #settled(room: string): Promise<void> {
-    const ready = this.#watches.get(room)?.ready;
-    if (ready) await ready.promise;
-  }
-
-  #remember(event: PresenceEvent): void {
-    const known = this.#known;
-    const last = known.get(event.room);
-    if (last !== undefined && last >= event.seq) return;
-    known.delete(event.room);
-    known.set(event.room, event.seq);
-    if (known.size > KNOWN_ROOMS) {
-      known.delete(known.keys().next().value!);
-    }
-  }
-
-  /** Bring the channel subscription in line with the watch count, then catch up. */
-  #reconcile(room: string, w: Watch): void {
-    if (w.busy || this.#closed) return;
-    w.busy = true;
-    let failed = false;
-    const channel = `${this.#roomBase(room)}c`;
-    (async () => {
-      const driver = await this.#connect();
-      while (!this.#closed) {
-        if (w.refs > 0 && !w.subscribed) {
-          await driver.subscribe(channel);
-          w.subscribed = true;
-        } else if (w.refs > 0 && w.startedAt !== null) {
-          await this.#sync(room, w);
-        } else if (w.refs === 0 && w.subscribed) {
-          await driver.unsubscribe(channel);
-          w.subscribed = false;
-        } else break;
-      }
-    })().catch((error) => {
-      failed = true;
-      this.#settle(w);
-      // Deliver what was held rather than keep it back until the retry.
-      if (w.syncing === null) this.#flush(w);
-      if (this.#closed) return;
-      this.#report(error, null);
-      setTimeout(() => this.#reconcile(room, w), 500);
-    }).finally(() => {
-      w.busy = false;
-      if (w.refs === 0) this.#settle(w);
-      const pending = w.refs > 0 ? !w.subscribed || w.startedAt !== null : w.subscribed;
-      if (pending) {
-        // A watch or unwatch landed while the loop was finishing.
-        if (!failed) this.#reconcile(room, w);
-      } else if (w.refs === 0 && this.#watches.get(room) === w) {
-        this.#watches.delete(room);
-      }
-    });
-  }
-
-  /**
-   * Catch the room up from its log, then deliver what was held, in seq
-   * order. Joins the running loop when there is one (one more round then:
-   * e.g. a reconnect came in meanwhile). Resolves once nothing is held.
-   */
-  #sync(room: string, w: Watch): Promise<SyncOutcome> {
-    if (w.syncing !== null) {
-      w.again = true;
-      return w.syncing;
-    }
-    if (w.refs === 0) {
-      this.#flush(w);
-      return Promise.resolve("ok");
-    }
-    this.#hold(w);
-    w.syncing = this.#syncLoop(room, w);
-    return w.syncing;
-  }
-
-  async #syncLoop(room: string, w: Watch): Promise<SyncOutcome> {
-    let outcome: SyncOutcome = "ok";
-    try {
-      for (;;) {
-        w.again = false;
-        if (w.refs === 0) {
-          this.#flush(w);
-          break;
-        }
-        this.#hold(w);
-        const round = await this.#catchUp(room, w);
-        if (round.outcome !== "ok") outcome = round.outcome;
-        if (this.#closed || (round.done && !w.again)) break;
-      }
-    } catch (error) {
-      w.syncing = null;
-      this.#flush(w);
-      throw error;
-    }
-    // Synchronously with the last check of `again`: a later `#sync` starts anew.
-    w.syncing = null;
-    return outcome;
-  }
-
-  /**
-   * One catch-up round: read the log (for a new watch, the events appended
-   * since it began, with some slack for the trip to Redis; else those after
-   * the last one delivered), then deliver the logged and the held events in
-   * seq order. Up to the room's seq as read, that is final: a seq missing
-   * then is older than the log and shows as a gap. Past it, held events go
-   * out only while contiguous (`done: false` when one still waits for an
-   * earlier event, which the next round fetches). Reports whether the room
-   * is behind (the log no longer reaches back) or went backwards.
-   */
-  async #catchUp(
-    room: string,
-    w: Watch,
-  ): Promise<{ outcome: SyncOutcome; done: boolean }> {
-    const initial = w.startedAt !== null;
-    let since = initial ? -1 : w.lastSeq;
-    let outcome: SyncOutcome = "ok";
-    let r: string[];
-    if (initial) {
-      const age = Date.now() - w.startedAt! + WATCH_SLACK_MS;
-      r = asStrings(await this.#room("catchUp", room, ["-1", String(age)]));
-    } else {
-      r = asStrings(await this.#room("catchUp", room, [String(since), "0"]));
-      if (since >= 0 && Number(r[0]) < since) {
-        // The room started over (data loss): everything in it is new.
-        outcome = "regressed";
-        this.#known.delete(room);
-        w.lastSeq = since = 0;
-        r = asStrings(await this.#room("catchUp", room, ["0", "0"]));
-      }
-    }
-    if (initial) {
-      w.startedAt = null;
-      this.#settle(w);
-    }
-    if (w.refs === 0) {
-      this.#flush(w);
-      return { outcome: "ok", done: true };
-    }
-    const cur = Number(r[0]);
-    const queue: Held[] = [];
-    for (let i = 1; i < r.length; i++) {
-      queue.push({ event: JSON.parse(r[i]!) as PresenceEvent, own: false });
-    }
-    if (w.held !== null) queue.push(...w.held);
-    queue.sort((x, y) => x.event.seq - y.event.seq);
-    let i = 0;
-    for (; i < queue.length && queue[i]!.event.seq <= cur; i++) {
-      this.#pass(w, queue[i]!);
-    }
-    if (outcome === "ok" && since >= 0 && w.lastSeq < cur) outcome = "behind";
-    // Older events are from before the watch began, or beyond the log.
-    w.lastSeq = Math.max(w.lastSeq, cur);
-    for (; i < queue.length && queue[i]!.event.seq <= w.lastSeq + 1; i++) {
-      this.#pass(w, queue[i]!);
-    }
-    // What is left waits for an earlier event: the next round fetches it.
-    w.held = queue.slice(i);
-    if (w.held.length > 0) return { outcome, done: false };
-    this.#flush(w);
-    return { outcome, done: true };
-  }
-
   // -------------------------------------------------------------------------
   // Reconnects and resets
 
@@ -1690,14 +1345,10 @@ export class RedisPresenceStore implements PresenceStore {
           this.#leases.clear();
           this.#renewals.clear();
           this.#indexed.clear();
-          this.#known.clear();
-          for (const w of this.#watches.values()) w.lastSeq = 0;
+          this.#feed.forget();
           this.#queueReset();
         }
-        const outcomes = await Promise.all(
-          [...this.#watches].filter(([, w]) => w.subscribed && w.refs > 0)
-            .map(([room, w]) => this.#sync(room, w)),
-        );
+        const outcomes = await this.#feed.resyncAll();
         if (outcomes.some((o) => o !== "ok")) this.#queueReset();
       } while (this.#recoverAgain && !this.#closed);
     })().catch((error) => {
@@ -1719,13 +1370,13 @@ export class RedisPresenceStore implements PresenceStore {
    * the new subscription had time to be in place and once more later.
    */
   #channelMoved(channel: string): void {
-    for (const [room, w] of this.#watches) {
+    for (const room of this.#feed.rooms()) {
       if (`${this.#roomBase(room)}c` !== channel) continue;
       for (const ms of [300, 2_000]) {
         const timer = setTimeout(() => {
           this.#timers.delete(timer);
-          if (this.#closed || w.refs === 0 || this.#watches.get(room) !== w) return;
-          this.#sync(room, w).then((outcome) => {
+          if (this.#closed) return;
+          this.#feed.resync(room).then((outcome) => {
             if (outcome !== "ok") this.#queueReset();
           }, (error) => this.#report(error, null));
         }, ms);
@@ -1749,7 +1400,7 @@ export class RedisPresenceStore implements PresenceStore {
    */
   async #touch(instanceId: string): Promise<void> {
     const indexed = this.#indexed.get(instanceId) ?? new Set<string>();
-    const rooms = new Set([...this.#watches.keys(), ...indexed]);
+    const rooms = new Set([...this.#feed.rooms(), ...indexed]);
     await this.#each([...rooms], (room) => this.#room("touch", room, []));
     const key = `${this.#g}ir:${instanceId}`;
     await this.#each([...indexed], async (room) => {

@@ -40,6 +40,8 @@ import type {
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
+import { KvFeed } from "./_kv_feed.ts";
+import { pool } from "./_pool.ts";
 import { applyWrite, stateEvent } from "./_state.ts";
 import { hookKey, hookTakes, hookTypes, pageSize, widenHookTypes } from "./_queries.ts";
 
@@ -320,22 +322,6 @@ interface MetaValue {
   instance: string;
 }
 
-interface RoomWatch {
-  room: string;
-  seqKey: KvLikeKey;
-  refs: number;
-  /** Last seq delivered (or seen when the watch started); -1 until known. */
-  last: number;
-  ready: Promise<void>;
-  stopped: boolean;
-  reader: ReadableStreamDefaultReader<readonly KvLikeEntryMaybe[]> | null;
-  loop: Promise<void> | null;
-  /** The highest seq a watch or a poll saw: what the catch-up under way reads up to. */
-  want: number;
-  /** The catch-up under way: watch and polling share it, so no range is read twice. */
-  catching: Promise<void> | null;
-}
-
 interface Check {
   key: KvLikeKey;
   versionstamp: string | null;
@@ -350,7 +336,6 @@ const SNAPSHOT_ATTEMPTS = 20;
 const REAP_CLAIM_MS = 30_000;
 /** Rooms reaped, or polled 10 at a time, in parallel. */
 const PARALLEL = 8;
-const WATCH_RESTART_MS = 1_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -365,21 +350,6 @@ function seqOf(entry: KvLikeEntryMaybe | undefined): number {
 function isBusy(error: unknown): boolean {
   return error instanceof Error &&
     /database is locked|SQLITE_BUSY/i.test(error.message);
-}
-
-/** Run `fn` over `items` with at most `limit` in flight. */
-async function pool<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, worker),
-  );
 }
 
 /**
@@ -425,13 +395,11 @@ export class KvPresenceStore implements PresenceStore {
   readonly #onError: (error: unknown, event: PresenceEvent | null) => void;
   /** Marks this handle's claims on lapsed leases. */
   readonly #id = crypto.randomUUID();
-  readonly #watches = new Map<string, RoomWatch>();
   /** Instances whose lease this handle renewed, to notice being reaped. */
   readonly #held = new Set<string>();
   readonly #resets = new Listeners<undefined>((error) => this.#report(error));
   #listeners = new Listeners<PresenceEvent>((error, event) => this.#onError(error, event));
-  #pollTimer: ReturnType<typeof setTimeout> | null = null;
-  #polling: Promise<void> | null = null;
+  readonly #feed: KvFeed;
   #closed = false;
 
   /**
@@ -480,6 +448,18 @@ export class KvPresenceStore implements PresenceStore {
       );
     }
     this.#useWatch = watch !== false && canWatch;
+    this.#feed = new KvFeed(
+      this.#kv,
+      {
+        closed: () => this.#closed,
+        seqKey: (room) => this.#seqKey(room),
+        logKey: (room, seq) => this.#logKey(room, seq),
+        deliver: (event) => this.#listeners.emit(event),
+        report: (error) => this.#report(error),
+      },
+      this.#pollMs,
+      this.#useWatch,
+    );
     this.#onError = options.onError ??
       ((error) => console.error("KvPresenceStore:", error));
   }
@@ -641,7 +621,7 @@ export class KvPresenceStore implements PresenceStore {
       if (count.c === 0) op.set(this.#roomsKey(room), true);
       this.#log(op, event, hooksE!);
       if (!(await this.#commit(op)).ok) return RETRY;
-      await this.#publish(room, [event]);
+      await this.#feed.publish(room, [event]);
       return event;
     });
   }
@@ -733,7 +713,7 @@ export class KvPresenceStore implements PresenceStore {
       }
       this.#log(op, event, hooksE!);
       if (!(await this.#commit(op)).ok) return await this.#conflict(lease);
-      await this.#publish(room, [event]);
+      await this.#feed.publish(room, [event]);
       return event;
     });
   }
@@ -802,7 +782,7 @@ export class KvPresenceStore implements PresenceStore {
       op.set(seqKey, seq);
       for (const event of events) this.#log(op, event, hooksE!);
       if (!(await this.#commit(op)).ok) return RETRY;
-      await this.#publish(room, events);
+      await this.#feed.publish(room, events);
       // Clearing a state that had just expired announces only the expiry.
       return current === undefined && (value === null || value === undefined)
         ? null
@@ -1051,170 +1031,7 @@ export class KvPresenceStore implements PresenceStore {
 
   watchRoom(room: string): () => void {
     if (this.#closed) return () => {};
-    let w = this.#watches.get(room);
-    if (w === undefined) w = this.#startWatch(room);
-    w.refs++;
-    const watch = w;
-    let active = true;
-    return () => {
-      if (!active) return;
-      active = false;
-      if (--watch.refs > 0 || this.#watches.get(room) !== watch) return;
-      this.#watches.delete(room);
-      this.#stopWatch(watch);
-    };
-  }
-
-  #startWatch(room: string): RoomWatch {
-    const seqKey = this.#seqKey(room);
-    const w: RoomWatch = {
-      room,
-      seqKey,
-      refs: 0,
-      last: -1,
-      ready: Promise.resolve(),
-      stopped: false,
-      reader: null,
-      loop: null,
-      want: -1,
-      catching: null,
-    };
-    // The baseline: events after the room's seq now are delivered.
-    w.ready = this.#kv.get(seqKey).then((e) => {
-      if (w.last < 0) w.last = seqOf(e);
-    }, (error) => this.#report(error));
-    this.#watches.set(room, w);
-    if (this.#useWatch) this.#runWatch(w);
-    this.#schedulePoll();
-    return w;
-  }
-
-  #runWatch(w: RoomWatch): void {
-    const reader = this.#kv.watch!([w.seqKey]).getReader();
-    w.reader = reader;
-    w.loop = (async () => {
-      try {
-        await w.ready;
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (w.stopped) return;
-          if (done) break;
-          const seq = seqOf(value[0]);
-          if (w.last >= 0 && seq > w.last) await this.#catchUp(w, seq);
-        }
-      } catch (error) {
-        if (w.stopped || this.#closed) return;
-        this.#report(error);
-        reader.cancel().catch(() => {});
-      }
-      // The stream failed or ended (e.g. a dropped KV Connect link): polling
-      // keeps delivering meanwhile; watch again later.
-      await sleep(WATCH_RESTART_MS);
-      if (!w.stopped && !this.#closed) this.#runWatch(w);
-    })();
-  }
-
-  #stopWatch(w: RoomWatch): void {
-    w.stopped = true;
-    w.reader?.cancel().catch(() => {});
-  }
-
-  #schedulePoll(): void {
-    if (
-      this.#pollTimer !== null || this.#polling !== null || this.#closed ||
-      this.#pollMs <= 0 || this.#watches.size === 0
-    ) return;
-    this.#pollTimer = setTimeout(() => {
-      this.#pollTimer = null;
-      this.#polling = this.#poll().finally(() => {
-        this.#polling = null;
-        this.#schedulePoll();
-      });
-    }, this.#pollMs);
-  }
-
-  async #poll(): Promise<void> {
-    const watches = [...this.#watches.values()].filter((w) => w.last >= 0);
-    const chunks: RoomWatch[][] = [];
-    for (let i = 0; i < watches.length; i += 10) {
-      chunks.push(watches.slice(i, i + 10));
-    }
-    await pool(chunks, PARALLEL, async (chunk) => {
-      if (this.#closed) return;
-      try {
-        const entries = await this.#kv.getMany(chunk.map((w) => w.seqKey));
-        await Promise.all(chunk.map((w, i) => {
-          const seq = seqOf(entries[i]);
-          return seq > w.last && !w.stopped ? this.#catchUp(w, seq) : undefined;
-        }));
-      } catch (error) {
-        if (!this.#closed) this.#report(error);
-      }
-    });
-  }
-
-  /**
-   * Deliver the logged events after `w.last` up to `target`. One catch-up
-   * runs per room at a time: a watch and the poll that both saw the seq move
-   * join it (reading on to the higher target) instead of reading the same
-   * log range twice.
-   */
-  #catchUp(w: RoomWatch, target: number): Promise<void> {
-    w.want = Math.max(w.want, target);
-    if (w.catching !== null) return w.catching;
-    w.catching = (async () => {
-      try {
-        while (!w.stopped && w.want > w.last) {
-          const to = w.want;
-          const events: PresenceEvent[] = [];
-          for await (
-            const e of this.#kv.list({
-              start: this.#logKey(w.room, w.last + 1),
-              end: this.#logKey(w.room, to + 1),
-            })
-          ) {
-            events.push(JSON.parse(e.value as string) as PresenceEvent);
-          }
-          // Entries past the log's TTL are gone: the gap tells the server to reload.
-          this.#deliver(w, events);
-          if (w.last < to) return; // the rest of the range is gone (or not written yet)
-        }
-      } finally {
-        w.catching = null;
-      }
-    })();
-    return w.catching;
-  }
-
-  /** Deliver this handle's own events before its mutation resolves. */
-  async #publish(room: string, events: PresenceEvent[]): Promise<void> {
-    const w = this.#watches.get(room);
-    if (w === undefined) {
-      for (const event of events) this.#emit(event);
-      return;
-    }
-    await w.ready;
-    const first = events[0]!.seq;
-    if (w.last >= 0 && first > w.last + 1) {
-      try {
-        await this.#catchUp(w, first - 1);
-      } catch (error) {
-        this.#report(error);
-      }
-    }
-    this.#deliver(w, events);
-  }
-
-  #deliver(w: RoomWatch, events: readonly PresenceEvent[]): void {
-    for (const event of events) {
-      if (event.seq <= w.last) continue;
-      w.last = event.seq;
-      this.#emit(event);
-    }
-  }
-
-  #emit(event: PresenceEvent): void {
-    this.#listeners.emit(event);
+    return this.#feed.watch(room);
   }
 
   // -- sweeping ----------------------------------------------------------------
@@ -1306,7 +1123,7 @@ export class KvPresenceStore implements PresenceStore {
         .delete(expKey);
       this.#log(op, event, hooksE!);
       if (!(await this.#commit(op)).ok) return RETRY;
-      await this.#publish(room, [event]);
+      await this.#feed.publish(room, [event]);
       return undefined;
     });
   }
@@ -1370,17 +1187,7 @@ export class KvPresenceStore implements PresenceStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#pollTimer !== null) clearTimeout(this.#pollTimer);
-    this.#pollTimer = null;
-    const pending: Promise<unknown>[] = [];
-    if (this.#polling) pending.push(this.#polling);
-    for (const w of this.#watches.values()) {
-      this.#stopWatch(w);
-      pending.push(w.ready);
-      if (w.loop) pending.push(w.loop);
-    }
-    await Promise.allSettled(pending);
-    this.#watches.clear();
+    await this.#feed.close();
     this.#listeners.clear();
     this.#resets.clear();
   }

@@ -48,6 +48,7 @@ import {
   type PresenceServerOptions,
   type TrackPresenceOptions,
 } from "./options.ts";
+import { FlushScheduler } from "./flush.ts";
 import { type FanoutContext, Room, type Subscription } from "./room.ts";
 import type { Admission, SocketHandlers, SocketLike } from "./socket.ts";
 
@@ -165,17 +166,6 @@ const MAX_EARLY = 10_000;
  */
 const LEFT_WINDOW_MS = 60_000;
 
-interface ImmediateLike {
-  setImmediate?: (fn: () => void) => TimerHandle;
-  clearImmediate?: (handle: TimerHandle) => void;
-}
-/** `setImmediate` (Deno, Bun, Node): runs after this tick's I/O, without a timer's 1 ms floor. */
-const IMMEDIATE = globalThis as ImmediateLike;
-/** A flush this recent means load: batch over a 0 ms timer instead of an immediate. */
-const BUSY_FLUSH_MS = 20;
-/** The longest a busy flush waits to gather a batch. */
-const MAX_FLUSH_DELAY_MS = 10;
-
 /**
  * The presence server: tracks which connections are in which rooms, their
  * ephemeral states and metadata, and streams join/leave/state events to
@@ -215,7 +205,6 @@ export class PresenceServer {
   readonly #conns = new Map<string, Connection>();
   readonly #byToken = new Map<string, Connection>();
   readonly #rooms = new Map<string, Room>();
-  readonly #dirty = new Set<Room>();
   readonly #stale = new Set<Subscription>();
   readonly #detached = new Set<Connection>();
   readonly #perIp = new Map<string, number>();
@@ -227,12 +216,7 @@ export class PresenceServer {
   readonly #fanout: FanoutContext;
   readonly #unsubscribeFeed: () => void;
   readonly #ready: Promise<void>;
-  #flushTimer: TimerHandle | null = null;
-  readonly #immediateFlush: boolean;
-  #flushImmediate = false;
-  #lastFlush = -Infinity;
-  /** How long the last flush took (ms, capped): the next busy flush waits that long. */
-  #flushCost = 0;
+  readonly #flusher: FlushScheduler;
   #sweepTimer: TimerHandle | null = null;
   #sweeping = false;
   #renewal: Promise<void> | null = null;
@@ -309,8 +293,6 @@ export class PresenceServer {
     this.#ownsStore = options.store === undefined;
     this.#store = options.store ?? new MemoryPresenceStore();
     this.#clock = options.clock ?? systemClock;
-    this.#immediateFlush = this.#clock === systemClock &&
-      typeof IMMEDIATE.setImmediate === "function";
     this.#limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
     this.#parseLimits = {
       maxFrameBytes: this.#limits.maxFrameBytes,
@@ -347,6 +329,14 @@ export class PresenceServer {
       markStale: (sub) => this.#markStale(sub),
       overflow: (conn) => this.#slowConsumer(conn),
     };
+    this.#flusher = new FlushScheduler({
+      clock: this.#clock,
+      fanout: this.#fanout,
+      closed: () => this.#closed,
+      sent: () => void this.#stats.framesOut++,
+      failed: (e) => this.#report("internal", "Fan-out failed", e),
+      flushed: (room) => this.#maybeDispose(room),
+    });
     const unfeed = this.#store.subscribe((ev) => this.#onStoreEvent(ev));
     const unreset = this.#store.onReset?.((id) => {
       if (id === undefined || id === this.instanceId) this.#onStoreReset();
@@ -1223,11 +1213,8 @@ export class PresenceServer {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#sweepTimer !== null) this.#clock.clearTimeout(this.#sweepTimer);
-    if (this.#flushTimer !== null) {
-      if (this.#flushImmediate) IMMEDIATE.clearImmediate?.(this.#flushTimer);
-      else this.#clock.clearTimeout(this.#flushTimer);
-    }
-    this.#sweepTimer = this.#flushTimer = null;
+    this.#flusher.stop();
+    this.#sweepTimer = null;
     for (const conn of this.#conns.values()) {
       const socket = conn.socket;
       conn.socket = null;
@@ -1977,7 +1964,7 @@ export class PresenceServer {
       // A resubscribe is a resync request: restart from a fresh snapshot.
       existing.users = users;
       if (!count) {
-        this.#flushRoom(room);
+        this.#flusher.flushRoom(room);
         room.setNative(existing, false);
         existing.stale = false;
         existing.fromSeq = room.seq;
@@ -2099,7 +2086,7 @@ export class PresenceServer {
         if (room.subs.size === 0 && room.countSubs.size === 0 && room.local.size === 0) {
           room.unwatch?.();
           this.#rooms.delete(room.name);
-          this.#dirty.delete(room);
+          this.#flusher.forget(room);
         } else if (!this.#closed) {
           const delay = Math.min(5000, 100 * 2 ** room.failures++);
           room.retry = this.#clock.setTimeout(() => {
@@ -2210,7 +2197,7 @@ export class PresenceServer {
     if (!room.idle || !room.ready || this.#rooms.get(room.name) !== room) return;
     room.unwatch?.();
     this.#rooms.delete(room.name);
-    this.#dirty.delete(room);
+    this.#flusher.forget(room);
   }
 
   /**
@@ -2402,50 +2389,13 @@ export class PresenceServer {
   #applyToRoom(room: Room, ev: PresenceEvent): void {
     const result = room.apply(ev);
     if (result === "applied") {
-      this.#schedule(room);
+      this.#flusher.schedule(room);
     } else if (result === "gap") {
       // Missed events from another instance: reload, then resync subscribers.
-      this.#flushRoom(room);
+      this.#flusher.flushRoom(room);
       room.early.push(ev);
       this.#load(room);
     }
-  }
-
-  #schedule(room: Room): void {
-    this.#dirty.add(room);
-    if (this.#flushTimer === null && !this.#closed) {
-      // The flush tick: every message read in this tick is in the batch.
-      // Quiet (no flush in the last few ms): flush as an immediate, since a
-      // 0 ms timer waits 1-2 ms. Busy: a timer as long as the last flush
-      // took (capped), so flushing never takes more than about half the
-      // time and a large room gets fewer, fuller frames. An injected clock
-      // always gets its timer, so tests drive the flush by hand.
-      const quiet = this.#clock.now() - this.#lastFlush >= BUSY_FLUSH_MS;
-      this.#flushImmediate = this.#immediateFlush && quiet;
-      this.#flushTimer = this.#flushImmediate
-        ? IMMEDIATE.setImmediate!(() => this.#flush())
-        : this.#clock.setTimeout(() => this.#flush(), quiet ? 0 : this.#flushCost);
-    }
-  }
-
-  #flush(): void {
-    this.#flushTimer = null;
-    const start = this.#clock.now();
-    for (const room of this.#dirty) this.#flushRoom(room);
-    this.#dirty.clear();
-    this.#lastFlush = this.#clock.now();
-    this.#flushCost = Math.min(MAX_FLUSH_DELAY_MS, this.#lastFlush - start);
-  }
-
-  #flushRoom(room: Room): void {
-    if (room.pending.length === 0) return;
-    try {
-      room.flush(this.#fanout);
-      this.#stats.framesOut++;
-    } catch (e) {
-      this.#report("internal", "Fan-out failed", e);
-    }
-    this.#maybeDispose(room);
   }
 
   /** Send a fresh snapshot to a subscriber: latest wins, nothing replayed. */
@@ -2456,7 +2406,7 @@ export class PresenceServer {
     // the view's snapshot would take it back in time. It catches up through
     // the events.
     if (sub.freshAt === this.#resets && sub.fromSeq > room.seq) return;
-    this.#flushRoom(room);
+    this.#flusher.flushRoom(room);
     const frame = room.snapshotFrame(snapHead(room.name), sub.users);
     sub.stale = false;
     this.#stale.delete(sub);
@@ -2655,7 +2605,7 @@ export class PresenceServer {
       room.kept = (room.ready && !(room.incompleteUntil > this.#clock.now())) ||
         (room.kept && room.settleUntil > 0);
       room.settleUntil = until;
-      this.#flushRoom(room);
+      this.#flusher.flushRoom(room);
       if (room.loading) room.reloadAgain = true;
       else this.#load(room);
     }

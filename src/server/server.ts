@@ -17,7 +17,6 @@ import {
   parseClientFrame,
   type ParseLimits,
   PING_FRAME,
-  PROTOCOL_VERSION,
   snapHead,
   utf8Length,
 } from "../protocol.ts";
@@ -49,6 +48,7 @@ import {
   type TrackPresenceOptions,
 } from "./options.ts";
 import { FlushScheduler } from "./flush.ts";
+import { Gate, type Ticket } from "./admission.ts";
 import { type FanoutContext, Room, type Subscription } from "./room.ts";
 import type { Admission, SocketHandlers, SocketLike } from "./socket.ts";
 
@@ -56,16 +56,6 @@ interface Track {
   pattern: string | RegExp;
   options: TrackPresenceOptions;
   ttl: number;
-}
-
-interface Ticket {
-  meta: Metadata;
-  url: string;
-  remoteAddr: string | null;
-  resume: string | null;
-  badVersion: boolean;
-  /** Refused after the upgrade: close with 4401 and this reason. */
-  refuse?: PresenceErrorCode;
 }
 
 /**
@@ -207,8 +197,7 @@ export class PresenceServer {
   readonly #rooms = new Map<string, Room>();
   readonly #stale = new Set<Subscription>();
   readonly #detached = new Set<Connection>();
-  readonly #perIp = new Map<string, number>();
-  readonly #perUser = new Map<string, number>();
+  readonly #gate: Gate;
   readonly #streams = new Set<ReadableStreamDefaultController<PresenceEvent>>();
   readonly #onConnect = new Set<(c: PresenceConnection) => void>();
   readonly #onDisconnect = new Set<(c: PresenceConnection) => void>();
@@ -322,6 +311,7 @@ export class PresenceServer {
         const v = meta[key];
         return typeof v === "string" || typeof v === "number" ? String(v) : null;
       };
+    this.#gate = new Gate(this.#limits, options.allowedOrigins, this.#userOf);
     this.#fanout = {
       now: () => this.#clock.now(),
       highWater: this.#limits.outboundHighWaterBytes,
@@ -1282,22 +1272,10 @@ export class PresenceServer {
     remoteAddr: string | null = null,
   ): Admission | Promise<Admission> {
     if (this.#closed) return { ok: false, status: 503, message: "Server closing" };
-    const allowed = this.#options.allowedOrigins;
-    const origin = request.headers.get("origin");
-    if (allowed && origin !== null && !allowed.includes(origin)) {
-      return { ok: false, status: 403, message: "Origin not allowed" };
-    }
     // A resume takes over a connection the limits already count.
-    const resuming = this.#resumable(new URL(request.url).searchParams.get("resume"));
-    if (!resuming && this.#conns.size >= this.#limits.maxConnections) {
-      return { ok: false, status: 503, message: "Too many connections" };
-    }
-    if (
-      !resuming && remoteAddr !== null &&
-      (this.#perIp.get(remoteAddr) ?? 0) >= this.#limits.maxConnectionsPerIp
-    ) {
-      return { ok: false, status: 429, message: "Too many connections from this address" };
-    }
+    const resuming = this.#resumable(new URL(request.url).searchParams.get("resume")) !== null;
+    const refused = this.#gate.precheck(request, remoteAddr, this.#conns.size, resuming);
+    if (refused !== null) return refused;
     const auth = this.#options.authenticate;
     if (!auth) return this.#admitWith(request, remoteAddr, {});
     let result: Metadata | null | Promise<Metadata | null>;
@@ -1321,42 +1299,13 @@ export class PresenceServer {
     meta: Metadata | null,
     thrown?: unknown,
   ): Admission {
-    // A PresenceError("token_expired" | "unauthorized") from authenticate is
-    // told after the upgrade, as close code 4401 with the code as reason:
-    // browsers cannot read an HTTP 401, and the client re-authenticates.
-    const refuse = thrown instanceof PresenceError &&
-        (thrown.code === "token_expired" || thrown.code === "unauthorized")
-      ? thrown.code
-      : undefined;
-    if (!refuse && (meta === null || typeof meta !== "object")) {
-      return { ok: false, status: 401, message: "Unauthorized" };
-    }
-    meta ??= {};
-    const user = refuse ? null : this.#userOf?.(meta) ?? null;
-    const url = new URL(request.url);
-    const resume = url.searchParams.get("resume");
-    if (
-      !refuse && user !== null && !this.#resumable(resume) &&
-      (this.#perUser.get(user) ?? 0) >= this.#limits.maxConnectionsPerUser
-    ) {
-      return { ok: false, status: 429, message: "Too many connections for this user" };
-    }
-    const v = url.searchParams.get("v");
-    const ticket: Ticket = {
-      meta,
-      url: request.url,
+    return this.#gate.admit(
+      request,
       remoteAddr,
-      resume,
-      badVersion: v !== null && v !== String(PROTOCOL_VERSION),
-    };
-    if (refuse) ticket.refuse = refuse;
-    const offered = (request.headers.get("sec-websocket-protocol") ?? "")
-      .split(",").map((p) => p.trim()).filter((p) => p.length > 0);
-    const admission: Admission = { ok: true, ticket };
-    if (offered.length > 0) {
-      admission.protocol = offered.includes("presently") ? "presently" : offered[0]!;
-    }
-    return admission;
+      meta,
+      thrown,
+      (token) => this.#resumable(token) !== null,
+    );
   }
 
   /**
@@ -1406,7 +1355,7 @@ export class PresenceServer {
     try {
       const resumed = ticket.resume ? this.#resume(ticket.resume, socket, now, ticket.meta) : null;
       // admit() checked the limits, but upgrades in flight all passed it at once.
-      if (!resumed && this.#overLimit(ticket)) {
+      if (!resumed && this.#gate.overLimit(ticket, this.#conns.size)) {
         socket.close(CloseCode.tooManyConnections, "Too many connections");
         return NOOP_HANDLERS;
       }
@@ -1441,14 +1390,6 @@ export class PresenceServer {
     }
   };
 
-  #overLimit(ticket: Ticket): boolean {
-    const user = this.#userOf?.(ticket.meta) ?? null;
-    return this.#conns.size >= this.#limits.maxConnections ||
-      (ticket.remoteAddr !== null &&
-        (this.#perIp.get(ticket.remoteAddr) ?? 0) >= this.#limits.maxConnectionsPerIp) ||
-      (user !== null && (this.#perUser.get(user) ?? 0) >= this.#limits.maxConnectionsPerUser);
-  }
-
   #create(ticket: Ticket, socket: SocketLike, now: number): Connection {
     const meta = ticket.meta;
     const conn = new Connection({
@@ -1468,8 +1409,7 @@ export class PresenceServer {
     });
     this.#conns.set(conn.id, conn);
     this.#byToken.set(conn.token.slice(0, TOKEN_SELECTOR), conn);
-    if (conn.remoteAddr !== null) bump(this.#perIp, conn.remoteAddr, 1);
-    if (conn.userId !== null) bump(this.#perUser, conn.userId, 1);
+    this.#gate.count(conn.remoteAddr, conn.userId, 1);
     this.#hello(conn, false);
     void this.#enqueueTask(conn, () => this.#writeMetadata(conn)).catch(() => {});
     for (const cb of this.#onConnect) this.#safe(() => cb(conn));
@@ -2512,8 +2452,7 @@ export class PresenceServer {
         this.#members.delete(conn);
         return;
       }
-      if (conn.remoteAddr !== null) bump(this.#perIp, conn.remoteAddr, -1);
-      if (conn.userId !== null) bump(this.#perUser, conn.userId, -1);
+      this.#gate.count(conn.remoteAddr, conn.userId, -1);
       for (const cb of this.#onDisconnect) this.#safe(() => cb(conn));
     }).catch((e) => this.#report("internal", "Disconnect failed", e));
   }
@@ -2814,12 +2753,6 @@ export class PresenceServer {
       } catch { /* a throwing hook must not take the server down */ }
     } else console.error(err);
   }
-}
-
-function bump(map: Map<string, number>, key: string, delta: number): void {
-  const n = (map.get(key) ?? 0) + delta;
-  if (n <= 0) map.delete(key);
-  else map.set(key, n);
 }
 
 function forbidden(room: string): PresenceError {

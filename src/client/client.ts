@@ -124,14 +124,12 @@ export interface AuthParams {
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
- * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
  *
  * const presence = new PresenceServer();
  * presence.trackPresence("lobby");
- * const handler = presenceHandler(presence);
- * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
- * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * const WebSocket = presence.inProcessWebSocket(); // no network needed
+ * const client = new PresenceClient("ws://presence/", { WebSocket });
  * await client.connect();
  *
  * // Publishing in a room this connection has not joined is refused.
@@ -140,7 +138,6 @@ export interface AuthParams {
  *
  * await client.close();
  * await presence.close();
- * await http.shutdown();
  * ```
  */
 export interface PresenceResult {
@@ -179,14 +176,12 @@ export interface RestoreFailure {
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
- * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
  *
  * const presence = new PresenceServer();
  * presence.trackPresence("lobby");
- * const handler = presenceHandler(presence);
- * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
- * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * const WebSocket = presence.inProcessWebSocket(); // no network needed
+ * const client = new PresenceClient("ws://presence/", { WebSocket });
  * await client.connect();
  *
  * const { success, present } = await client.joinRoom("lobby");
@@ -194,7 +189,6 @@ export interface RestoreFailure {
  *
  * await client.close();
  * await presence.close();
- * await http.shutdown();
  * ```
  */
 export interface JoinResult<State = unknown> extends PresenceResult {
@@ -213,14 +207,12 @@ export interface JoinResult<State = unknown> extends PresenceResult {
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
- * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
  *
  * const presence = new PresenceServer();
  * presence.trackPresence("lobby");
- * const handler = presenceHandler(presence);
- * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
- * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * const WebSocket = presence.inProcessWebSocket(); // no network needed
+ * const client = new PresenceClient("ws://presence/", { WebSocket });
  * await client.connect();
  *
  * const { count } = await client.subscribePresence("lobby", (u) => {
@@ -230,7 +222,6 @@ export interface JoinResult<State = unknown> extends PresenceResult {
  *
  * await client.close();
  * await presence.close();
- * await http.shutdown();
  * ```
  */
 export interface SubscribeOptions {
@@ -260,14 +251,12 @@ export interface JoinOptions {
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
- * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
  *
  * const presence = new PresenceServer();
  * presence.trackPresence("lobby");
- * const handler = presenceHandler(presence);
- * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
- * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * const WebSocket = presence.inProcessWebSocket(); // no network needed
+ * const client = new PresenceClient("ws://presence/", { WebSocket });
  * await client.connect();
  *
  * const view = await client.subscribePresence("lobby", () => {}, { users: true });
@@ -275,7 +264,6 @@ export interface JoinOptions {
  *
  * await client.close();
  * await presence.close();
- * await http.shutdown();
  * ```
  */
 export interface PresenceView<State = unknown> {
@@ -298,14 +286,12 @@ export interface PresenceView<State = unknown> {
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
- * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
  *
  * const presence = new PresenceServer();
  * presence.trackPresence("lobby");
- * const handler = presenceHandler(presence);
- * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
- * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * const WebSocket = presence.inProcessWebSocket(); // no network needed
+ * const client = new PresenceClient("ws://presence/", { WebSocket });
  * await client.connect();
  *
  * const { success, present, error } = await client.subscribePresence("lobby", () => {});
@@ -313,7 +299,6 @@ export interface PresenceView<State = unknown> {
  *
  * await client.close();
  * await presence.close();
- * await http.shutdown();
  * ```
  */
 export interface SubscribeResult<State = unknown> extends PresenceResult, PresenceView<State> {}
@@ -324,14 +309,12 @@ export interface SubscribeResult<State = unknown> extends PresenceResult, Presen
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
- * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
  *
  * const presence = new PresenceServer();
  * presence.trackPresence("lobby");
- * const handler = presenceHandler(presence);
- * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
- * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * const WebSocket = presence.inProcessWebSocket(); // no network needed
+ * const client = new PresenceClient("ws://presence/", { WebSocket });
  * await client.connect();
  *
  * const reader = client.presence("lobby").getReader();
@@ -341,7 +324,6 @@ export interface SubscribeResult<State = unknown> extends PresenceResult, Presen
  *
  * await client.close();
  * await presence.close();
- * await http.shutdown();
  * ```
  */
 export interface PresenceSync<State = unknown> extends PresenceView<State> {
@@ -380,14 +362,12 @@ export interface PublishOptions<State = unknown> {
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
- * import { presenceHandler } from "@presently/presently/deno";
  * import { PresenceClient } from "@presently/presently/client";
  *
  * const presence = new PresenceServer();
  * presence.trackPresence("lobby");
- * const handler = presenceHandler(presence);
- * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
- * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * const WebSocket = presence.inProcessWebSocket(); // no network needed
+ * const client = new PresenceClient("ws://presence/", { WebSocket });
  * await client.connect();
  *
  * await client.joinRoom("lobby");
@@ -396,7 +376,6 @@ export interface PublishOptions<State = unknown> {
  *
  * await client.close();
  * await presence.close();
- * await http.shutdown();
  * ```
  */
 export interface PublishResult extends PresenceResult {
@@ -502,6 +481,10 @@ const call = <T, U>(fn: (arg: T, more?: U) => void, arg: T, more?: U): void => {
  * @typeParam State The presence state type.
  * @typeParam Meta The connection metadata type.
  *
+ * The examples of its methods connect to a server in the same process
+ * (`presence.inProcessWebSocket()`); this one is a whole setup on a real
+ * socket.
+ *
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
@@ -582,14 +565,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * console.log(client.connectionId); // e.g. "q3HkX0c2bB1SxZy9f8n3Rw"
@@ -597,7 +578,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   get connectionId(): string | null {
@@ -612,14 +592,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * console.log(client.status); // "closed"
    * const connecting = client.connect();
    * console.log(client.status); // "connecting"
@@ -628,7 +606,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   get status(): PresenceStatus {
@@ -643,14 +620,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * client.onStatus((status) => {
@@ -660,7 +635,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   get resumed(): boolean {
@@ -700,21 +674,18 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * console.log(client.status, client.connectionId); // "open" and the id
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   connect(): Promise<void> {
@@ -737,14 +708,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    * await client.joinRoom("lobby");
    *
@@ -752,7 +721,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * console.log(client.status); // "closed"
    *
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   close(): Promise<void> {
@@ -784,14 +752,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * const { success, present, error } = await client.joinRoom("lobby");
@@ -802,7 +768,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   joinRoom(
@@ -865,14 +830,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.joinRoom("lobby");
@@ -881,7 +844,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async leaveRoom(
@@ -917,14 +879,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * const { present, states } = await client.subscribePresence("lobby", (u) => {
@@ -934,7 +894,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async subscribePresence(
@@ -988,14 +947,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.subscribePresence("lobby", (u) => console.log(u.type));
@@ -1004,7 +961,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async unsubscribePresence(
@@ -1030,14 +986,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.joinRoom("lobby");
@@ -1047,7 +1001,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async publishPresenceState(
@@ -1080,14 +1033,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.joinRoom("lobby");
@@ -1097,7 +1048,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async clearPresenceState(room: string): Promise<PresenceResult> {
@@ -1154,14 +1104,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * for await (const chunk of client.presence("lobby")) {
@@ -1172,7 +1120,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   presence(

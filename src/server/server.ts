@@ -49,6 +49,7 @@ import {
 } from "./options.ts";
 import { FlushScheduler } from "./flush.ts";
 import { Gate, type Ticket } from "./admission.ts";
+import { inProcessWebSocket } from "./in_process.ts";
 import { type FanoutContext, Room, type Subscription } from "./room.ts";
 import type { Admission, SocketHandlers, SocketLike } from "./socket.ts";
 
@@ -162,12 +163,28 @@ const LEFT_WINDOW_MS = 60_000;
  * subscribers. Runtime-free: mount it with `presenceHandler` (Deno) or
  * `bunPresence` (Bun).
  *
+ * The examples of its methods connect their clients in-process
+ * (`inProcessWebSocket`); this one is a whole setup on a real socket.
+ *
  * @example
  * ```ts
  * import { PresenceServer } from "@presently/presently";
- * const server = new PresenceServer();
- * server.trackPresence(/^room:/);
- * await server.close();
+ * import { presenceHandler } from "@presently/presently/deno";
+ * import { PresenceClient } from "@presently/presently/client";
+ *
+ * const presence = new PresenceServer({ userKey: "name" });
+ * presence.trackPresence(/^room:/);
+ * const handler = presenceHandler(presence);
+ * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+ * await client.connect();
+ *
+ * await client.joinRoom("room:1");
+ * console.log(await presence.getPresentConnections("room:1")); // [client.connectionId]
+ *
+ * await client.close();
+ * await presence.close();
+ * await http.shutdown();
  * ```
  */
 export class PresenceServer {
@@ -391,15 +408,13 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * const connections: string[] = [];
    * const stop = presence.onConnection((connection) => connections.push(connection.id));
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * console.log(connections); // [client.connectionId]
@@ -407,7 +422,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   onConnection(cb: (connection: PresenceConnection) => void): () => void {
@@ -424,22 +438,19 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * const gone = Promise.withResolvers<string>();
    * presence.onDisconnection((connection) => gone.resolve(connection.id));
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.close(); // a clean close: no grace period
    * console.log("gone:", await gone.promise);
    *
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   onDisconnection(cb: (connection: PresenceConnection) => void): () => void {
@@ -458,14 +469,12 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer({ privateMetadata: ["email"] });
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * const id = client.connectionId!;
@@ -474,7 +483,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async setConnectionMetadata(
@@ -528,14 +536,12 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer({ authenticate: () => ({ userId: "ada" }) });
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * console.log(await presence.getConnectionMetadata(client.connectionId!)); // { userId: "ada" }
@@ -543,7 +549,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async getConnectionMetadata(connectionId: string): Promise<Metadata | null> {
@@ -561,14 +566,12 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.joinRoom("lobby");
@@ -576,7 +579,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async getPresentConnections(room: string): Promise<string[]> {
@@ -593,14 +595,12 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.joinRoom("lobby");
@@ -610,7 +610,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async getPresenceStates(room: string): Promise<Map<string, unknown>> {
@@ -629,14 +628,12 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * console.log(await presence.addToRoom(client.connectionId!, "lobby")); // true
@@ -644,7 +641,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async addToRoom(connectionId: string, room: string): Promise<boolean> {
@@ -672,14 +668,12 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * const closed = Promise.withResolvers<void>();
@@ -691,7 +685,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   disconnect(
@@ -723,14 +716,12 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.joinRoom("lobby");
@@ -739,7 +730,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async removeFromRoom(connectionId: string, room: string): Promise<boolean> {
@@ -1055,14 +1045,12 @@ export class PresenceServer {
    * @example Log presence changes as JSON lines
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * const logged = (async () => {
@@ -1074,7 +1062,6 @@ export class PresenceServer {
    * await client.close(); // {"type":"leave",...,"reason":"close",...}
    * await presence.close(); // ends the stream
    * await logged;
-   * await http.shutdown();
    * ```
    */
   events(): ReadableStream<PresenceEvent> {
@@ -1117,14 +1104,12 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * import { PresenceClient } from "@presently/presently/client";
    *
    * const presence = new PresenceServer();
    * presence.trackPresence("lobby");
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-   * const client = new PresenceClient(`ws://127.0.0.1:${http.addr.port}/`);
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const client = new PresenceClient("ws://presence/", { WebSocket });
    * await client.connect();
    *
    * await client.joinRoom("lobby");
@@ -1133,7 +1118,6 @@ export class PresenceServer {
    *
    * await client.close();
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   stats(): PresenceStats {
@@ -1190,13 +1174,9 @@ export class PresenceServer {
    * @example
    * ```ts
    * import { PresenceServer } from "@presently/presently";
-   * import { presenceHandler } from "@presently/presently/deno";
    * const presence = new PresenceServer();
-   * const handler = presenceHandler(presence);
-   * const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
    * // On shutdown: clients see 1001 and reconnect elsewhere; then stop serving.
    * await presence.close();
-   * await http.shutdown();
    * ```
    */
   async close(): Promise<void> {
@@ -1306,6 +1286,35 @@ export class PresenceServer {
       thrown,
       (token) => this.#resumable(token) !== null,
     );
+  }
+
+  /**
+   * A `WebSocket` class whose sockets connect to this server in-process,
+   * with no network, through the same admission and handlers the adapters
+   * use (so `authenticate`, limits and guards apply). Pass it as
+   * `PresenceClient`'s `WebSocket` option: a bot or a bridge in the server's
+   * own process, a test, or an example. The URL's query (`?token=…`) and any
+   * `headers` reach `authenticate` as the request's.
+   *
+   * @returns The class; every `new` of it is one connection.
+   *
+   * @example
+   * ```ts
+   * import { PresenceServer } from "@presently/presently";
+   * import { PresenceClient } from "@presently/presently/client";
+   * const presence = new PresenceServer();
+   * presence.trackPresence("lobby");
+   * const WebSocket = presence.inProcessWebSocket(); // no network needed
+   * const bot = new PresenceClient("ws://presence/", { WebSocket });
+   * await bot.connect();
+   * await bot.joinRoom("lobby");
+   * console.log(await presence.getPresentConnections("lobby")); // [bot's connection id]
+   * await bot.close();
+   * await presence.close();
+   * ```
+   */
+  inProcessWebSocket(): typeof WebSocket {
+    return inProcessWebSocket(this);
   }
 
   /**

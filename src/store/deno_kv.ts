@@ -1,5 +1,10 @@
 // PresenceStore on Deno KV: versionstamp-checked atomic writes, a per-room event
 // log, and an event feed from kv.watch plus a polling fallback.
+//
+// Why it is long (about 900 lines of code): every write is a read-check-
+// commit loop with its own retry, and the counters, indices, leases and hook
+// queues it keeps are each written in the same commit as the change they
+// follow. The event feed is in _kv_feed.ts.
 
 /**
  * A {@linkcode PresenceStore} on Deno KV, for several Presently servers

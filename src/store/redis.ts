@@ -1,5 +1,12 @@
 // RedisPresenceStore: presence shared by many instances through one Redis,
 // with Lua scripts for atomic writes and pub/sub (plus a short log) for events.
+//
+// Why it is long (about 1 050 lines of code): besides the contract's methods,
+// it keeps the cross-room indices of a cluster (written around the room
+// scripts, settled by version), the reap protocol, and the data-loss checks
+// (epochs per master, write counters per room). The scripts are in
+// _redis_lua.ts, the connections in _redis_driver.ts, the event feed in
+// _redis_feed.ts.
 
 /**
  * A {@linkcode PresenceStore} in Redis, for many Presently servers (on any

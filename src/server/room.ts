@@ -309,7 +309,11 @@ export class Room {
           tails.set(from, data);
         }
       }
-      if (this.sendTo(sub, data, ctx)) this.setNative(sub, true);
+      if (this.sendTo(sub, data, ctx)) {
+        // Caught up: the next batches go whole (or natively).
+        sub.fromSeq = last;
+        this.setNative(sub, true);
+      }
     }
   }
 
@@ -340,7 +344,6 @@ export class Room {
       return false;
     }
     conn.unchecked += data.length;
-    sub.fromSeq = 0;
     return true;
   }
 }

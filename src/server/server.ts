@@ -2329,6 +2329,15 @@ export class PresenceServer {
     }
   }
 
+  /**
+   * Apply an event to its room's view, if this instance has one. Every event
+   * this instance makes arrives here twice, on purpose: once from the store
+   * write's answer (so the writer's view never waits for a round trip), and
+   * once from the store's feed (`#onStoreEvent`: the store hands a handle's
+   * own events to its listeners too, and a distributed store's echo comes
+   * back). The second copy is dropped by `Room.apply` as a duplicate (its
+   * seq is not newer); see docs/ARCHITECTURE.md.
+   */
   #applyLocal(ev: PresenceEvent): void {
     const room = this.#rooms.get(ev.room);
     if (!room) return;
@@ -2369,8 +2378,7 @@ export class PresenceServer {
     this.#stale.delete(sub);
     room.setNative(sub, false);
     sub.fromSeq = room.seq;
-    if (!room.sendTo(sub, frame, this.#fanout)) return;
-    sub.fromSeq = room.seq;
+    room.sendTo(sub, frame, this.#fanout);
   }
 
   #markStale(sub: Subscription): void {

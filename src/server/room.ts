@@ -96,13 +96,16 @@ export class Room {
    */
   #presentParts: string[] | null = [];
   /**
-   * Connections whose leave this view applied lately: the leave's seq and
-   * time. A snapshot read in a settle window after a reset that lists one
-   * with a join older than that leave comes from data rolled back to before
-   * the leave (a ghost), which its instance is about to drop. (One that
-   * joined again after a reap has a newer join.) Bounded, oldest out first.
+   * Connections whose leave this view applied lately: the leave's time and
+   * the seq of the join it ended. A snapshot read in a settle window after a
+   * reset that lists one with that very join comes from data rolled back to
+   * before the leave (a ghost), which its instance is about to drop. One
+   * that joined again (after a reap, or in a store that lost everything and
+   * started its seqs over) has another join. Bounded, oldest out first.
    */
-  #left = new Map<string, { seq: number; at: number }>();
+  #left = new Map<string, { joined: number; at: number }>();
+  /** The seq of each member's join, where this view knows it. */
+  #joinedAt = new Map<string, number>();
 
   constructor(name: string, userOf: ((meta: Metadata) => string | null) | null) {
     this.name = name;
@@ -138,12 +141,16 @@ export class Room {
     this.users?.clear();
     this.#presentParts = null;
     for (const [id, left] of this.#left) if (left.at < leftSince) this.#left.delete(id);
-    // Kept through a reset: not those that joined before a leave seen since `leftSince`.
+    // Kept through a reset: not the joins whose leave was seen since `leftSince`.
     const ghost = (id: string) =>
-      keep && (joined?.get(id) ?? Infinity) < (this.#left.get(id)?.seq ?? -Infinity);
+      keep && joined?.get(id) !== undefined && joined.get(id) === this.#left.get(id)?.joined;
+    const oldJoins = this.#joinedAt;
+    this.#joinedAt = new Map();
     for (const { id, meta } of present) {
       if (ghost(id)) continue;
       this.members.set(id, meta);
+      const at = joined?.get(id);
+      if (at !== undefined) this.#joinedAt.set(id, at);
       this.#countUser(meta, 1);
     }
     for (const [id, state] of states) if (!ghost(id)) this.states.set(id, state);
@@ -152,6 +159,8 @@ export class Room {
       if (this.members.has(id)) continue;
       kept++;
       this.members.set(id, meta);
+      const at = oldJoins.get(id);
+      if (at !== undefined) this.#joinedAt.set(id, at);
       this.#countUser(meta, 1);
       const state = oldStates!.get(id);
       if (state !== undefined) this.states.set(id, state);
@@ -173,6 +182,7 @@ export class Room {
         // A member kept through a store reset joins again: not a new user.
         const was = this.members.get(cid);
         this.#left.delete(cid);
+        this.#joinedAt.set(cid, ev.seq);
         if (was) this.#presentParts = null;
         else this.#presentParts?.push(JSON.stringify({ id: cid, meta: ev.meta }));
         this.members.set(cid, ev.meta);
@@ -187,7 +197,9 @@ export class Room {
         const meta = this.members.get(cid);
         if (this.members.delete(cid)) this.#presentParts = null;
         this.#left.delete(cid);
-        this.#left.set(cid, { seq: ev.seq, at: ev.timestamp });
+        const joinedAt = this.#joinedAt.get(cid);
+        this.#joinedAt.delete(cid);
+        if (joinedAt !== undefined) this.#left.set(cid, { joined: joinedAt, at: ev.timestamp });
         if (this.#left.size > LEFT_MAX) this.#left.delete(this.#left.keys().next().value!);
         this.states.delete(cid);
         this.pending.push([ev.seq, "l", cid]);

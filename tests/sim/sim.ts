@@ -144,6 +144,11 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   // Presence hooks: every join and leave the store makes must be delivered
   // (exactly once when nothing fails), except what a store reset loses.
   const produced = new Map<string, number>();
+  /** When a presence hook's registration first reached the store. */
+  let hooksFrom = Infinity;
+  shared.onHookRegistered = () => {
+    if (hooksFrom === Infinity) hooksFrom = sched.now;
+  };
   const delivered = new Map<string, number>();
   const resetTimes: number[] = [];
   let duplicates = 0;
@@ -915,6 +920,12 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     // instance had registered the hook again).
     for (const [key, at] of produced) {
       if (at > now - HOOK_LEASE - 1000) continue; // may still be in flight
+      // Made before the hook was first registered: not queued, by contract
+      // (seed 4932: a member added in the same tick as the hook).
+      if (at < hooksFrom) {
+        produced.delete(key);
+        continue;
+      }
       produced.delete(key);
       if ((delivered.get(key) ?? 0) > 0) continue;
       if (resetTimes.some((r) => at < r || at <= r + LEASE)) continue;

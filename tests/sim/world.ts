@@ -478,6 +478,8 @@ export class SharedStore {
 
   /** Hook: every lease renewal an instance attempts. */
   onRenew: ((inst: number) => void) | null = null;
+  /** A presence hook's registration reached the store. */
+  onHookRegistered: (() => void) | null = null;
   /** Tracing hook: every snapshot read, by instance index. */
   onSnapshot: ((inst: number, room: string, snap: RoomSnapshot) => void) | null = null;
   /** Tracing hook: every reset delivered, by instance index. */
@@ -679,7 +681,10 @@ export class FaultStore implements PresenceStore {
     return this.#call("userRooms", (s) => s.userRooms(userId));
   }
   registerHook(name: string, types: readonly HookEventType[]): Promise<void> {
-    return this.#call("registerHook", (s) => s.registerHook(name, types));
+    return this.#call("registerHook", async (s) => {
+      await s.registerHook(name, types);
+      this.shared.onHookRegistered?.();
+    });
   }
   dropHook(name: string): Promise<void> {
     return this.#call("dropHook", (s) => s.dropHook(name));

@@ -6,7 +6,7 @@
 // order. Used by deno_kv.ts, which owns the keys and the writes.
 
 import type { KvLike, KvLikeEntryMaybe, KvLikeKey } from "./deno_kv.ts";
-import { pool } from "./_pool.ts";
+import { pool, sleep } from "./_async.ts";
 import type { PresenceEvent } from "./types.ts";
 
 /** What the feed needs from its store. */
@@ -21,15 +21,12 @@ export interface KvFeedHost {
   report(error: unknown): void;
 }
 
-const PARALLEL = 8;
+/** KV reads in flight at once, per polling round (shared with the store). */
+export const PARALLEL = 8;
 const WATCH_RESTART_MS = 1_000;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** The seq stored in a sequence key's entry (0 when absent). */
-function seqOf(entry: KvLikeEntryMaybe | undefined): number {
+export function seqOf(entry: KvLikeEntryMaybe | undefined): number {
   const v = entry?.value;
   return typeof v === "number" ? v : 0;
 }

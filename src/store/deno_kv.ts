@@ -45,8 +45,8 @@ import type {
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
-import { KvFeed } from "./_kv_feed.ts";
-import { pool } from "./_pool.ts";
+import { KvFeed, PARALLEL, seqOf } from "./_kv_feed.ts";
+import { pool, sleep } from "./_async.ts";
 import { applyWrite, stateEvent } from "./_state.ts";
 import { hookKey, hookTakes, hookTypes, pageSize, widenHookTypes } from "./_queries.ts";
 
@@ -339,17 +339,6 @@ const SNAPSHOT_BATCH = 1000;
 const SNAPSHOT_ATTEMPTS = 20;
 /** How long a survivor's claim on reaping a lapsed instance lasts. */
 const REAP_CLAIM_MS = 30_000;
-/** Rooms reaped, or polled 10 at a time, in parallel. */
-const PARALLEL = 8;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function seqOf(entry: KvLikeEntryMaybe | undefined): number {
-  const v = entry?.value;
-  return typeof v === "number" ? v : 0;
-}
 
 /** SQLite's write lock was held by another connection (local files only). */
 function isBusy(error: unknown): boolean {

@@ -43,6 +43,7 @@ import type {
   StoreListener,
 } from "./types.ts";
 import { Listeners } from "./_listeners.ts";
+import { sleep } from "./_async.ts";
 import { applyWrite, clears } from "./_state.ts";
 import { hookTypes, pageSize } from "./_queries.ts";
 import { toHex } from "../_hex.ts";
@@ -251,10 +252,6 @@ function pairs(flat: string[]): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
   return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function time(value: number, what: string): string {
@@ -1235,22 +1232,22 @@ export class RedisPresenceStore implements PresenceStore {
    * at the room before this write sees the version change and keeps it.
    */
   async #markIndex(z: string, v: string, member: string, score: string): Promise<void> {
-    const ttl = String(this.#keyTtlMs);
-    await Promise.all([
-      this.#cmd(["HSET", v, member, `${this.#handleId}.${++this.#nonce}`], v),
-      this.#cmd(["ZADD", z, "LT", score, member], z),
-      this.#cmd(["PEXPIRE", z, ttl], z),
-      this.#cmd(["PEXPIRE", v, ttl], v),
-    ]);
+    await this.#mark(["ZADD", z, "LT", score, member], v, member);
   }
 
   /** The same for an index that is a set. */
   async #markSet(set: string, v: string, member: string): Promise<void> {
+    await this.#mark(["SADD", set, member], v, member);
+  }
+
+  /** New version of `member` in `v`, then `add` to its index; both keep their TTL. */
+  async #mark(add: string[], v: string, member: string): Promise<void> {
+    const index = add[1]!;
     const ttl = String(this.#keyTtlMs);
     await Promise.all([
       this.#cmd(["HSET", v, member, `${this.#handleId}.${++this.#nonce}`], v),
-      this.#cmd(["SADD", set, member], set),
-      this.#cmd(["PEXPIRE", set, ttl], set),
+      this.#cmd(add, index),
+      this.#cmd(["PEXPIRE", index, ttl], index),
       this.#cmd(["PEXPIRE", v, ttl], v),
     ]);
   }
@@ -1414,6 +1411,10 @@ export class RedisPresenceStore implements PresenceStore {
       const ids = asStrings(await this.#room("roomOwned", room, [instanceId]));
       // A join about to record the room again re-adds it before its script.
       if (ids.length === 0 && this.#indexed.get(instanceId)?.delete(room)) {
+        // Its write counter there goes too: a rollback old enough to reach
+        // back past a touch period is not looked for (this keeps the map
+        // bounded by the rooms the instance is in).
+        this.#renewals.delete(`${instanceId}\0${room}`);
         await this.#cmd(["SREM", key, room], key);
       }
     });

@@ -1,4 +1,4 @@
-// A bounded-concurrency loop, shared by the Deno KV store and its feed.
+// Small async helpers the stores share: a pause, and a bounded-concurrency loop.
 
 /** Run `fn` over `items` with at most `limit` in flight. */
 export async function pool<T>(
@@ -13,4 +13,9 @@ export async function pool<T>(
   await Promise.all(
     Array.from({ length: Math.min(limit, items.length) }, worker),
   );
+}
+
+/** Resolve after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

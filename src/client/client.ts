@@ -24,6 +24,7 @@ import {
   type PresenceUpdate,
   type RoomView,
 } from "./sync.ts";
+import type { Answer, Cb, Ear, Own, Req, Sub, Timer } from "./_records.ts";
 
 /**
  * The connection status reported by {@link PresenceClient.status}:
@@ -232,7 +233,7 @@ export interface JoinResult<State = unknown> extends PresenceResult {
 export interface SubscribeOptions {
   /** Also receive `userOnline`/`userOffline` updates and the online user list. */
   users?: boolean;
-  /** `"count"` receives occupancy counts instead of members (default `"full"`). */
+  /** `"count"` receives count counts instead of members (default `"full"`). */
   mode?: "full" | "count";
 }
 
@@ -246,7 +247,7 @@ export interface SubscribeOptions {
  * ```
  */
 export interface JoinOptions {
-  /** `"count"`: the callback gets occupancy counts instead of members (default `"full"`). */
+  /** `"count"`: the callback gets count counts instead of members (default `"full"`). */
   mode?: "full" | "count";
 }
 
@@ -387,48 +388,6 @@ export interface PublishResult extends PresenceResult {
   /** The room sequence of the change (`null` when nothing changed). */
   seq?: number | null;
 }
-
-/** An `ok`/`err` answer, or a local failure shaped like `err`. */
-type Answer = {
-  t: string;
-  code?: PresenceErrorCode;
-  message?: string;
-  [key: string]: unknown;
-};
-type Timer = ReturnType<typeof setTimeout>;
-interface Req {
-  /** The frame. */
-  f: Record<string, unknown>;
-  /** Resolve. */
-  r: (a: Answer) => void;
-  /** Timeout. */
-  t: Timer;
-  /** Sent on the current socket. */
-  s?: boolean;
-}
-type Cb<S, M extends Metadata> = (u: PresenceUpdate<S, M>) => void;
-/** A subscription listener: its options, and whether it has its view yet. */
-type Ear = { o: SubscribeOptions; on?: boolean };
-/** One server subscription per room, shared by its listeners. */
-interface Sub<S, M extends Metadata> {
-  v: RoomView<S, M>;
-  /** Listeners. */
-  ls: Map<Cb<S, M>, Ear>;
-  /** What the server subscription covers: the union of the listeners' needs. */
-  o: SubscribeOptions;
-  /** The latest `sub` request sent (first or widening). */
-  w?: Promise<Answer>;
-  /** A `sub` request is in flight. */
-  p?: boolean;
-  /** The server has answered a `sub` once. */
-  l?: boolean;
-  /** The occupancy last told to count listeners, and its key. */
-  c?: { connections: number; users: number };
-  k?: string;
-}
-
-/** Own state in a room (merged value) and its absolute expiry (0 = none). */
-type Own = { s: unknown; x: number } | undefined;
 
 const CLOSED = "Closed";
 
@@ -908,20 +867,22 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     /** @internal A join with `sub`, from joinRoom. */
     join?: boolean,
   ): Promise<SubscribeResult<State>> {
-    const s = this.#subs, ear: Ear = { o: options }, o = options;
+    const s = this.#subs, ear: Ear = { options }, o = options;
     let sub = s.get(room);
-    if (!sub) s.set(room, sub = { v: createRoomView(room), ls: new Map(), o: {} });
-    const w = sub.o, { ls, v } = sub, count = o.mode == "count";
+    if (!sub) s.set(room, sub = { view: createRoomView(room), listeners: new Map(), covers: {} });
+    const w = sub.covers, { listeners: ls, view: v } = sub, count = o.mode == "count";
     ls.set(cb, ear);
     // Widen the server subscription when this listener needs more of it: a
     // count listener on a full subscription counts users from the view.
-    if (!sub.w || (!count && w.mode) || (o.users || count && !w.mode) && !w.users) {
+    if (!sub.latest || (!count && w.mode) || (o.users || count && !w.mode) && !w.users) {
       let full, users, cnt;
-      for (const { o } of ls.values()) o.mode == "count" ? cnt = 1 : (full = 1, users ||= o.users);
-      sub.o = full ? users || cnt ? { users: true } : {} : { mode: "count" };
-      sub.w = this.#subscribe(sub, join);
+      for (const { options: o } of ls.values()) {
+        o.mode == "count" ? cnt = 1 : (full = 1, users ||= o.users);
+      }
+      sub.covers = full ? users || cnt ? { users: true } : {} : { mode: "count" };
+      sub.latest = this.#subscribe(sub, join);
     }
-    const a = await sub.w;
+    const a = await sub.latest;
     const view: PresenceView<State> = { present: [], states: new Map(), members: [] };
     if (a.t == "err" && s.get(room) == sub) {
       ls.delete(cb);
@@ -930,8 +891,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     if (ls.get(cb) != ear) {
       return { success: false, ...view, error: fail(a.t == "err" ? a : err("closed", CLOSED)) };
     }
-    ear.on = true;
-    if (count) view.count = sub.o.mode ? sub.c! : this.#count(sub);
+    ear.ready = true;
+    if (count) view.count = sub.covers.mode ? sub.count! : this.#count(sub);
     else {
       for (const [id, meta] of v.members) {
         view.present.push(id);
@@ -973,8 +934,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     cb?: (update: PresenceUpdate<State, Meta>) => void,
   ): Promise<PresenceResult> {
     const s = this.#subs, sub = s.get(room);
-    if (cb) sub?.ls.delete(cb);
-    if (cb && sub?.ls.size) return { success: true };
+    if (cb) sub?.listeners.delete(cb);
+    if (cb && sub?.listeners.size) return { success: true };
     s.delete(room);
     return res(await this.#request({ op: "unsub", room }));
   }
@@ -1014,16 +975,16 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   ): Promise<PublishResult> {
     const at = Date.now();
     const a = await this.#request({ op: "state", room, ...options });
-    if (a.t == "err") return { success: false, error: fail(a) };
+    if (a.t == "err") return res(a);
     if (this.#rooms.has(room)) {
       const prev = this.#rooms.get(room);
       const { patch, expireAfter: ms } = options;
       this.#rooms.set(room, {
-        s: patch === undefined ? options.state : applyMergePatch(
-          prev && !(prev.x && prev.x <= at) ? prev.s : null,
+        state: patch === undefined ? options.state : applyMergePatch(
+          prev && prev.expiresAt > at ? prev.state : null,
           patch,
         ),
-        x: ms ? at + ms : 0,
+        expiresAt: ms ? at + ms : Infinity,
       });
     }
     return { success: true, seq: a.seq as number | null };
@@ -1157,11 +1118,11 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     });
   }
 
-  /** Set the status and tell the listeners. */
-  #setStatus(s: PresenceStatus): void {
-    if (this.#status != s) {
+  /** Set the status and tell the listeners (a restore's refusal too, status unchanged). */
+  #setStatus(s: PresenceStatus, lost?: RestoreFailure): void {
+    if (this.#status != s || lost) {
       this.#status = s;
-      for (const cb of this.#listeners) call(cb, s);
+      for (const cb of this.#listeners) call(cb, s, lost);
     }
   }
 
@@ -1175,13 +1136,17 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       }
       // Ids stay within 1 .. 2^31-1 as the protocol requires.
       const id = this.#lastId = this.#lastId % 0x7fffffff + 1;
+      const timer = setTimeout(
+        () => q.settle(err("timeout", "Timed out")),
+        o.requestTimeoutMs ?? 1e4,
+      );
       const q: Req = {
-        f: { ...f, id },
-        r,
-        t: setTimeout(() => {
+        frame: { ...f, id },
+        settle: (a) => {
+          clearTimeout(timer);
           p.delete(id);
-          r(err("timeout", "Timed out"));
-        }, o.requestTimeoutMs ?? 1e4),
+          r(a);
+        },
       };
       p.set(id, q);
       if (this.#open) this.#send(q);
@@ -1190,8 +1155,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /** Send a request on the current socket. */
   #send(q: Req): void {
-    q.s = true;
-    this.#ws!.send(JSON.stringify(q.f));
+    (q.socket = this.#ws!).send(JSON.stringify(q.frame));
   }
 
   /** Send a `sub` for a subscription (first time or resync). */
@@ -1212,9 +1176,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
       // Transient: rate_limited, store_error, timeout, internal, and
       // not_member (a state restore waits for its join).
       if (!/^(ra|st|ti|in|not_m)/.test(a.code!)) {
-        for (const cb of this.#listeners) {
-          call(cb, this.#status, { room: f.room as string, error: fail(a) });
-        }
+        this.#setStatus(this.#status, { room: f.room as string, error: fail(a) });
         return a;
       }
     }
@@ -1222,20 +1184,20 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /** Send a `sub` (a join with `sub` when `j`) for the subscription's listeners, and apply the answer. */
   async #subscribe(sub: Sub<State, Meta>, j?: boolean): Promise<Answer> {
-    const { v, o } = sub, room = v.room, was = sub.l;
-    sub.p = true;
+    const { view: v, covers: o } = sub, room = v.room, was = sub.synced;
+    sub.pending = true;
     // `q`: the sequence this view has seen, so a lagging instance catches up first.
     const f = { op: j ? "join" : "sub", sub: j, room, ...o, q: v.seq };
     // A resync is retried (unless the subscription went, or was widened by
     // a request of its own); a first subscribe answers its caller.
-    const live = () => this.#subs.get(room) == sub && sub.o == o;
+    const live = () => this.#subs.get(room) == sub && sub.covers == o;
     const a = await (was ? this.#restore(f, live) : this.#request(f));
-    sub.p = false;
+    sub.pending = false;
     if (a.t == "ok") {
-      sub.l = true;
+      sub.synced = true;
       if (o.mode) {
-        sub.c = { connections: a.c as number, users: a.u as number };
-        this.#emit(sub, [{ type: "count", room, ...sub.c }]);
+        sub.count = { connections: a.c as number, users: a.u as number };
+        this.#emit(sub, [{ type: "count", room, ...sub.count }]);
       } else {
         this.#emit(sub, applySnapshot(v, a as unknown as WireSnapshot));
         if (v.resync) this.#resync(sub);
@@ -1244,32 +1206,32 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     return a;
   }
 
-  /** A full subscription's occupancy, for its count listeners. */
-  #count({ v }: Sub<State, Meta>): { connections: number; users: number } {
+  /** A full subscription's count, for its count listeners. */
+  #count({ view: v }: Sub<State, Meta>): { connections: number; users: number } {
     return { connections: v.members.size, users: v.users.size };
   }
 
   /** Resubscribe for a fresh snapshot unless one is on its way. */
   #resync(sub: Sub<State, Meta>): void {
-    if (!sub.p && this.#subs.get(sub.v.room) == sub) void this.#subscribe(sub);
+    if (!sub.pending && this.#subs.get(sub.view.room) == sub) void this.#subscribe(sub);
   }
 
   /** Tell the listeners that have their view: `u` updates only to `users: true` ones; counts to count ones. */
   #emit(sub: Sub<State, Meta>, ups: PresenceUpdate<State, Meta>[]): void {
     // Counts from the view only when a count listener made it carry users.
-    if (sub.o.users && sub.v.ready) {
-      ups = [...ups, { type: "count", room: sub.v.room, ...this.#count(sub) }];
+    if (sub.covers.users && sub.view.ready) {
+      ups = [...ups, { type: "count", room: sub.view.room, ...this.#count(sub) }];
     }
     for (const u of ups) {
       // A count is told when it changed (a widening or resync may not).
       if (u.type == "count") {
         const k = u.connections + "," + u.users;
-        if (k == sub.k) continue;
-        sub.k = k;
+        if (k == sub.told) continue;
+        sub.told = k;
       }
-      for (const [cb, { o, on }] of sub.ls) {
+      for (const [cb, { options: o, ready }] of sub.listeners) {
         if (
-          on && this.#subs.get(sub.v.room) == sub &&
+          ready && this.#subs.get(sub.view.room) == sub &&
           (o.mode == "count"
             ? u.type == "count"
             : u.type != "count" && (o.users || u.type[0] != "u"))
@@ -1299,11 +1261,8 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     if (this.#token) q.set("resume", this.#token);
     try {
       const WS = o.WebSocket ?? WebSocket, p = x.protocols, headers = x.headers;
-      const ws = this.#ws = headers
-        ? new WS(u, { protocols: p, headers } as never)
-        : p
-        ? new WS(u, p)
-        : new WS(u);
+      // `headers`: Deno's and Bun's WebSocket take them in an options object.
+      const ws = this.#ws = new WS(u, headers ? { protocols: p, headers } as never : p);
       ws.onmessage = (e) => ws == this.#ws && this.#message(e.data);
       ws.onclose = (e) => ws == this.#ws && this.#lost(e.code);
     } catch {
@@ -1333,16 +1292,15 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     this.#ws = null;
     this.#open = false;
     clearTimeout(this.#beatTimer);
-    for (const q of this.#requests.values()) q.s = false;
     if (
       !again && (!cid || o.reconnect === false || code == CLOSE_BAD_VERSION ||
         code == CLOSE_UNAUTHORIZED ||
-        this.#attempts >= (r?.maxRetries ?? Infinity))
+        this.#attempts >= (r?.maxRetries as number)) // `>= undefined` is false: no limit
     ) return this.#finish(code == CLOSE_UNAUTHORIZED ? "unauthorized" : "closed");
-    const min = r?.minDelayMs ?? 250, max = r?.maxDelayMs ?? 1e4;
     this.#retryTimer = setTimeout(
       () => this.#dial(),
-      again ? 0 : Math.random() * Math.min(max, min * 2 ** this.#attempts++),
+      again ? 0 : Math.random() *
+        Math.min(r?.maxDelayMs ?? 1e4, (r?.minDelayMs ?? 250) * 2 ** this.#attempts++),
     );
     if (cid) this.#setStatus("reconnecting");
   }
@@ -1356,11 +1314,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     this.#token = "";
     clearTimeout(this.#beatTimer);
     clearTimeout(this.#retryTimer);
-    for (const q of this.#requests.values()) {
-      clearTimeout(q.t);
-      q.r(err("closed", CLOSED));
-    }
-    this.#requests.clear();
+    for (const q of this.#requests.values()) q.settle(err("closed", CLOSED));
     for (const w of this.#waiters.splice(0)) w[1](new PresenceError(code, CLOSED));
     this.#setStatus(code == "unauthorized" ? code : "closed");
   }
@@ -1378,35 +1332,29 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
           return this.#ws!.send('{"op":"pong"}');
         case "ok":
         case "err": {
-          const q = this.#requests.get(f.id!);
-          if (q) {
-            this.#requests.delete(f.id!);
-            clearTimeout(q.t);
-            q.r(f as Answer);
-          }
-          return;
+          return this.#requests.get(f.id!)?.settle(f as Answer);
         }
         case "ev":
-          if (sub && !sub.o.mode) {
+          if (sub && !sub.covers.mode) {
             for (const e of f.e) {
-              const { updates, gap } = applyEvent(sub.v, e);
+              const { updates, gap } = applyEvent(sub.view, e);
               this.#emit(sub, updates);
               if (gap) this.#resync(sub);
             }
           }
           return;
         case "snap":
-          if (sub?.l && !sub.o.mode) {
-            this.#emit(sub, applySnapshot(sub.v, f));
-            if (sub.v.resync) this.#resync(sub);
+          if (sub?.synced && !sub.covers.mode) {
+            this.#emit(sub, applySnapshot(sub.view, f));
+            if (sub.view.resync) this.#resync(sub);
           }
           return;
         case "cnt":
-          if (sub?.o.mode) {
+          if (sub?.covers.mode) {
             this.#emit(sub, [{
               type: "count",
               room: f.r,
-              ...(sub.c = { connections: f.c, users: f.u }),
+              ...(sub.count = { connections: f.c, users: f.u }),
             }]);
           }
       }
@@ -1431,22 +1379,27 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
         void this.#restore({ op: "join", room }, () => this.#rooms.has(room));
         // An own state that expired while away is not restored (and a
         // later patch starts from nothing, as publishPresenceState knows).
-        const left = own && own.x - now;
-        if (own && !(own.x && left! <= 0)) {
+        const left = own ? own.expiresAt - now : 0;
+        if (left > 0) {
           void this.#restore(
-            { op: "state", room, state: own.s, expireAfter: own.x ? left : undefined },
+            {
+              op: "state",
+              room,
+              state: own!.state,
+              expireAfter: left < Infinity ? left : undefined,
+            },
             () => this.#rooms.get(room) == own,
           );
         }
       }
       for (const sub of this.#subs.values()) {
-        if (sub.l) {
-          sub.v.resync = true;
+        if (sub.synced) {
+          sub.view.resync = true;
           this.#resync(sub);
         }
       }
     }
-    for (const q of this.#requests.values()) if (!q.s) this.#send(q);
+    for (const q of this.#requests.values()) if (q.socket != this.#ws) this.#send(q);
     for (const w of this.#waiters.splice(0)) w[0]();
     this.#setStatus("open");
   }

@@ -18,7 +18,7 @@
  */
 
 import type { PresenceServer } from "../server/server.ts";
-import type { SocketHandlers, SocketLike } from "../server/socket.ts";
+import type { SocketHandlers } from "../server/socket.ts";
 
 /**
  * Options of `presenceHandler`.
@@ -92,16 +92,9 @@ export function presenceHandler(
       idleTimeout: 0, // liveness is the core's application-level heartbeat
       ...(admission.protocol ? { protocol: admission.protocol } : {}),
     });
-    const wrapped: SocketLike = {
-      send: (data) => socket.send(data),
-      close: (code, reason) => socket.close(code, reason),
-      get bufferedAmount() {
-        return socket.bufferedAmount;
-      },
-    };
     let handlers: SocketHandlers | null = null;
     socket.onopen = () => {
-      handlers = server.open(wrapped, admission.ticket);
+      handlers = server.open(socket, admission.ticket); // a WebSocket is a SocketLike
     };
     socket.onmessage = (e) => handlers?.message(e.data);
     socket.onclose = (e) => handlers?.close(e.code, e.reason);

@@ -56,14 +56,8 @@ export interface NodeHttpServerLike {
   ): unknown;
 }
 
-/** The parts of a `ws` WebSocket the adapter uses. */
-export interface WsSocketLike {
-  /** Send a text frame. */
-  send(data: string): void;
-  /** Close with a code and reason. */
-  close(code?: number, reason?: string): void;
-  /** Bytes queued and not yet written. */
-  readonly bufferedAmount: number;
+/** The parts of a `ws` WebSocket the adapter uses: a `SocketLike` with listeners. */
+export interface WsSocketLike extends SocketLike {
   /** `message`, `close` and `error` listeners. */
   on(event: string, listener: (...args: never[]) => void): unknown;
 }
@@ -153,14 +147,7 @@ export function attachPresence(
     if (admission.protocol) chosen.set(req, admission.protocol);
     const ticket = admission.ticket;
     wss.handleUpgrade(req, socket, head, (socket) => {
-      const wrapped: SocketLike = {
-        send: (data) => socket.send(data),
-        close: (code, reason) => socket.close(code, reason),
-        get bufferedAmount() {
-          return socket.bufferedAmount;
-        },
-      };
-      const handlers: SocketHandlers = presence.open(wrapped, ticket);
+      const handlers: SocketHandlers = presence.open(socket, ticket); // a ws socket is a SocketLike
       socket.on(
         "message",
         ((data: { toString(): string }, isBinary: boolean) => {

@@ -521,7 +521,7 @@ export function snapHead(room: string): string {
 /**
  * A snapshot frame: `head` (`okHead` or `snapHead`), then `"seq"`, `"states"`
  * (and `"users"` when given), and `"present"` last, from the members already
- * encoded one by one (`{"id":…,"meta":…}`; see `encodePresent`).
+ * encoded one by one (`encodeMember`; see `encodePresent`).
  */
 export function encodeSnapshot(
   head: string,
@@ -534,6 +534,11 @@ export function encodeSnapshot(
   let fields = `"seq":${seq},"states":${list.length === 0 ? "[]" : JSON.stringify(list)}`;
   if (users !== null) fields += `,"users":${JSON.stringify([...users])}`;
   return encodePresent(`${head}${fields},`, present);
+}
+
+/** One member of a snapshot's `present` array, encoded alone: `{"id":…,"meta":…}`. */
+export function encodeMember(id: string, meta: Metadata): string {
+  return JSON.stringify({ id, meta });
 }
 
 /**

@@ -3,6 +3,7 @@
 
 import {
   encodeEvents,
+  encodeMember,
   encodePresent,
   encodeSnapshot,
   type Metadata,
@@ -184,7 +185,7 @@ export class Room {
         this.#left.delete(cid);
         this.#joinedAt.set(cid, ev.seq);
         if (was) this.#presentParts = null;
-        else this.#presentParts?.push(JSON.stringify({ id: cid, meta: ev.meta }));
+        else this.#presentParts?.push(encodeMember(cid, ev.meta));
         this.members.set(cid, ev.meta);
         this.pending.push([ev.seq, "j", cid, ev.meta]);
         if (was) this.#countUser(was, -1);
@@ -239,7 +240,7 @@ export class Room {
     let parts = this.#presentParts;
     if (parts === null) {
       parts = this.#presentParts = [];
-      for (const [id, meta] of this.members) parts.push(JSON.stringify({ id, meta }));
+      for (const [id, meta] of this.members) parts.push(encodeMember(id, meta));
     }
     return parts;
   }

@@ -18,6 +18,7 @@ import {
   encodeCounts,
   encodeError,
   encodeHello,
+  encodeMember,
   encodeOk,
   encodeSnapshot,
   type Metadata,
@@ -2146,7 +2147,7 @@ export class PresenceServer {
         if (u !== null) users.add(u);
       }
     }
-    const present = fresh.present.map((p) => JSON.stringify(p));
+    const present = fresh.present.map((p) => encodeMember(p.id, p.meta));
     return encodeSnapshot(head, fresh.seq, fresh.states, users, present);
   }
 

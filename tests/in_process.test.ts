@@ -47,3 +47,36 @@ describe("in-process WebSocket", () => {
     }
   });
 });
+
+describe("openPair (@presently/presently/testing)", () => {
+  it("a connected client and more on demand, server options and rooms applied, all closed with the pair", async () => {
+    const { openPair } = await import("../testing.ts");
+    let other: PresenceClient | undefined;
+    let presence: PresenceServer | undefined;
+    let first: PresenceClient | undefined;
+    {
+      await using pair = await openPair({
+        rooms: /^doc:/,
+        privateMetadata: ["email"],
+        authenticate: () => ({ name: "ann", email: "ann@example.com" }),
+      });
+      ({ presence, client: first } = pair);
+      assert.equal(first.status, "open");
+      other = await pair.connect();
+      assert.equal(other.status, "open");
+      const refused = await first.joinRoom("lobby");
+      assert.equal(refused.error?.code, "not_tracked");
+      const seen: PresenceUpdate[] = [];
+      await other.subscribePresence("doc:1", (u) => seen.push(u));
+      await first.joinRoom("doc:1");
+      await waitUntil(() => seen.some((u) => u.type === "join"), 2_000, "the join");
+      const join = seen.find((u) => u.type === "join")!;
+      assert.deepEqual(join.type === "join" && join.meta, { name: "ann" });
+      assert.equal(presence.stats().connections, 2);
+    }
+    // Disposed at the end of the block: both clients and the server closed.
+    assert.equal(first.status, "closed");
+    assert.equal(other.status, "closed");
+    assert.equal(presence.stats().connections, 0);
+  });
+});

@@ -129,21 +129,14 @@ export interface AuthParams {
  *
  * @example
  * ```ts
- * import { PresenceServer } from "@presently/presently";
- * import { PresenceClient } from "@presently/presently/client";
+ * import { openPair } from "@presently/presently/testing";
  *
- * const presence = new PresenceServer();
- * presence.trackPresence("lobby");
- * const WebSocket = presence.inProcessWebSocket(); // no network needed
- * const client = new PresenceClient("ws://presence/", { WebSocket });
- * await client.connect();
+ * await using pair = await openPair();
+ * const { client } = pair;
  *
  * // Publishing in a room this connection has not joined is refused.
  * const result = await client.publishPresenceState("lobby", { state: "away" });
  * if (!result.success) console.log(result.error?.code); // "not_member"
- *
- * await client.close();
- * await presence.close();
  * ```
  */
 export interface PresenceResult {
@@ -181,20 +174,13 @@ export interface RestoreFailure {
  *
  * @example
  * ```ts
- * import { PresenceServer } from "@presently/presently";
- * import { PresenceClient } from "@presently/presently/client";
+ * import { openPair } from "@presently/presently/testing";
  *
- * const presence = new PresenceServer();
- * presence.trackPresence("lobby");
- * const WebSocket = presence.inProcessWebSocket(); // no network needed
- * const client = new PresenceClient("ws://presence/", { WebSocket });
- * await client.connect();
+ * await using pair = await openPair();
+ * const { client } = pair;
  *
  * const { success, present } = await client.joinRoom("lobby");
  * if (success) console.log(present.map((p) => p.id)); // [client.connectionId]
- *
- * await client.close();
- * await presence.close();
  * ```
  */
 export interface JoinResult<State = unknown> extends PresenceResult {
@@ -212,22 +198,15 @@ export interface JoinResult<State = unknown> extends PresenceResult {
  *
  * @example
  * ```ts
- * import { PresenceServer } from "@presently/presently";
- * import { PresenceClient } from "@presently/presently/client";
+ * import { openPair } from "@presently/presently/testing";
  *
- * const presence = new PresenceServer();
- * presence.trackPresence("lobby");
- * const WebSocket = presence.inProcessWebSocket(); // no network needed
- * const client = new PresenceClient("ws://presence/", { WebSocket });
- * await client.connect();
+ * await using pair = await openPair();
+ * const { client } = pair;
  *
  * const { count } = await client.subscribePresence("lobby", (u) => {
  *   if (u.type === "count") console.log(u.connections, u.users);
  * }, { mode: "count" });
  * console.log(count); // { connections: 0, users: 0 }
- *
- * await client.close();
- * await presence.close();
  * ```
  */
 export interface SubscribeOptions {
@@ -256,20 +235,13 @@ export interface JoinOptions {
  *
  * @example
  * ```ts
- * import { PresenceServer } from "@presently/presently";
- * import { PresenceClient } from "@presently/presently/client";
+ * import { openPair } from "@presently/presently/testing";
  *
- * const presence = new PresenceServer();
- * presence.trackPresence("lobby");
- * const WebSocket = presence.inProcessWebSocket(); // no network needed
- * const client = new PresenceClient("ws://presence/", { WebSocket });
- * await client.connect();
+ * await using pair = await openPair();
+ * const { client } = pair;
  *
  * const view = await client.subscribePresence("lobby", () => {}, { users: true });
  * console.log(view.present, [...view.states], view.users);
- *
- * await client.close();
- * await presence.close();
  * ```
  */
 export interface PresenceView<State = unknown> {
@@ -291,20 +263,13 @@ export interface PresenceView<State = unknown> {
  *
  * @example
  * ```ts
- * import { PresenceServer } from "@presently/presently";
- * import { PresenceClient } from "@presently/presently/client";
+ * import { openPair } from "@presently/presently/testing";
  *
- * const presence = new PresenceServer();
- * presence.trackPresence("lobby");
- * const WebSocket = presence.inProcessWebSocket(); // no network needed
- * const client = new PresenceClient("ws://presence/", { WebSocket });
- * await client.connect();
+ * await using pair = await openPair();
+ * const { client } = pair;
  *
  * const { success, present, error } = await client.subscribePresence("lobby", () => {});
  * console.log(success ? present : error?.code); // []
- *
- * await client.close();
- * await presence.close();
  * ```
  */
 export interface SubscribeResult<State = unknown> extends PresenceResult, PresenceView<State> {}
@@ -314,22 +279,15 @@ export interface SubscribeResult<State = unknown> extends PresenceResult, Presen
  *
  * @example
  * ```ts
- * import { PresenceServer } from "@presently/presently";
- * import { PresenceClient } from "@presently/presently/client";
+ * import { openPair } from "@presently/presently/testing";
  *
- * const presence = new PresenceServer();
- * presence.trackPresence("lobby");
- * const WebSocket = presence.inProcessWebSocket(); // no network needed
- * const client = new PresenceClient("ws://presence/", { WebSocket });
- * await client.connect();
+ * await using pair = await openPair();
+ * const { presence, client } = pair;
  *
  * const reader = client.presence("lobby").getReader();
  * const { value } = await reader.read();
  * if (value?.type === "sync") console.log(value.room, value.present); // "lobby" []
  * await reader.cancel();
- *
- * await client.close();
- * await presence.close();
  * ```
  */
 export interface PresenceSync<State = unknown> extends PresenceView<State> {
@@ -367,21 +325,14 @@ export interface PublishOptions<State = unknown> {
  *
  * @example
  * ```ts
- * import { PresenceServer } from "@presently/presently";
- * import { PresenceClient } from "@presently/presently/client";
+ * import { openPair } from "@presently/presently/testing";
  *
- * const presence = new PresenceServer();
- * presence.trackPresence("lobby");
- * const WebSocket = presence.inProcessWebSocket(); // no network needed
- * const client = new PresenceClient("ws://presence/", { WebSocket });
- * await client.connect();
+ * await using pair = await openPair();
+ * const { client } = pair;
  *
  * await client.joinRoom("lobby");
  * const { success, seq } = await client.publishPresenceState("lobby", { state: 1 });
  * console.log(success, seq); // true 2 (the join was 1)
- *
- * await client.close();
- * await presence.close();
  * ```
  */
 export interface PublishResult extends PresenceResult {
@@ -528,20 +479,13 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * console.log(client.connectionId); // e.g. "q3HkX0c2bB1SxZy9f8n3Rw"
    * console.log(await presence.getConnectionMetadata(client.connectionId!)); // {}
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   get connectionId(): string | null {
@@ -583,22 +527,15 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { client } = pair;
    *
    * client.onStatus((status) => {
    *   if (status === "open" && !client.resumed) console.log("new id:", client.connectionId);
    * });
    * console.log(client.resumed); // false: the first open is never a resume
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   get resumed(): boolean {
@@ -637,19 +574,12 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { client } = pair;
    *
    * console.log(client.status, client.connectionId); // "open" and the id
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   connect(): Promise<void> {
@@ -715,23 +645,16 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { client } = pair;
    *
    * const { success, present, error } = await client.joinRoom("lobby");
    * console.log(success ? present.length : error?.code); // 1
    *
    * // Join and subscribe in one step:
    * await client.joinRoom("lobby", (update) => console.log(update.type));
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   joinRoom(
@@ -793,21 +716,14 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { client } = pair;
    *
    * await client.joinRoom("lobby");
    * const { success } = await client.leaveRoom("lobby");
    * console.log(success); // true
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async leaveRoom(
@@ -842,22 +758,15 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { client } = pair;
    *
    * const { present, states } = await client.subscribePresence("lobby", (u) => {
    *   if (u.type === "state") console.log(u.connectionId, u.state);
    * });
    * console.log(present, states.size); // [] 0
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async subscribePresence(
@@ -912,21 +821,14 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { client } = pair;
    *
    * await client.subscribePresence("lobby", (u) => console.log(u.type));
    * const { success } = await client.unsubscribePresence("lobby");
    * console.log(success); // true
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async unsubscribePresence(
@@ -951,22 +853,15 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * await client.joinRoom("lobby");
    * await client.publishPresenceState("lobby", { state: { status: "typing" }, expireAfter: 8000 });
    * await client.publishPresenceState("lobby", { patch: { status: "idle" } });
    * console.log(await presence.getPresenceStates("lobby")); // Map { id => { status: "idle" } }
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async publishPresenceState(
@@ -998,22 +893,15 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { client } = pair;
    *
    * await client.joinRoom("lobby");
    * await client.publishPresenceState("lobby", { state: { status: "typing" } });
    * const { success } = await client.clearPresenceState("lobby");
    * console.log(success); // true
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async clearPresenceState(room: string): Promise<PresenceResult> {
@@ -1069,23 +957,16 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * for await (const chunk of client.presence("lobby")) {
    *   if (chunk.type === "sync") console.log(chunk.present); // []
    *   else console.log(chunk.type);
    *   break; // cancels the stream, which unsubscribes
    * }
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   presence(

@@ -477,21 +477,14 @@ export class PresenceServer {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer({ privateMetadata: ["email"] });
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair({ privateMetadata: ["email"] });
+   * const { presence, client } = pair;
    *
    * const id = client.connectionId!;
    * await presence.setConnectionMetadata(id, { name: "Ada", email: "ada@example.com" });
    * console.log(await client.getConnectionMetadata(id)); // { name: "Ada" }: email is private
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async setConnectionMetadata(
@@ -544,20 +537,13 @@ export class PresenceServer {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer({ authenticate: () => ({ userId: "ada" }) });
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair({ authenticate: () => ({ userId: "ada" }) });
+   * const { presence, client } = pair;
    *
    * console.log(await presence.getConnectionMetadata(client.connectionId!)); // { userId: "ada" }
    * console.log(await presence.getConnectionMetadata("unknown")); // null
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async getConnectionMetadata(connectionId: string): Promise<Metadata | null> {
@@ -574,20 +560,13 @@ export class PresenceServer {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * await client.joinRoom("lobby");
    * console.log(await presence.getPresentConnections("lobby")); // [client.connectionId]
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async getPresentConnections(room: string): Promise<string[]> {
@@ -603,22 +582,15 @@ export class PresenceServer {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * await client.joinRoom("lobby");
    * await client.publishPresenceState("lobby", { state: { typing: true } });
    * const states = await presence.getPresenceStates("lobby");
    * console.log(states.get(client.connectionId!)); // { typing: true }
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async getPresenceStates(room: string): Promise<Map<string, unknown>> {
@@ -636,20 +608,13 @@ export class PresenceServer {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * console.log(await presence.addToRoom(client.connectionId!, "lobby")); // true
    * console.log(await presence.getPresentConnections("lobby")); // [client.connectionId]
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async addToRoom(connectionId: string, room: string): Promise<boolean> {
@@ -676,14 +641,10 @@ export class PresenceServer {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * const closed = Promise.withResolvers<void>();
    * client.onStatus((status) => {
@@ -691,9 +652,6 @@ export class PresenceServer {
    * });
    * console.log(presence.disconnect(client.connectionId!)); // true
    * await closed.promise; // 4401: the client stops with "unauthorized", no reconnect
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   disconnect(
@@ -724,21 +682,14 @@ export class PresenceServer {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * await client.joinRoom("lobby");
    * console.log(await presence.removeFromRoom(client.connectionId!, "lobby")); // true
    * console.log(await presence.getPresentConnections("lobby")); // []
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   async removeFromRoom(connectionId: string, room: string): Promise<boolean> {
@@ -1112,21 +1063,14 @@ export class PresenceServer {
    *
    * @example
    * ```ts
-   * import { PresenceServer } from "@presently/presently";
-   * import { PresenceClient } from "@presently/presently/client";
+   * import { openPair } from "@presently/presently/testing";
    *
-   * const presence = new PresenceServer();
-   * presence.trackPresence("lobby");
-   * const WebSocket = presence.inProcessWebSocket(); // no network needed
-   * const client = new PresenceClient("ws://presence/", { WebSocket });
-   * await client.connect();
+   * await using pair = await openPair();
+   * const { presence, client } = pair;
    *
    * await client.joinRoom("lobby");
    * const { connections, rooms, requests } = presence.stats();
    * console.log(connections, rooms, requests); // 1 1 1
-   *
-   * await client.close();
-   * await presence.close();
    * ```
    */
   stats(): PresenceStats {

@@ -1,0 +1,34 @@
+// On SIGUSR2, a Bun benchmark server prints `HEAP {json}` on stdout: its heap
+// after a full GC (`bun:jsc` heapStats: size and object counts by type), for
+// bench/heap_profile.ts. Nothing happens unless the signal comes.
+
+interface ProcessLike {
+  on(sig: string, cb: () => void): void;
+}
+
+/** Install the SIGUSR2 heap report (Bun only). */
+export function reportHeapOnSignal(proc: ProcessLike): void {
+  const bun = (globalThis as unknown as { Bun?: { gc(sync: boolean): void } }).Bun;
+  if (!bun) return;
+  proc.on("SIGUSR2", async () => {
+    const jsc = await import("bun:jsc" as string) as {
+      heapStats(): {
+        heapSize: number;
+        objectCount: number;
+        objectTypeCounts: Record<string, number>;
+      };
+    };
+    bun.gc(true);
+    bun.gc(true);
+    const s = jsc.heapStats();
+    console.log(
+      `HEAP ${
+        JSON.stringify({
+          heapSize: s.heapSize,
+          objectCount: s.objectCount,
+          types: s.objectTypeCounts,
+        })
+      }`,
+    );
+  });
+}

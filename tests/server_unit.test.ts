@@ -4,7 +4,13 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { CloseCode, ManualClock, PresenceServer, type PresenceServerOptions } from "../mod.ts";
+import {
+  CloseCode,
+  ManualClock,
+  MemoryPresenceStore,
+  PresenceServer,
+  type PresenceServerOptions,
+} from "../mod.ts";
 import { connect, settle } from "./_fake.ts";
 
 function make(options: PresenceServerOptions = {}) {
@@ -95,6 +101,44 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     assert.deepEqual(leaves(), [clean.cid]);
     await step(200);
     assert.deepEqual(leaves(), [clean.cid, abrupt.cid]);
+    await server.close();
+  });
+
+  it("requests the client sends again after a resume (queued or running when the socket dropped) run once", async () => {
+    // The store's join waits until released: the join is being handled and
+    // the state queued behind it when the socket drops.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => release = r);
+    class SlowJoin extends MemoryPresenceStore {
+      override async join(...args: Parameters<MemoryPresenceStore["join"]>) {
+        await gate;
+        return await super.join(...args);
+      }
+    }
+    const { server, step } = make({ leaveGraceMs: 5000, store: new SlowJoin() });
+    const a = await connect(server);
+    const join = a.send("join", { room: "r" });
+    const state = a.send("state", { room: "r", state: { x: 1 } });
+    await step();
+    assert.equal(a.answer(join), undefined, "the join is still running");
+    a.handlers.close(1006, "");
+    await step(100);
+    const b = await connect(server, `ws://test/?v=1&resume=${encodeURIComponent(a.token)}`);
+    assert.equal(b.socket.sent[0]!.resumed, true);
+    // The client had no answers: it sends both again, with the same ids.
+    b.handlers.message(JSON.stringify({ op: "join", id: join, room: "r" }));
+    b.handlers.message(JSON.stringify({ op: "state", id: state, room: "r", state: { x: 1 } }));
+    release();
+    await step();
+    await step();
+    const answers = (id: number) =>
+      b.socket.sent.filter((f) => f.id === id && (f.t === "ok" || f.t === "err"));
+    assert.equal(answers(join).length, 1, "one answer to the join");
+    assert.equal(answers(state).length, 1, "one answer to the state");
+    assert.equal(answers(join)[0]!.t, "ok");
+    assert.equal(answers(state)[0]!.t, "ok");
+    assert.equal(server.stats().requests, 2, "each ran once");
+    assert.deepEqual((await server.getPresenceStates("r")).get(a.cid), { x: 1 });
     await server.close();
   });
 

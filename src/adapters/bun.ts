@@ -130,7 +130,9 @@ export function bunPresence(
     },
     websocket: {
       open(ws) {
-        ws.data.handlers = server.open(new BunSocket(ws, ws.data.srv), ws.data.ticket);
+        const data = ws.data;
+        data.handlers = server.open(new BunSocket(ws, data.srv), data.ticket);
+        data.ticket = undefined; // spent: not kept for the socket's life
       },
       message(ws, message) {
         ws.data.handlers?.message(message);

@@ -41,6 +41,18 @@ import type { SocketLike } from "./socket.ts";
  */
 const NO_DUPES: Set<number> = new Set();
 
+/** The subscriptions of a connection that has none. */
+const NO_SUBS: ReadonlyArray<readonly [string, Subscription]> = [];
+
+/** What a connection holds per room (see `Connection.#links`). */
+interface RoomLink {
+  sub: Subscription | undefined;
+  hasOwn: boolean;
+  own: unknown;
+  expiresAt: number | undefined;
+  written: boolean;
+}
+
 /**
  * Work queued on a connection, run one at a time in arrival order: a request
  * (pongs are handled on arrival, never queued) or a server-side task.
@@ -56,17 +68,16 @@ export class Connection implements PresenceConnection {
   publicMeta: Metadata;
   userId: string | null;
   readonly rooms = new Set<string>();
-  /** Rooms whose state the client wrote on this connection (not as a restore). */
-  readonly stateWritten = new Set<string>();
-  readonly subs = new Map<string, Subscription>();
-  /** Expiry (clock ms) of this connection's own state per room, when set. */
-  readonly expiries = new Map<string, number>();
   /**
-   * This connection's own state per room, as last written. With `rooms` and
-   * `expiries` it is what the connection means to be, kept apart from what
-   * the store says, so a store reset or a reap can be undone.
+   * Per room: this connection's subscription, its own state (and expiry) as
+   * last written, and whether the client wrote it. With `rooms` it is what
+   * the connection means to be, kept apart from what the store says, so a
+   * store reset or a reap can be undone. One map of small records rather than
+   * a collection per field: in Bun a Map or Set holding one entry costs about
+   * 300 bytes, and most connections are in one or two rooms.
    */
-  readonly own = new Map<string, unknown>();
+  readonly #links = new Map<string, RoomLink>();
+  #subCount = 0;
   /** Requests marked as a restore (`rs`) that may pass the rate limit once. */
   credit: number;
   /** A re-registration is queued or waiting to retry. */
@@ -92,8 +103,8 @@ export class Connection implements PresenceConnection {
    */
   memberExpiresAt: number | null = null;
   readonly inbox: ConnectionTask[] = [];
-  /** Ids of requests received and not answered yet. */
-  readonly pending = new Set<number>();
+  /** The id of the request being handled, if any (with the inbox: what is not answered yet). */
+  current: number | null = null;
   /** Ids a resume found pending: their copies re-sent by the client are dropped. */
   dupes: Set<number> = NO_DUPES;
   busy = false;
@@ -132,6 +143,119 @@ export class Connection implements PresenceConnection {
     this.refilledAt = init.now;
     this.refusedWindowStart = init.now;
     this.badWindowStart = init.now;
+  }
+
+  /**
+   * At a resume: remember the ids received and not answered yet (queued or
+   * being handled), whose copies the client sends again, to drop them.
+   */
+  takeDupes(): void {
+    let ids: Set<number> | null = null;
+    if (this.current !== null) (ids ??= new Set()).add(this.current);
+    for (const task of this.inbox) if (typeof task !== "function") (ids ??= new Set()).add(task.id);
+    this.dupes = ids ?? NO_DUPES;
+  }
+
+  /** The room's record, made on first use. */
+  #link(room: string): RoomLink {
+    let link = this.#links.get(room);
+    if (!link) {
+      this.#links.set(
+        room,
+        link = {
+          sub: undefined,
+          hasOwn: false,
+          own: undefined,
+          expiresAt: undefined,
+          written: false,
+        },
+      );
+    }
+    return link;
+  }
+
+  /** Drop the room's record once it holds nothing. */
+  #prune(room: string, link: RoomLink): void {
+    if (!link.sub && !link.hasOwn && !link.written) this.#links.delete(room);
+  }
+
+  /** The subscription to a room, if any. */
+  sub(room: string): Subscription | undefined {
+    return this.#links.get(room)?.sub;
+  }
+
+  /** Set the subscription to a room (replacing any). */
+  setSub(room: string, sub: Subscription): void {
+    const link = this.#link(room);
+    if (!link.sub) this.#subCount++;
+    link.sub = sub;
+  }
+
+  /** Remove the subscription to a room; returns it. */
+  deleteSub(room: string): Subscription | undefined {
+    const link = this.#links.get(room);
+    const sub = link?.sub;
+    if (!link || !sub) return undefined;
+    link.sub = undefined;
+    this.#subCount--;
+    this.#prune(room, link);
+    return sub;
+  }
+
+  /** How many rooms this connection subscribes to. */
+  get subCount(): number {
+    return this.#subCount;
+  }
+
+  /** The subscriptions, by room (a copy: safe to change them while iterating). */
+  subs(): ReadonlyArray<readonly [string, Subscription]> {
+    if (this.#subCount === 0) return NO_SUBS;
+    const out: Array<[string, Subscription]> = [];
+    for (const [room, link] of this.#links) if (link.sub) out.push([room, link.sub]);
+    return out;
+  }
+
+  /** Whether this connection holds an own state in the room. */
+  hasOwn(room: string): boolean {
+    return this.#links.get(room)?.hasOwn === true;
+  }
+
+  /** The own state in the room, as last written (`undefined`: none). */
+  ownState(room: string): unknown {
+    return this.#links.get(room)?.own;
+  }
+
+  /** The own state's expiry (clock ms), when it has one. */
+  ownExpiresAt(room: string): number | undefined {
+    return this.#links.get(room)?.expiresAt;
+  }
+
+  /** Remember the own state in a room and its expiry (`null`: none). */
+  setOwn(room: string, state: unknown, expiresAt: number | null): void {
+    const link = this.#link(room);
+    link.hasOwn = true;
+    link.own = state;
+    link.expiresAt = expiresAt ?? undefined;
+  }
+
+  /** Forget the own state in a room. */
+  clearOwn(room: string): void {
+    const link = this.#links.get(room);
+    if (!link) return;
+    link.hasOwn = false;
+    link.own = undefined;
+    link.expiresAt = undefined;
+    this.#prune(room, link);
+  }
+
+  /** Whether the client wrote this room's state on this connection (not as a restore). */
+  wroteState(room: string): boolean {
+    return this.#links.get(room)?.written === true;
+  }
+
+  /** Note that the client wrote this room's state on this connection. */
+  markWritten(room: string): void {
+    this.#link(room).written = true;
   }
 
   /** Send a frame; false when there is no socket or the runtime dropped it. */

@@ -1077,7 +1077,7 @@ export class PresenceServer {
     let subscribers = 0;
     let bufferedBytes = 0;
     for (const c of this.#conns.values()) {
-      subscribers += c.subs.size;
+      subscribers += c.subCount;
       bufferedBytes += c.socket?.bufferedAmount ?? 0;
     }
     const lat = this.#storeLatency;
@@ -1407,7 +1407,7 @@ export class PresenceServer {
     conn.socket = socket;
     conn.detachedAt = -1;
     conn.lastSeen = now;
-    conn.dupes = new Set(conn.pending);
+    conn.takeDupes();
     this.#detached.delete(conn);
     this.#hello(conn, true);
     // Re-check guards, then resync every subscription with a fresh snapshot.
@@ -1418,7 +1418,7 @@ export class PresenceServer {
           await this.#leave(conn, room, "leave");
         }
       }
-      for (const [room, sub] of [...conn.subs]) {
+      for (const [room, sub] of conn.subs()) {
         const track = this.#track(room);
         if (!track || !(await this.#allowed(track, conn, room))) {
           this.#dropSub(conn, room);
@@ -1474,7 +1474,6 @@ export class PresenceServer {
         return;
       }
       if (frame.op === "pong") return;
-      conn.pending.add(frame.id);
       conn.inbox.push(frame);
       if (!conn.busy) this.#drain(conn);
     } catch (e) {
@@ -1509,6 +1508,7 @@ export class PresenceServer {
         }
         if (conn.finished) continue;
         this.#stats.requests++;
+        conn.current = task.id;
         try {
           await this.#handle(conn, task);
         } catch (e) {
@@ -1522,7 +1522,7 @@ export class PresenceServer {
             e instanceof PresenceError ? e.message : "Internal error",
           ));
         }
-        conn.pending.delete(task.id);
+        conn.current = null;
       }
     })().finally(() => {
       this.#drains.delete(run);
@@ -1606,7 +1606,7 @@ export class PresenceServer {
   async #writeState(conn: Connection, f: StateFrame, trusted: boolean): Promise<number | null> {
     const track = this.#requireTrack(f.room);
     const restore = f.op === "state" && f.rs === true;
-    if (restore && conn.stateWritten.has(f.room)) {
+    if (restore && conn.wroteState(f.room)) {
       // A restore of the state from before a reconnect: void once the
       // client wrote this room's state on this connection (it is newer).
       return null;
@@ -1615,9 +1615,11 @@ export class PresenceServer {
       if (restore && f.state !== undefined && f.state !== null) {
         // What the client holds, though its join has not landed yet: a
         // patch after that join merges onto it, and the join writes it.
-        conn.own.set(f.room, f.state);
-        if (f.expireAfter === undefined) conn.expiries.delete(f.room);
-        else conn.expiries.set(f.room, this.#clock.now() + f.expireAfter);
+        conn.setOwn(
+          f.room,
+          f.state,
+          f.expireAfter === undefined ? null : this.#clock.now() + f.expireAfter,
+        );
       }
       throw notMember(f.room);
     }
@@ -1634,9 +1636,9 @@ export class PresenceServer {
       const validator = track.options.validateState;
       // A patch applies to the state this connection set, not to what the
       // store holds: after a store reset that may be nothing yet.
-      const expired = (conn.expiries.get(f.room) ?? Infinity) <= this.#clock.now();
+      const expired = (conn.ownExpiresAt(f.room) ?? Infinity) <= this.#clock.now();
       next = write.kind === "patch"
-        ? applyMergePatch(expired ? null : conn.own.get(f.room) ?? null, f.patch)
+        ? applyMergePatch(expired ? null : conn.ownState(f.room) ?? null, f.patch)
         : f.state;
       // Each patch is size-checked by the parser; the merged state must be too.
       const bytes = write.kind === "patch" ? utf8Length(JSON.stringify(next) ?? "") : 0;
@@ -1655,9 +1657,7 @@ export class PresenceServer {
     if (restore) {
       // What the client holds as its state: the intent even if the store
       // write fails (a patch sent meanwhile merges onto it; it is retried).
-      conn.own.set(f.room, next);
-      if (expiresAt === null) conn.expiries.delete(f.room);
-      else conn.expiries.set(f.room, expiresAt);
+      conn.setOwn(f.room, next, expiresAt);
     }
     // A write that times out may land later: the connection's own state
     // (what it was told it has) is written again after it.
@@ -1693,20 +1693,18 @@ export class PresenceServer {
       ev = fix === "not_member" ? null : fix;
     }
     // Remembered so a store reset or reap can restore it with its expiry.
-    if (expiresAt === null) conn.expiries.delete(f.room);
-    else conn.expiries.set(f.room, expiresAt);
-    if (write.kind === "clear") conn.own.delete(f.room);
-    else conn.own.set(f.room, next);
-    if (!restore) conn.stateWritten.add(f.room);
+    if (write.kind === "clear") conn.clearOwn(f.room);
+    else conn.setOwn(f.room, next, expiresAt);
+    if (!restore) conn.markWritten(f.room);
     if (ev) this.#applyLocal(ev);
     return ev ? ev.seq : null;
   }
 
   #checkSubLimit(conn: Connection, room: string): void {
-    if (!conn.subs.has(room) && conn.subs.size >= this.#limits.maxSubscriptionsPerConnection) {
+    if (!conn.sub(room) && conn.subCount >= this.#limits.maxSubscriptionsPerConnection) {
       throw new PresenceError(
         "too_many_subscriptions",
-        `Connection has ${conn.subs.size} subscriptions: limit is ${this.#limits.maxSubscriptionsPerConnection}`,
+        `Connection has ${conn.subCount} subscriptions: limit is ${this.#limits.maxSubscriptionsPerConnection}`,
       );
     }
   }
@@ -1747,7 +1745,7 @@ export class PresenceServer {
         await this.#putOwnState(conn, name).catch(() => {
           this.#reregister(conn); // the join holds; the state follows when it can
         });
-      } else if (!conn.own.has(name)) {
+      } else if (!conn.hasOwn(name)) {
         // Still a member: a leave that has not reached the store yet. A new
         // join starts without a state, so clear what that one left.
         await this.#clearStoredState(conn, name);
@@ -1773,8 +1771,7 @@ export class PresenceServer {
 
   async #leave(conn: Connection, name: string, reason: LeaveReason): Promise<boolean> {
     // Out of the room means no state there, even one only restored so far.
-    conn.own.delete(name);
-    conn.expiries.delete(name);
+    conn.clearOwn(name);
     if (!conn.rooms.delete(name)) return false;
     const room = this.#rooms.get(name);
     room?.local.delete(conn);
@@ -1808,7 +1805,7 @@ export class PresenceServer {
     this.#retryLater(() =>
       this.#enqueueTask(conn, async () => {
         if (conn.finished || !conn.rooms.has(name)) return; // ensureLeft's job
-        if (conn.own.has(name)) await this.#putOwnState(conn, name);
+        if (conn.hasOwn(name)) await this.#putOwnState(conn, name);
         else await this.#clearStoredState(conn, name);
       })
     );
@@ -1861,7 +1858,7 @@ export class PresenceServer {
   }
 
   #subscribe(conn: Connection, room: Room, users: boolean, count: boolean): Subscription {
-    const existing = conn.subs.get(room.name);
+    const existing = conn.sub(room.name);
     if (existing && existing.count === count) {
       // A resubscribe is a resync request: restart from a fresh snapshot.
       existing.users = users;
@@ -1890,14 +1887,13 @@ export class PresenceServer {
     // Switching modes: the new subscription holds the room before the old
     // one lets go, or the room would be disposed under it.
     if (existing) this.#dropSub(conn, room.name);
-    conn.subs.set(room.name, sub);
+    conn.setSub(room.name, sub);
     return sub;
   }
 
   #dropSub(conn: Connection, name: string): void {
-    const sub = conn.subs.get(name);
+    const sub = conn.deleteSub(name);
     if (!sub) return;
-    conn.subs.delete(name);
     const room = sub.room;
     room.setNative(sub, false);
     room.subs.delete(sub);
@@ -2159,11 +2155,11 @@ export class PresenceServer {
       // hold the next re-registration of memberships back.
       void this.#enqueueTask(conn, async () => {
         for (const name of [...conn.rooms]) {
-          const state = conn.own.get(name);
+          const state = conn.ownState(name);
           if (state === undefined || !live()) continue;
           await this.#persist(
             () => this.#putOwnState(conn, name),
-            () => live() && conn.own.get(name) === state,
+            () => live() && conn.ownState(name) === state,
           );
         }
       }).catch((e) => {
@@ -2210,15 +2206,14 @@ export class PresenceServer {
    * the store, with its remaining expiry; an expired one is forgotten and cleared.
    */
   async #putOwnState(conn: Connection, name: string): Promise<void> {
-    const state = conn.own.get(name);
-    const expiresAt = conn.expiries.get(name) ?? null;
+    const state = conn.ownState(name);
+    const expiresAt = conn.ownExpiresAt(name) ?? null;
     const now = this.#clock.now();
     if (state === undefined) return;
     if (expiresAt !== null && expiresAt <= now) {
       // Expired: the store must hold none either (a write that timed out may
       // have landed after the expiry; sim seed 124).
-      conn.own.delete(name);
-      conn.expiries.delete(name);
+      conn.clearOwn(name);
       await this.#clearStoredState(conn, name);
       return;
     }
@@ -2336,7 +2331,7 @@ export class PresenceServer {
   }
 
   #checkStale(conn: Connection): void {
-    for (const sub of conn.subs.values()) {
+    for (const [, sub] of conn.subs()) {
       if (sub.stale) this.#tryCatchUp(sub, this.#clock.now());
     }
   }
@@ -2388,7 +2383,7 @@ export class PresenceServer {
   }
 
   #detach(conn: Connection): void {
-    for (const sub of conn.subs.values()) {
+    for (const [, sub] of conn.subs()) {
       sub.room.setNative(sub, false);
       if (!sub.count) this.#markStale(sub);
     }
@@ -2403,7 +2398,7 @@ export class PresenceServer {
     void this.#enqueueTask(conn, async () => {
       if (conn.finished) return;
       conn.finished = true;
-      for (const name of [...conn.subs.keys()]) this.#dropSub(conn, name);
+      for (const [name] of conn.subs()) this.#dropSub(conn, name);
       for (const name of [...conn.rooms]) {
         try {
           await this.#leave(conn, name, reason);

@@ -396,9 +396,9 @@ const call = <T, U>(fn: (arg: T, more?: U) => void, arg: T, more?: U): void => {
  * @typeParam State The presence state type.
  * @typeParam Meta The connection metadata type.
  *
- * The examples of its methods connect to a server in the same process
- * (`presence.inProcessWebSocket()`); this one is a whole setup on a real
- * socket.
+ * The examples of its methods are short snippets on `openPair()` from
+ * `@presently/presently/testing` (a server and a client connected in
+ * memory); this one is a whole setup on a real socket.
  *
  * @example
  * ```ts

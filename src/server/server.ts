@@ -172,8 +172,9 @@ const LEFT_WINDOW_MS = 60_000;
  * subscribers. Runtime-free: mount it with `presenceHandler` (Deno) or
  * `bunPresence` (Bun).
  *
- * The examples of its methods connect their clients in-process
- * (`inProcessWebSocket`); this one is a whole setup on a real socket.
+ * The examples of its methods are short snippets on `openPair()` from
+ * `@presently/presently/testing` (a server and a client connected in
+ * memory); this one is a whole setup on a real socket.
  *
  * @example
  * ```ts

@@ -17,13 +17,7 @@ import {
 import { PresenceError, type PresenceErrorCode } from "../errors.ts";
 import { applyMergePatch } from "../merge_patch.ts";
 import type { Metadata, PresentEntry, ServerFrame, WireSnapshot } from "../protocol.ts";
-import {
-  applyEvent,
-  applySnapshot,
-  createRoomView,
-  type PresenceUpdate,
-  type RoomView,
-} from "./sync.ts";
+import { applyEvent, applySnapshot, createRoomView, type PresenceUpdate } from "./sync.ts";
 import type { Answer, Cb, Ear, Own, Req, Sub, Timer } from "./_records.ts";
 
 /**

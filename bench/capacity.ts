@@ -13,7 +13,8 @@
 // state deliveries the generators received).
 //
 // Flags: --steps 1000,5000,10000,19500 --targets raw-bun,presently-bun,raw-deno,presently-deno
-// --gens 4 --fixed 10 --no-write
+// --gens 4 --fixed 10 --no-write --profile (each server writes a CPU profile,
+// .cpuprofile and .md, to bench/out/prof/capacity-<target>-<C>.*)
 //
 // The machine's hard limit on open files is 20 000 (this container cannot
 // raise it), so the top step is 19 500 connections.
@@ -29,6 +30,7 @@ const targets = arg("targets", "raw-bun,presently-bun,raw-deno,presently-deno").
 const GENS = Number(arg("gens", "4"));
 const FIXED_S = Number(arg("fixed", "10"));
 const write = !Deno.args.includes("--no-write");
+const profile = Deno.args.includes("--profile");
 const command = `deno task bench:capacity${Deno.args.length ? " " + Deno.args.join(" ") : ""}`;
 
 const deno = Deno.execPath();
@@ -55,6 +57,19 @@ const SERVERS: Record<string, { label: string; cmd: string[] }> = {
     cmd: [deno, "run", "-A", `${benchDir}servers/raw_deno.ts`],
   },
 };
+
+/** The server command with `--cpu-prof` flags (Deno and Bun take the same) when --profile. */
+function withProfile(cmd: string[], name: string): string[] {
+  if (!profile) return cmd;
+  const flags = [
+    "--cpu-prof",
+    `--cpu-prof-dir=${benchDir}out/prof`,
+    `--cpu-prof-name=${name}`,
+    "--cpu-prof-md",
+  ];
+  const script = cmd.length - 1;
+  return [...cmd.slice(0, script), ...flags, cmd[script]!];
+}
 
 /** With the open-file limit raised to the hard limit. */
 function limited(cmd: string[]): Deno.Command {
@@ -191,7 +206,7 @@ interface Row {
 
 async function measure(target: string, c: number): Promise<Row> {
   const r = Math.max(1, Math.round(c / 10));
-  const server = limited(SERVERS[target]!.cmd).spawn();
+  const server = limited(withProfile(SERVERS[target]!.cmd, `capacity-${target}-${c}`)).spawn();
   // The server's stderr (errors it reports) is kept for each run.
   const log = await Deno.open(`${benchDir}out/capacity-${target}-${c}.log`, {
     write: true,

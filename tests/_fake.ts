@@ -1,14 +1,25 @@
 // Fakes for fast unit tests of the core: a socket that records frames, and a
 // helper to connect one to a PresenceServer without any network.
 
-import type { PresenceServer, SocketHandlers, SocketLike } from "../mod.ts";
+import type { PresenceServer, SocketHandlers, SocketLike, TopicPublisher } from "../mod.ts";
 
 export class FakeSocket implements SocketLike {
   readonly sent: Record<string, unknown>[] = [];
   closed: { code?: number | undefined; reason?: string | undefined } | null = null;
-  bufferedAmount = 0;
+  #buffered = 0;
+  /** How many times the server read bufferedAmount (a runtime call on real sockets). */
+  bufferedReads = 0;
+  get bufferedAmount(): number {
+    this.bufferedReads++;
+    return this.#buffered;
+  }
+  set bufferedAmount(n: number) {
+    this.#buffered = n;
+  }
   /** When false, frames are "written" but count into bufferedAmount. */
   reading = true;
+  /** Native topics, as the Bun adapter's sockets have (see FakeTopics). */
+  topics?: TopicPublisher;
   /** The close code, once closed by the server. */
   get closeCode(): number | undefined {
     return this.closed?.code;
@@ -16,11 +27,34 @@ export class FakeSocket implements SocketLike {
   send(data: string): number {
     if (this.closed) throw new Error("socket closed");
     this.sent.push(JSON.parse(data));
-    if (!this.reading) this.bufferedAmount += data.length;
+    if (!this.reading) this.#buffered += data.length;
     return data.length;
   }
   close(code?: number, reason?: string): void {
     this.closed = { code, reason };
+  }
+}
+
+/** Topics shared by fake sockets: publish() delivers to every subscribed socket, as Bun's does. */
+export class FakeTopics {
+  readonly subscribers = new Map<string, Set<FakeSocket>>();
+  /** Give `socket` its topic publisher. */
+  attach(socket: FakeSocket): FakeSocket {
+    const subscribers = this.subscribers;
+    socket.topics = {
+      subscribe(topic) {
+        let set = subscribers.get(topic);
+        if (!set) subscribers.set(topic, set = new Set());
+        set.add(socket);
+      },
+      unsubscribe(topic) {
+        subscribers.get(topic)?.delete(socket);
+      },
+      publish(topic, data) {
+        for (const s of subscribers.get(topic) ?? []) if (!s.closed) s.send(data);
+      },
+    };
+    return socket;
   }
 }
 
@@ -43,12 +77,12 @@ export async function connect(
   server: PresenceServer,
   url = "ws://test/?v=1",
   headers: Record<string, string> = {},
+  socket: FakeSocket = new FakeSocket(),
 ): Promise<FakeConn> {
   const admission = await server.admit(
     new Request(url.replace(/^ws/, "http"), { headers: { upgrade: "websocket", ...headers } }),
   );
   if (!admission.ok) throw new Error(`refused: ${admission.status}`);
-  const socket = new FakeSocket();
   const handlers = server.open(socket, admission.ticket);
   const hello = socket.sent[0]!;
   return {

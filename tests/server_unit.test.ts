@@ -11,7 +11,7 @@ import {
   PresenceServer,
   type PresenceServerOptions,
 } from "../mod.ts";
-import { connect, settle } from "./_fake.ts";
+import { connect, FakeSocket, FakeTopics, settle } from "./_fake.ts";
 
 function make(options: PresenceServerOptions = {}) {
   const clock = new ManualClock();
@@ -270,6 +270,51 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     const snap = slow.socket.sent.findLast((f) => f.t === "snap");
     assert.ok(snap, "resync snapshot after draining");
     assert.deepEqual(snap.states, [[pub.cid, { i: 199, pad: "x".repeat(50) }]]);
+    await server.close();
+  });
+
+  it("native topic subscribers: a backed-up one is coalesced, and an idle room's sockets are not polled", async () => {
+    const { server, step } = make({
+      limits: { outboundHighWaterBytes: 1000, requestBurst: 1000, requestsPerSecond: 1000 },
+    });
+    const topics = new FakeTopics();
+    const subs = [];
+    for (let i = 0; i < 20; i++) {
+      const c = await connect(server, undefined, undefined, topics.attach(new FakeSocket()));
+      c.send("sub", { room: "r" });
+      subs.push(c);
+    }
+    const pub = await connect(server, undefined, undefined, topics.attach(new FakeSocket()));
+    pub.send("join", { room: "r" });
+    await step();
+    pub.send("state", { room: "r", state: { i: -1 } });
+    await step(100);
+    const topic = [...topics.subscribers.values()][0];
+    assert.equal(topic?.size, 20, "every caught-up subscriber receives through the topic");
+
+    // Idle: nothing is published, so no socket's backlog can grow. The sweep
+    // (every 100 ms) must not read bufferedAmount for each native subscriber;
+    // only the liveness check (once a second) reads each socket's once.
+    for (const c of [...subs, pub]) c.socket.bufferedReads = 0;
+    await step(1000);
+    await step(1000);
+    const reads = [...subs, pub].reduce((n, c) => n + c.socket.bufferedReads, 0);
+    assert.ok(reads <= 2 * 21, `bufferedAmount read ${reads} times in 2 s of idle`);
+
+    // One subscriber stops reading: it leaves the topic (coalesced) once its
+    // backlog crosses the high-water mark; the others get every state.
+    const slow = subs[0]!;
+    slow.socket.reading = false;
+    for (let i = 0; i < 100; i++) {
+      pub.send("state", { room: "r", state: { i, pad: "x".repeat(50) } });
+      await step(10);
+    }
+    assert.ok(server.stats().coalesced >= 1, "the backed-up subscriber was coalesced");
+    assert.ok(!topic!.has(slow.socket), "and taken off the topic");
+    const last = (c: typeof slow) =>
+      c.events("r").filter((e) => e[1] === "s").map((e) => (e[3] as { i: number }).i);
+    assert.ok(last(slow).length < 100, `coalesced: ${last(slow).length} of 101 states`);
+    for (const c of subs.slice(1)) assert.equal(last(c).at(-1), 99);
     await server.close();
   });
 

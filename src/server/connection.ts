@@ -89,8 +89,11 @@ export class Connection implements PresenceConnection {
   readonly url: string;
   lastSeen: number;
   /**
-   * Bytes of event frames sent since `bufferedAmount` was last read, plus
-   * what it read then: an estimate of the socket's backlog.
+   * Characters sent since `bufferedAmount` was last read (every frame this
+   * connection sent, and what its rooms published to their native topics,
+   * added at the sweep), plus what it read then: a bound on the socket's
+   * backlog, so that the runtime call is made only once it could have
+   * crossed the watermark.
    */
   unchecked = 0;
   /** When the socket was lost abruptly; -1 while attached. */
@@ -263,10 +266,12 @@ export class Connection implements PresenceConnection {
     const socket = this.socket;
     if (!socket) return false;
     try {
-      return socket.send(data) !== 0;
+      if (socket.send(data) === 0) return false;
     } catch {
       return false;
     }
+    this.unchecked += data.length;
+    return true;
   }
 
   /** Take one request token; false when rate limited. */

@@ -271,6 +271,8 @@ export class Room {
 
   /** Subscribers currently receiving through the native topic. */
   nativeCount = 0;
+  /** Characters published to the native topic since the sweep last checked its subscribers. */
+  nativeSent = 0;
 
   /** Move a subscriber on or off the room's native topic. */
   setNative(sub: Subscription, on: boolean): void {
@@ -304,6 +306,7 @@ export class Room {
       for (const sub of this.subs) {
         if (sub.native) {
           sub.conn.socket?.topics?.publish(this.topic, frame);
+          this.nativeSent += frame.length;
           break;
         }
       }
@@ -356,7 +359,6 @@ export class Room {
       ctx.markStale(sub);
       return false;
     }
-    conn.unchecked += data.length;
     return true;
   }
 }

@@ -2570,13 +2570,25 @@ export class PresenceServer {
     }
   }
 
+  // A native subscriber's backlog grows only by what the room published to
+  // its topic and what was sent to the connection itself (both counted in
+  // `unchecked`): bufferedAmount, a runtime call, is read only once that
+  // count could have crossed the watermark (reading it for every native
+  // subscriber at every sweep took half the CPU of an idle Bun server with
+  // 5 000 connections).
   #checkNative(room: Room): void {
+    const published = room.nativeSent;
+    if (published === 0) return;
+    room.nativeSent = 0;
+    const highWater = this.#limits.outboundHighWaterBytes;
     for (const sub of room.subs) {
-      if (
-        sub.native && (sub.conn.socket?.bufferedAmount ?? 0) > this.#limits.outboundHighWaterBytes
-      ) {
-        this.#markStale(sub);
-      }
+      if (!sub.native) continue;
+      const conn = sub.conn;
+      conn.unchecked += published;
+      if (conn.unchecked <= highWater) continue;
+      const buffered = conn.socket?.bufferedAmount ?? 0;
+      conn.unchecked = buffered;
+      if (buffered > highWater) this.#markStale(sub);
     }
   }
 

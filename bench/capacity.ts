@@ -29,6 +29,7 @@ const steps = arg("steps", "1000,5000,10000,19500").split(",").map(Number);
 const targets = arg("targets", "raw-bun,presently-bun,raw-deno,presently-deno").split(",");
 const GENS = Number(arg("gens", "4"));
 const FIXED_S = Number(arg("fixed", "10"));
+const IDLE_S = Number(arg("idle", "4"));
 const write = !Deno.args.includes("--no-write");
 const profile = Deno.args.includes("--profile");
 const command = `deno task bench:capacity${Deno.args.length ? " " + Deno.args.join(" ") : ""}`;
@@ -195,6 +196,8 @@ interface Row {
   deliveries: number;
   cpuS: number;
   usPerDelivery: number;
+  /** Server CPU while holding every connection idle, in ms per second. */
+  idleCpuMsPerS: number;
   /** Generators' CPU in the fixed phase, in cores. */
   genCores: number;
   /** The whole machine's busy share in the fixed phase. */
@@ -250,6 +253,11 @@ async function measure(target: string, c: number): Promise<Row> {
   const joined = joinedInfo.reduce((a, j) => a + j.joined, 0);
   await new Promise((res) => setTimeout(res, 2000)); // let it settle
   const loadedMb = status(server.pid, "VmRSS");
+  // Idle: every connection held, nothing sent but heartbeats; the server's
+  // CPU for IDLE_S seconds (its housekeeping: sweeps, liveness, pings).
+  const idle0 = cpuSeconds(server.pid);
+  await new Promise((res) => setTimeout(res, IDLE_S * 1000));
+  const idleCpuMsPerS = ((cpuSeconds(server.pid) - idle0) * 1000) / IDLE_S;
   const cpu0 = cpuSeconds(server.pid);
   const gen0 = cpuOf(gens.map((g) => g.pid));
   const m0 = machine();
@@ -289,6 +297,7 @@ async function measure(target: string, c: number): Promise<Row> {
     deliveries,
     cpuS,
     usPerDelivery: deliveries > 0 ? (cpuS * 1e6) / deliveries : NaN,
+    idleCpuMsPerS,
     genCores,
     busy,
     overflows,
@@ -299,6 +308,7 @@ async function measure(target: string, c: number): Promise<Row> {
       `${row.joinsPerS.toFixed(0)} joins/s, p50 ${row.p50.toFixed(1)} ms, p99 ${
         row.p99.toFixed(1)
       } ms, ` +
+      `idle CPU ${idleCpuMsPerS.toFixed(1)} ms/s, ` +
       `${deliveries} deliveries, ${row.usPerDelivery.toFixed(2)} µs CPU/delivery, ` +
       `generators ${genCores.toFixed(2)} cores, machine ${
         (busy * 100).toFixed(0)
@@ -320,22 +330,22 @@ for (const c of steps) {
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
 let table =
-  "| C | R | target | joined | server RSS idle → loaded (MB) | KB per connection | joins/s (ramp-up) | latency p50 / p99 (ms) | deliveries | µs CPU per delivery | generators (cores) / machine busy |\n";
-table += "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  "| C | R | target | joined | server RSS idle → loaded (MB) | KB per connection | joins/s (ramp-up) | idle CPU ms/s | latency p50 / p99 (ms) | deliveries | µs CPU per delivery | generators (cores) / machine busy |\n";
+table += "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 for (const r of rows) {
   // On 2 cores, a machine past 95 % busy queues everything: latency then
   // measures the queue, not the server (marked "saturated").
   const sat = r.busy >= 0.95 ? " (saturated)" : "";
   table += `| ${r.c} | ${r.r} | ${SERVERS[r.target]!.label} | ${r.joined} | ${f(r.idleMb)} → ${
     f(r.loadedMb)
-  } | ${f(r.kbPerConn)} | ${f(r.joinsPerS, 0)} | ${f(r.p50)} / ${
+  } | ${f(r.kbPerConn)} | ${f(r.joinsPerS, 0)} | ${f(r.idleCpuMsPerS)} | ${f(r.p50)} / ${
     f(r.p99)
   }${sat} | ${r.deliveries} | ${f(r.usPerDelivery, 2)} | ${f(r.genCores, 2)} / ${
     f(r.busy * 100, 0)
   } % |\n`;
 }
 let ratios =
-  "| C | runtime | RSS per connection vs raw | CPU per delivery vs raw |\n|---:|---|---:|---:|\n";
+  "| C | runtime | RSS per connection vs raw | CPU per delivery vs raw | idle CPU vs raw |\n|---:|---|---:|---:|---:|\n";
 for (const c of steps) {
   for (const rt of ["bun", "deno"]) {
     const p = rows.find((r) => r.c === c && r.target === `presently-${rt}`);
@@ -343,7 +353,7 @@ for (const c of steps) {
     if (!p || !raw) continue;
     ratios += `| ${c} | ${rt} | ${f(p.kbPerConn / raw.kbPerConn, 2)}× | ${
       f(p.usPerDelivery / raw.usPerDelivery, 2)
-    }× |\n`;
+    }× | ${f(p.idleCpuMsPerS / raw.idleCpuMsPerS, 2)}× |\n`;
   }
 }
 console.log("\n" + table + "\n" + ratios);

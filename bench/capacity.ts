@@ -345,7 +345,7 @@ for (const r of rows) {
   } % |\n`;
 }
 let ratios =
-  "| C | runtime | RSS per connection vs raw | CPU per delivery vs raw | idle CPU vs raw |\n|---:|---|---:|---:|---:|\n";
+  "| C | runtime | RSS per connection vs raw | CPU per delivery vs raw | idle CPU ms/s, Presently / raw |\n|---:|---|---:|---:|---:|\n";
 for (const c of steps) {
   for (const rt of ["bun", "deno"]) {
     const p = rows.find((r) => r.c === c && r.target === `presently-${rt}`);
@@ -353,7 +353,7 @@ for (const c of steps) {
     if (!p || !raw) continue;
     ratios += `| ${c} | ${rt} | ${f(p.kbPerConn / raw.kbPerConn, 2)}× | ${
       f(p.usPerDelivery / raw.usPerDelivery, 2)
-    }× | ${f(p.idleCpuMsPerS / raw.idleCpuMsPerS, 2)}× |\n`;
+    }× | ${f(p.idleCpuMsPerS)} / ${f(raw.idleCpuMsPerS)} |\n`;
   }
 }
 console.log("\n" + table + "\n" + ratios);

@@ -3,6 +3,8 @@
 
 import type { PresenceServer, SocketHandlers, SocketLike, TopicPublisher } from "../mod.ts";
 
+const utf8 = new TextEncoder();
+
 export class FakeSocket implements SocketLike {
   readonly sent: Record<string, unknown>[] = [];
   closed: { code?: number | undefined; reason?: string | undefined } | null = null;
@@ -16,7 +18,7 @@ export class FakeSocket implements SocketLike {
   set bufferedAmount(n: number) {
     this.#buffered = n;
   }
-  /** When false, frames are "written" but count into bufferedAmount. */
+  /** When false, frames are "written" but count into bufferedAmount (in UTF-8 bytes). */
   reading = true;
   /** Native topics, as the Bun adapter's sockets have (see FakeTopics). */
   topics?: TopicPublisher;
@@ -27,7 +29,7 @@ export class FakeSocket implements SocketLike {
   send(data: string): number {
     if (this.closed) throw new Error("socket closed");
     this.sent.push(JSON.parse(data));
-    if (!this.reading) this.#buffered += data.length;
+    if (!this.reading) this.#buffered += utf8.encode(data).length;
     return data.length;
   }
   close(code?: number, reason?: string): void {

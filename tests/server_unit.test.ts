@@ -318,6 +318,34 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     await server.close();
   });
 
+  it("a native subscriber backed up with non-ASCII states is coalesced by its backlog in bytes, not characters", async () => {
+    const { server, step } = make({
+      limits: { outboundHighWaterBytes: 1000, requestBurst: 1000, requestsPerSecond: 1000 },
+    });
+    const topics = new FakeTopics();
+    const slow = await connect(server, undefined, undefined, topics.attach(new FakeSocket()));
+    const pub = await connect(server, undefined, undefined, topics.attach(new FakeSocket()));
+    slow.send("sub", { room: "r" });
+    pub.send("join", { room: "r" });
+    await step();
+    pub.send("state", { room: "r", state: { i: -1 } });
+    await step(100);
+    assert.ok(topics.subscribers.get([...topics.subscribers.keys()][0]!)?.has(slow.socket));
+    slow.socket.reading = false;
+    // One state per sweep, 400 characters of 3 UTF-8 bytes each: 1 200 bytes
+    // a sweep against a 1 000-byte mark, but only 400 characters.
+    for (let i = 0; i < 6; i++) {
+      pub.send("state", { room: "r", state: { i, text: "字".repeat(400) } });
+      await step(100);
+    }
+    assert.ok(server.stats().coalesced >= 1, "coalesced");
+    const backlog = slow.socket.bufferedAmount;
+    // Caught at the first sweep past the mark: at most the mark plus one
+    // sweep's frame (about 1 260 bytes) is queued.
+    assert.ok(backlog <= 1000 + 1300, `coalesced with ${backlog} bytes queued`);
+    await server.close();
+  });
+
   it("a subscriber that never drains is closed with 4409 after slowConsumerTimeoutMs", async () => {
     const { server, step } = make({
       limits: { outboundHighWaterBytes: 500, slowConsumerTimeoutMs: 3000 },

@@ -23,6 +23,10 @@ export function benchPresence(env: (name: string) => string | undefined): Presen
     leaveGraceMs: num("BENCH_GRACE_MS", BENCH_SERVER.leaveGraceMs),
     sweepIntervalMs: num("BENCH_SWEEP_MS", BENCH_SERVER.sweepIntervalMs),
     countIntervalMs: num("BENCH_COUNT_MS", BENCH_SERVER.countIntervalMs),
+    heartbeat: {
+      intervalMs: num("BENCH_HEARTBEAT_MS", 10_000),
+      timeoutMs: 3 * num("BENCH_HEARTBEAT_MS", 10_000),
+    },
     limits: {
       requestsPerSecond: BENCH_SERVER.requestsPerSecond,
       requestBurst: BENCH_SERVER.requestBurst,

@@ -35,6 +35,9 @@ import type { PresenceConnection } from "./options.ts";
 import type { Subscription } from "./room.ts";
 import type { SocketLike } from "./socket.ts";
 
+/** UTF-8 bytes per UTF-16 code unit, at most (a surrogate pair: 4 bytes for 2). */
+const MAX_UTF8_PER_CHAR = 3;
+
 /**
  * The `dupes` of a connection that was never resumed: shared, only ever read
  * and deleted from (a resume gives the connection its own set).
@@ -89,13 +92,13 @@ export class Connection implements PresenceConnection {
   readonly url: string;
   lastSeen: number;
   /**
-   * Characters sent since `bufferedAmount` was last read (every frame this
-   * connection sent, and what its rooms published to their native topics,
-   * added at the sweep), plus what it read then: a bound on the socket's
-   * backlog, so that the runtime call is made only once it could have
-   * crossed the watermark.
+   * The most the socket's backlog can be, in bytes: what `bufferedAmount`
+   * said when last read, plus every frame sent since (each character at
+   * most 3 bytes of UTF-8), including what the connection's rooms published
+   * to their native topics (added by the sweep). `bufferedAmount` is a
+   * runtime call: it is read only once this bound could cross a limit.
    */
-  unchecked = 0;
+  backlogBound = 0;
   /** When the socket was lost abruptly; -1 while attached. */
   detachedAt = -1;
   /** Set once the connection is being torn down for good. */
@@ -270,8 +273,18 @@ export class Connection implements PresenceConnection {
     } catch {
       return false;
     }
-    this.unchecked += data.length;
+    this.countSent(data.length);
     return true;
+  }
+
+  /** Count `chars` characters sent to the socket outside send() (a topic publish). */
+  countSent(chars: number): void {
+    this.backlogBound += MAX_UTF8_PER_CHAR * chars;
+  }
+
+  /** Whether the backlog could exceed `limit` bytes once `chars` more are sent. */
+  mayExceed(limit: number, chars = 0): boolean {
+    return this.backlogBound + MAX_UTF8_PER_CHAR * chars > limit;
   }
 
   /** Take one request token; false when rate limited. */

@@ -343,9 +343,9 @@ export class Room {
     const conn = sub.conn;
     // bufferedAmount is a runtime call (an op per read in Deno): ask only once
     // the bytes sent since the last answer could have crossed the watermark.
-    if (conn.unchecked + data.length > ctx.highWater) {
+    if (conn.mayExceed(ctx.highWater, data.length)) {
       const buffered = socket.bufferedAmount;
-      conn.unchecked = buffered;
+      conn.backlogBound = buffered;
       if (buffered > ctx.maxPending) {
         ctx.overflow(conn);
         return false;

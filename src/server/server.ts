@@ -2572,8 +2572,8 @@ export class PresenceServer {
 
   // A native subscriber's backlog grows only by what the room published to
   // its topic and what was sent to the connection itself (both counted in
-  // `unchecked`): bufferedAmount, a runtime call, is read only once that
-  // count could have crossed the watermark (reading it for every native
+  // `backlogBound`): bufferedAmount, a runtime call, is read only once that
+  // bound could have crossed the watermark (reading it for every native
   // subscriber at every sweep took half the CPU of an idle Bun server with
   // 5 000 connections).
   #checkNative(room: Room): void {
@@ -2584,10 +2584,10 @@ export class PresenceServer {
     for (const sub of room.subs) {
       if (!sub.native) continue;
       const conn = sub.conn;
-      conn.unchecked += published;
-      if (conn.unchecked <= highWater) continue;
+      conn.countSent(published);
+      if (!conn.mayExceed(highWater)) continue;
       const buffered = conn.socket?.bufferedAmount ?? 0;
-      conn.unchecked = buffered;
+      conn.backlogBound = buffered;
       if (buffered > highWater) this.#markStale(sub);
     }
   }

@@ -13,7 +13,7 @@
 // state deliveries the generators received).
 //
 // Flags: --steps 1000,5000,10000,19500 --targets raw-bun,presently-bun,raw-deno,presently-deno
-// --gens 4 --fixed 10 --no-write --profile (each server writes a CPU profile,
+// --gens 4 --fixed 10 --idle 10 --no-write --profile (each server writes a CPU profile,
 // .cpuprofile and .md, to bench/out/prof/capacity-<target>-<C>.*)
 //
 // The machine's hard limit on open files is 20 000 (this container cannot
@@ -29,7 +29,7 @@ const steps = arg("steps", "1000,5000,10000,19500").split(",").map(Number);
 const targets = arg("targets", "raw-bun,presently-bun,raw-deno,presently-deno").split(",");
 const GENS = Number(arg("gens", "4"));
 const FIXED_S = Number(arg("fixed", "10"));
-const IDLE_S = Number(arg("idle", "4"));
+const IDLE_S = Number(arg("idle", "10"));
 const write = !Deno.args.includes("--no-write");
 const profile = Deno.args.includes("--profile");
 const command = `deno task bench:capacity${Deno.args.length ? " " + Deno.args.join(" ") : ""}`;

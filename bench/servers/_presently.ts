@@ -19,14 +19,12 @@ export function benchPresence(env: (name: string) => string | undefined): Presen
     const v = env(name);
     return v === undefined || v === "" ? dflt : Number(v);
   };
+  const heartbeatMs = num("BENCH_HEARTBEAT_MS", 10_000);
   const server = new PresenceServer({
     leaveGraceMs: num("BENCH_GRACE_MS", BENCH_SERVER.leaveGraceMs),
     sweepIntervalMs: num("BENCH_SWEEP_MS", BENCH_SERVER.sweepIntervalMs),
     countIntervalMs: num("BENCH_COUNT_MS", BENCH_SERVER.countIntervalMs),
-    heartbeat: {
-      intervalMs: num("BENCH_HEARTBEAT_MS", 10_000),
-      timeoutMs: 3 * num("BENCH_HEARTBEAT_MS", 10_000),
-    },
+    heartbeat: { intervalMs: heartbeatMs, timeoutMs: 3 * heartbeatMs },
     limits: {
       requestsPerSecond: BENCH_SERVER.requestsPerSecond,
       requestBurst: BENCH_SERVER.requestBurst,

@@ -287,6 +287,11 @@ export class Connection implements PresenceConnection {
     return this.backlogBound + MAX_UTF8_PER_CHAR * chars > limit;
   }
 
+  /** Read the socket's real backlog (a runtime call); the bound starts again from it. */
+  readBacklog(): number {
+    return this.backlogBound = this.socket?.bufferedAmount ?? 0;
+  }
+
   /** Take one request token; false when rate limited. */
   take(now: number, rate: number, burst: number): boolean {
     const elapsed = now - this.refilledAt;

@@ -344,8 +344,7 @@ export class Room {
     // bufferedAmount is a runtime call (an op per read in Deno): ask only once
     // the bytes sent since the last answer could have crossed the watermark.
     if (conn.mayExceed(ctx.highWater, data.length)) {
-      const buffered = socket.bufferedAmount;
-      conn.backlogBound = buffered;
+      const buffered = conn.readBacklog();
       if (buffered > ctx.maxPending) {
         ctx.overflow(conn);
         return false;

@@ -2585,10 +2585,7 @@ export class PresenceServer {
       if (!sub.native) continue;
       const conn = sub.conn;
       conn.countSent(published);
-      if (!conn.mayExceed(highWater)) continue;
-      const buffered = conn.socket?.bufferedAmount ?? 0;
-      conn.backlogBound = buffered;
-      if (buffered > highWater) this.#markStale(sub);
+      if (conn.mayExceed(highWater) && conn.readBacklog() > highWater) this.#markStale(sub);
     }
   }
 

@@ -484,7 +484,49 @@ export function encodeOk(id: number, result?: Record<string, unknown>): string {
 
 /** Encode a batch of events for one room: done once per room per flush. */
 export function encodeEvents(room: string, events: WireEvent[]): string {
-  return `{"t":"ev","r":${JSON.stringify(room)},"e":${JSON.stringify(events)}}`;
+  return `${eventsHead(room)}${JSON.stringify(events)}}`;
+}
+
+function eventsHead(room: string): string {
+  return `{"t":"ev","r":${JSON.stringify(room)},"e":`;
+}
+
+/**
+ * Tails of a batch that `encodeEvents` encoded as `frame`: `after(seq)` is
+ * the frame of the events with a greater seq (`events` are in seq order;
+ * "" when there are none). Each tail is cut from `frame`, not encoded again,
+ * and tails from the same event are the same string. A subscriber whose
+ * snapshot landed mid-batch gets one; in a join storm a batch has one such
+ * subscriber per join in it, and encoding each tail anew made the flush
+ * quadratic in the batch.
+ */
+export function eventTails(
+  room: string,
+  events: WireEvent[],
+  frame: string,
+): (after: number) => string {
+  const head = eventsHead(room);
+  // Where each event starts in `frame`: JSON.stringify of an array is its
+  // elements' encodings joined with ",", inside "[" and "]".
+  const starts: number[] = [];
+  let at = head.length + 1;
+  for (const event of events) {
+    starts.push(at);
+    at += JSON.stringify(event).length + 1;
+  }
+  const cut = new Map<number, string>();
+  return (after) => {
+    let i = 0;
+    while (i < events.length && events[i]![0] <= after) i++;
+    if (i === events.length) return "";
+    if (i === 0) return frame;
+    let tail = cut.get(i);
+    if (tail === undefined) {
+      tail = `${head}[${frame.slice(starts[i])}`;
+      cut.set(i, tail);
+    }
+    return tail;
+  };
 }
 
 /** The ping frame (constant). */

@@ -11,6 +11,7 @@ import {
   PresenceServer,
   type PresenceServerOptions,
 } from "../mod.ts";
+import { encodeEvents, eventTails, type WireEvent } from "../src/protocol.ts";
 import { connect, FakeSocket, FakeTopics, settle } from "./_fake.ts";
 
 function make(options: PresenceServerOptions = {}) {
@@ -509,5 +510,50 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     assert.equal(again.socket.sent[0]!.resumed, false);
     assert.equal(server.disconnect("nobody"), false);
     await server.close();
+  });
+});
+
+describe("eventTails (the frames of subscribers whose snapshot landed mid-batch)", () => {
+  it("each tail equals encoding the later events alone, for every cut of random batches", () => {
+    // A seeded generator (mulberry32): states with strings that look like
+    // the frame's own separators, escapes and non-ASCII text.
+    let seed = 1234;
+    const rand = () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+    };
+    const words = ["],[", '"', "\\", "é", "😀", "\n", "x", "]}", ",[7,"];
+    const text = () =>
+      Array.from({ length: Math.floor(rand() * 4) }, () => words[Math.floor(rand() * words.length)])
+        .join("");
+    for (let round = 0; round < 200; round++) {
+      const events: WireEvent[] = [];
+      let seq = Math.floor(rand() * 100);
+      const n = 1 + Math.floor(rand() * 12);
+      for (let i = 0; i < n; i++) {
+        seq += 1;
+        const kind = Math.floor(rand() * 4);
+        if (kind === 0) events.push([seq, "j", text(), { name: text() }]);
+        else if (kind === 1) events.push([seq, "l", text()]);
+        else if (kind === 2) events.push([seq, "s", text(), { v: text(), n: rand() }]);
+        else {
+          events.push([seq, "l", "c"]);
+          events.push([seq, "u", text(), 0]); // shares its leave's seq
+        }
+      }
+      const room = text() || "r";
+      const frame = encodeEvents(room, events);
+      const tails = eventTails(room, events, frame);
+      const first = events[0]![0];
+      const last = events[events.length - 1]![0];
+      for (let after = first - 2; after <= last + 1; after++) {
+        const later = events.filter((e) => e[0] > after);
+        const want = later.length === 0 ? "" : encodeEvents(room, later);
+        assert.equal(tails(after), want, `round ${round}, after ${after}`);
+        assert.equal(tails(after), tails(after)); // asked twice: the same string
+      }
+    }
   });
 });

@@ -6,6 +6,7 @@ import {
   encodeMember,
   encodePresent,
   encodeSnapshot,
+  eventTails,
   type Metadata,
   type PresentEntry,
   type WireEvent,
@@ -312,18 +313,13 @@ export class Room {
       }
       if (this.nativeCount === this.subs.size) return;
     }
-    let tails: Map<number, string> | null = null;
+    let tails: ((after: number) => string) | null = null;
     for (const sub of this.subs) {
       if (sub.native || sub.stale || sub.fromSeq >= last) continue;
       let data = frame;
       if (sub.fromSeq >= first) {
-        tails ??= new Map();
-        data = tails.get(sub.fromSeq) ?? "";
-        if (data === "") {
-          const from = sub.fromSeq;
-          data = encodeEvents(this.name, events.filter((e) => e[0] > from));
-          tails.set(from, data);
-        }
+        tails ??= eventTails(this.name, events, frame);
+        data = tails(sub.fromSeq);
       }
       if (this.sendTo(sub, data, ctx)) {
         // Caught up: the next batches go whole (or natively).

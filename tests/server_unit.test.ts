@@ -12,6 +12,8 @@ import {
   type PresenceServerOptions,
 } from "../mod.ts";
 import { encodeEvents, eventTails, type WireEvent } from "../src/protocol.ts";
+import { Connection } from "../src/server/connection.ts";
+import type { Subscription } from "../src/server/room.ts";
 import { connect, FakeSocket, FakeTopics, settle } from "./_fake.ts";
 
 function make(options: PresenceServerOptions = {}) {
@@ -553,6 +555,89 @@ describe("eventTails (the frames of subscribers whose snapshot landed mid-batch)
         const want = later.length === 0 ? "" : encodeEvents(room, later);
         assert.equal(tails(after), want, `round ${round}, after ${after}`);
         assert.equal(tails(after), tails(after)); // asked twice: the same string
+      }
+    }
+  });
+});
+
+describe("Connection's per-room records (none, one, or a map)", () => {
+  it("agree with a plain model through random joins, leaves, subscriptions and states", () => {
+    let seed = 99;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (let round = 0; round < 100; round++) {
+      const conn = new Connection({
+        id: "c",
+        token: "t",
+        metadata: {},
+        publicMeta: {},
+        userId: null,
+        socket: null,
+        remoteAddr: null,
+        url: "/",
+        now: 0,
+        burst: 1,
+        credit: 0,
+      });
+      const joined = new Set<string>();
+      const subs = new Map<string, Subscription>();
+      const own = new Map<string, unknown>();
+      const written = new Set<string>();
+      // The live set, read part way through a round: it must follow from then on.
+      let live: ReadonlySet<string> | null = null;
+      for (let step = 0; step < 60; step++) {
+        const room = `r${rand(4)}`;
+        switch (rand(8)) {
+          case 0:
+            assert.equal(conn.addRoom(room), !joined.has(room));
+            joined.add(room);
+            break;
+          case 1:
+            assert.equal(conn.removeRoom(room), joined.delete(room));
+            break;
+          case 2: {
+            const sub = { room } as unknown as Subscription;
+            conn.setSub(room, sub);
+            subs.set(room, sub);
+            break;
+          }
+          case 3:
+            assert.equal(conn.deleteSub(room), subs.get(room));
+            subs.delete(room);
+            break;
+          case 4:
+            conn.setOwn(room, step, null);
+            own.set(room, step);
+            break;
+          case 5:
+            conn.clearOwn(room);
+            own.delete(room);
+            break;
+          case 6:
+            conn.markWritten(room);
+            written.add(room);
+            break;
+          case 7:
+            live ??= conn.rooms;
+            break;
+        }
+        const where = `round ${round}, step ${step}`;
+        for (let r = 0; r < 4; r++) {
+          const name = `r${r}`;
+          assert.equal(conn.inRoom(name), joined.has(name), where);
+          assert.equal(conn.sub(name), subs.get(name), where);
+          assert.equal(conn.hasOwn(name), own.has(name), where);
+          assert.equal(conn.ownState(name), own.get(name), where);
+          assert.equal(conn.wroteState(name), written.has(name), where);
+        }
+        assert.equal(conn.roomCount, joined.size, where);
+        assert.deepEqual(new Set(conn.roomNames()), joined, where);
+        assert.equal(conn.subCount, subs.size, where);
+        assert.deepEqual(new Map(conn.subs()), subs, where);
+        if (live) assert.deepEqual(new Set(live), joined, where);
+        assert.deepEqual(new Set(conn.rooms), joined, where);
       }
     }
   });

@@ -49,6 +49,9 @@ const NO_SUBS: ReadonlyArray<readonly [string, Subscription]> = [];
 
 /** What a connection holds per room (see `Connection.#links`). */
 interface RoomLink {
+  readonly room: string;
+  /** Joined (in `rooms`). */
+  member: boolean;
   sub: Subscription | undefined;
   hasOwn: boolean;
   own: unknown;
@@ -70,16 +73,19 @@ export class Connection implements PresenceConnection {
   metadata: Metadata;
   publicMeta: Metadata;
   userId: string | null;
-  readonly rooms = new Set<string>();
   /**
-   * Per room: this connection's subscription, its own state (and expiry) as
-   * last written, and whether the client wrote it. With `rooms` it is what
-   * the connection means to be, kept apart from what the store says, so a
-   * store reset or a reap can be undone. One map of small records rather than
-   * a collection per field: in Bun a Map or Set holding one entry costs about
-   * 300 bytes, and most connections are in one or two rooms.
+   * Per room: whether this connection joined it, its subscription, its own
+   * state (and expiry) as last written, and whether the client wrote it.
+   * That is what the connection means to be, kept apart from what the store
+   * says, so a store reset or a reap can be undone. No record, one record
+   * (most connections), or a map of them by room: in Bun a Map or Set holding
+   * one entry costs about 300 bytes, so a connection in one room holds no
+   * collection at all.
    */
-  readonly #links = new Map<string, RoomLink>();
+  #links: RoomLink | Map<string, RoomLink> | null = null;
+  #roomCount = 0;
+  /** `rooms`, made on first read (the server itself never needs it). */
+  #roomSet: Set<string> | null = null;
   #subCount = 0;
   /** Requests marked as a restore (`rs`) that may pass the rate limit once. */
   credit: number;
@@ -162,32 +168,97 @@ export class Connection implements PresenceConnection {
     this.dupes = ids ?? NO_DUPES;
   }
 
+  /** The room's record, if any. */
+  #find(room: string): RoomLink | undefined {
+    const links = this.#links;
+    if (links === null) return undefined;
+    if (links instanceof Map) return links.get(room);
+    return links.room === room ? links : undefined;
+  }
+
+  /** Every room record (a copy: safe to change them while iterating). */
+  #all(): RoomLink[] {
+    const links = this.#links;
+    if (links === null) return [];
+    return links instanceof Map ? [...links.values()] : [links];
+  }
+
   /** The room's record, made on first use. */
   #link(room: string): RoomLink {
-    let link = this.#links.get(room);
-    if (!link) {
-      this.#links.set(
-        room,
-        link = {
-          sub: undefined,
-          hasOwn: false,
-          own: undefined,
-          expiresAt: undefined,
-          written: false,
-        },
-      );
-    }
+    let link = this.#find(room);
+    if (link) return link;
+    link = {
+      room,
+      member: false,
+      sub: undefined,
+      hasOwn: false,
+      own: undefined,
+      expiresAt: undefined,
+      written: false,
+    };
+    const links = this.#links;
+    if (links === null) this.#links = link;
+    else if (links instanceof Map) links.set(room, link);
+    else this.#links = new Map([[links.room, links], [room, link]]);
     return link;
   }
 
-  /** Drop the room's record once it holds nothing. */
-  #prune(room: string, link: RoomLink): void {
-    if (!link.sub && !link.hasOwn && !link.written) this.#links.delete(room);
+  /** Drop the room's record once it holds nothing (back to no map for one record). */
+  #prune(link: RoomLink): void {
+    if (link.member || link.sub || link.hasOwn || link.written) return;
+    const links = this.#links;
+    if (links === link) this.#links = null;
+    else if (links instanceof Map && links.delete(link.room) && links.size <= 1) {
+      this.#links = links.size === 0 ? null : links.values().next().value!;
+    }
+  }
+
+  /** Rooms this connection has joined: live, in join order. */
+  get rooms(): ReadonlySet<string> {
+    return this.#roomSet ??= new Set(this.roomNames());
+  }
+
+  /** Whether this connection has joined the room. */
+  inRoom(room: string): boolean {
+    return this.#find(room)?.member === true;
+  }
+
+  /** How many rooms this connection has joined. */
+  get roomCount(): number {
+    return this.#roomCount;
+  }
+
+  /** The joined rooms (a copy: safe to join and leave while iterating). */
+  roomNames(): string[] {
+    const out: string[] = [];
+    for (const link of this.#all()) if (link.member) out.push(link.room);
+    return out;
+  }
+
+  /** Mark the room joined; false if it already was. */
+  addRoom(room: string): boolean {
+    const link = this.#link(room);
+    if (link.member) return false;
+    link.member = true;
+    this.#roomCount++;
+    this.#roomSet?.add(room);
+    return true;
+  }
+
+  /** Mark the room left; false if it was not joined. */
+  removeRoom(room: string): boolean {
+    const link = this.#find(room);
+    if (!link?.member) return false;
+    link.member = false;
+    this.#roomCount--;
+    this.#roomSet?.delete(room);
+    this.#prune(link);
+    return true;
   }
 
   /** The subscription to a room, if any. */
   sub(room: string): Subscription | undefined {
-    return this.#links.get(room)?.sub;
+    return this.#find(room)?.sub;
   }
 
   /** Set the subscription to a room (replacing any). */
@@ -199,12 +270,12 @@ export class Connection implements PresenceConnection {
 
   /** Remove the subscription to a room; returns it. */
   deleteSub(room: string): Subscription | undefined {
-    const link = this.#links.get(room);
+    const link = this.#find(room);
     const sub = link?.sub;
     if (!link || !sub) return undefined;
     link.sub = undefined;
     this.#subCount--;
-    this.#prune(room, link);
+    this.#prune(link);
     return sub;
   }
 
@@ -217,23 +288,23 @@ export class Connection implements PresenceConnection {
   subs(): ReadonlyArray<readonly [string, Subscription]> {
     if (this.#subCount === 0) return NO_SUBS;
     const out: Array<[string, Subscription]> = [];
-    for (const [room, link] of this.#links) if (link.sub) out.push([room, link.sub]);
+    for (const link of this.#all()) if (link.sub) out.push([link.room, link.sub]);
     return out;
   }
 
   /** Whether this connection holds an own state in the room. */
   hasOwn(room: string): boolean {
-    return this.#links.get(room)?.hasOwn === true;
+    return this.#find(room)?.hasOwn === true;
   }
 
   /** The own state in the room, as last written (`undefined`: none). */
   ownState(room: string): unknown {
-    return this.#links.get(room)?.own;
+    return this.#find(room)?.own;
   }
 
   /** The own state's expiry (clock ms), when it has one. */
   ownExpiresAt(room: string): number | undefined {
-    return this.#links.get(room)?.expiresAt;
+    return this.#find(room)?.expiresAt;
   }
 
   /** Remember the own state in a room and its expiry (`null`: none). */
@@ -246,17 +317,17 @@ export class Connection implements PresenceConnection {
 
   /** Forget the own state in a room. */
   clearOwn(room: string): void {
-    const link = this.#links.get(room);
+    const link = this.#find(room);
     if (!link) return;
     link.hasOwn = false;
     link.own = undefined;
     link.expiresAt = undefined;
-    this.#prune(room, link);
+    this.#prune(link);
   }
 
   /** Whether the client wrote this room's state on this connection (not as a restore). */
   wroteState(room: string): boolean {
-    return this.#links.get(room)?.written === true;
+    return this.#find(room)?.written === true;
   }
 
   /** Note that the client wrote this room's state on this connection. */

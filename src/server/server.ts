@@ -1413,7 +1413,7 @@ export class PresenceServer {
     this.#hello(conn, true);
     // Re-check guards, then resync every subscription with a fresh snapshot.
     void this.#enqueueTask(conn, async () => {
-      for (const room of [...conn.rooms]) {
+      for (const room of conn.roomNames()) {
         const track = this.#track(room);
         if (!track || !(await this.#allowed(track, conn, room))) {
           await this.#leave(conn, room, "leave");
@@ -1535,10 +1535,10 @@ export class PresenceServer {
     switch (f.op) {
       case "join": {
         const track = this.#requireTrack(f.room);
-        if (!conn.rooms.has(f.room) && conn.rooms.size >= this.#limits.maxRoomsPerConnection) {
+        if (!conn.inRoom(f.room) && conn.roomCount >= this.#limits.maxRoomsPerConnection) {
           throw new PresenceError(
             "too_many_rooms",
-            `Connection is in ${conn.rooms.size} rooms: limit is ${this.#limits.maxRoomsPerConnection}`,
+            `Connection is in ${conn.roomCount} rooms: limit is ${this.#limits.maxRoomsPerConnection}`,
           );
         }
         if (f.sub) this.#checkSubLimit(conn, f.room);
@@ -1612,7 +1612,7 @@ export class PresenceServer {
       // client wrote this room's state on this connection (it is newer).
       return null;
     }
-    if (!conn.rooms.has(f.room)) {
+    if (!conn.inRoom(f.room)) {
       if (restore && f.state !== undefined && f.state !== null) {
         // What the client holds, though its join has not landed yet: a
         // patch after that join merges onto it, and the join writes it.
@@ -1667,7 +1667,7 @@ export class PresenceServer {
       () => this.#store.setState(f.room, conn.id, write, expiresAt, now),
       late,
     );
-    if (ev === "not_member" && conn.rooms.has(f.room)) {
+    if (ev === "not_member" && conn.inRoom(f.room)) {
       // The store lost this membership (a reset, or a reap while we were
       // cut off) and re-registration has not run yet: register it now.
       if (!this.#leaseHeld) await this.#renewNow();
@@ -1726,8 +1726,8 @@ export class PresenceServer {
       if (!this.#leaseHeld) await this.#renewNow();
       room = await this.#room(name);
     } while (!this.#leaseHeld);
-    if (conn.rooms.has(name) || conn.finished) return { room, joined: false };
-    conn.rooms.add(name);
+    if (conn.inRoom(name) || conn.finished) return { room, joined: false };
+    conn.addRoom(name);
     room.local.add(conn);
     try {
       const ev = await this.#timed(() =>
@@ -1760,7 +1760,7 @@ export class PresenceServer {
         this.#reregister(conn);
         return { room, joined: false };
       }
-      conn.rooms.delete(name);
+      conn.removeRoom(name);
       room.local.delete(conn);
       this.#maybeDispose(room);
       // The write may have landed (a timeout), or a re-registration may
@@ -1773,7 +1773,7 @@ export class PresenceServer {
   async #leave(conn: Connection, name: string, reason: LeaveReason): Promise<boolean> {
     // Out of the room means no state there, even one only restored so far.
     conn.clearOwn(name);
-    if (!conn.rooms.delete(name)) return false;
+    if (!conn.removeRoom(name)) return false;
     const room = this.#rooms.get(name);
     room?.local.delete(conn);
     try {
@@ -1805,7 +1805,7 @@ export class PresenceServer {
   #reconcileState(conn: Connection, name: string): void {
     this.#retryLater(() =>
       this.#enqueueTask(conn, async () => {
-        if (conn.finished || !conn.rooms.has(name)) return; // ensureLeft's job
+        if (conn.finished || !conn.inRoom(name)) return; // ensureLeft's job
         if (conn.hasOwn(name)) await this.#putOwnState(conn, name);
         else await this.#clearStoredState(conn, name);
       })
@@ -1817,7 +1817,7 @@ export class PresenceServer {
     // after this cannot be undone by it.
     this.#retryLater(() =>
       this.#enqueueTask(conn, async () => {
-        if (!conn.finished && conn.rooms.has(name)) return;
+        if (!conn.finished && conn.inRoom(name)) return;
         const ev = await this.#timed(() =>
           this.#store.leave(name, conn.id, reason, this.#clock.now())
         );
@@ -2120,9 +2120,9 @@ export class PresenceServer {
     (async () => {
       await this.#persist(() => this.#renewNow(), live);
       await this.#persist(() => this.#putMetadata(conn), live);
-      for (const name of [...conn.rooms]) {
+      for (const name of conn.roomNames()) {
         if (!live()) return;
-        if (!conn.rooms.has(name)) continue;
+        if (!conn.inRoom(name)) continue;
         const t = this.#clock.now();
         const ev = await this.#persist(
           async () => {
@@ -2143,7 +2143,7 @@ export class PresenceServer {
           () => this.#ensureLeft(conn, name, "leave"),
         );
         if (ev) this.#applyLocal(ev);
-        if (ev && (conn.finished || !conn.rooms.has(name))) {
+        if (ev && (conn.finished || !conn.inRoom(name))) {
           const undo = await this.#persist(
             () => this.#store.leave(name, conn.id, "leave", t),
             () => !this.#closed,
@@ -2155,7 +2155,7 @@ export class PresenceServer {
       // writes. Not awaited: a queue held up by a waiting request must not
       // hold the next re-registration of memberships back.
       void this.#enqueueTask(conn, async () => {
-        for (const name of [...conn.rooms]) {
+        for (const name of conn.roomNames()) {
           const state = conn.ownState(name);
           if (state === undefined || !live()) continue;
           await this.#persist(
@@ -2266,7 +2266,7 @@ export class PresenceServer {
       // The store removed a live connection of ours that did not leave: our
       // lease lapsed while we were cut off. It means to be there: join again.
       const conn = this.#conns.get(ev.connectionId);
-      if (conn && !conn.finished && conn.rooms.has(ev.room)) this.#reregister(conn);
+      if (conn && !conn.finished && conn.inRoom(ev.room)) this.#reregister(conn);
     }
   }
 
@@ -2400,7 +2400,7 @@ export class PresenceServer {
       if (conn.finished) return;
       conn.finished = true;
       for (const [name] of conn.subs()) this.#dropSub(conn, name);
-      for (const name of [...conn.rooms]) {
+      for (const name of conn.roomNames()) {
         try {
           await this.#leave(conn, name, reason);
         } catch (e) {
@@ -2534,7 +2534,7 @@ export class PresenceServer {
       for (const { room, connectionId } of members) {
         const conn = this.#conns.get(connectionId);
         if (conn) {
-          if (conn.finished || !conn.rooms.has(room)) this.#ensureLeft(conn, room, "close");
+          if (conn.finished || !conn.inRoom(room)) this.#ensureLeft(conn, room, "close");
           continue;
         }
         const ev = await this.#timed(() =>
@@ -2560,7 +2560,7 @@ export class PresenceServer {
         this.#kill(conn, CloseCode.heartbeatTimeout, "Heartbeat timeout");
         continue;
       }
-      for (const name of conn.rooms) {
+      for (const name of conn.roomNames()) {
         const ttl = this.#track(name)?.ttl ?? this.#timeoutMs;
         if (silent > ttl) {
           void this.#enqueueTask(conn, () => this.#leave(conn, name, "expired").then(() => {}))

@@ -205,10 +205,15 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
     await victim.request("state", { room, state: "v" });
     p.cut();
     await waitUntil(() => victim.closed !== null, 2000, "the cut");
-    const forged = victim.token.slice(0, 16) + "A".repeat(victim.token.length - 16);
+    // The token is "<cid>.<secret>": keep the public part, forge the secret.
+    const forged = `${victim.cid}.${"A".repeat(43)}`;
+    const last = victim.token.at(-1) === "A" ? "B" : "A";
+    const oneOff = victim.token.slice(0, -1) + last;
     const attempts: Array<[string, string]> = [
       ["the victim's connection id", `&token=t-eve&resume=${victim.cid}`],
-      ["the token's selector with a forged tail", `&token=t-ada&resume=${forged}`],
+      ["the victim's id with a forged secret", `&token=t-ada&resume=${forged}`],
+      ["the real token with its last character changed", `&token=t-ada&resume=${oneOff}`],
+      ["the victim's id and a dot", `&token=t-ada&resume=${victim.cid}.`],
       ["a random token", `&token=t-eve&resume=${"x".repeat(43)}`],
       [
         "the victim's real token, by another user",

@@ -151,7 +151,14 @@ function timingSafeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
-const TOKEN_SELECTOR = 16;
+/**
+ * A resume token: the connection's id, a dot, and 256 random bits. The id
+ * finds the connection (no map by token); the whole token is then compared
+ * in constant time. `""` is no token: server-owned and finished connections.
+ */
+function newToken(id: string): string {
+  return `${id}.${randomId(32)}`;
+}
 /** A store read for one subscriber, and the view's seq when it was read. */
 type FreshSnapshot = RoomSnapshot & { viewSeq: number };
 
@@ -220,7 +227,6 @@ export class PresenceServer {
   readonly #userOf: ((meta: Metadata) => string | null) | null;
   readonly #tracks: Track[] = [];
   readonly #conns = new Map<string, Connection>();
-  readonly #byToken = new Map<string, Connection>();
   readonly #rooms = new Map<string, Room>();
   readonly #stale = new Set<Subscription>();
   readonly #detached = new Set<Connection>();
@@ -1165,7 +1171,6 @@ export class PresenceServer {
     this.#members.clear();
     this.#rooms.clear();
     this.#conns.clear();
-    this.#byToken.clear();
     this.#detached.clear();
     this.#stale.clear();
     for (const c of this.#streams) {
@@ -1355,9 +1360,10 @@ export class PresenceServer {
 
   #create(ticket: Ticket, socket: SocketLike, now: number): Connection {
     const meta = ticket.meta;
+    const id = randomId(16);
     const conn = new Connection({
-      id: randomId(16),
-      token: randomId(32),
+      id,
+      token: newToken(id),
       metadata: meta,
       publicMeta: this.#publicOf(meta),
       userId: this.#userOf?.(meta) ?? null,
@@ -1370,8 +1376,7 @@ export class PresenceServer {
       // and subscription per room) after a reconnect, past the rate limit.
       credit: 2 * this.#limits.maxRoomsPerConnection + this.#limits.maxSubscriptionsPerConnection,
     });
-    this.#conns.set(conn.id, conn);
-    this.#byToken.set(conn.token.slice(0, TOKEN_SELECTOR), conn);
+    this.#conns.set(id, conn);
     this.#gate.count(conn.remoteAddr, conn.userId, 1);
     this.#hello(conn, false);
     void this.#enqueueTask(conn, () => this.#writeMetadata(conn)).catch(() => {});
@@ -1382,8 +1387,11 @@ export class PresenceServer {
   /** The live connection a resume token names, if any. */
   #resumable(token: string | null): Connection | null {
     if (token === null || this.#graceMs <= 0) return null;
-    const conn = this.#byToken.get(token.slice(0, TOKEN_SELECTOR));
-    if (!conn || conn.finished || !timingSafeEqual(conn.token, token)) return null;
+    const dot = token.lastIndexOf(".");
+    const conn = dot > 0 ? this.#conns.get(token.slice(0, dot)) : undefined;
+    if (!conn || conn.finished || conn.token === "" || !timingSafeEqual(conn.token, token)) {
+      return null;
+    }
     return conn;
   }
 
@@ -1402,9 +1410,7 @@ export class PresenceServer {
         old.close(CloseCode.unauthorized, "Replaced by a resumed socket");
       } catch { /* already closed */ }
     }
-    this.#byToken.delete(conn.token.slice(0, TOKEN_SELECTOR));
-    conn.token = randomId(32);
-    this.#byToken.set(conn.token.slice(0, TOKEN_SELECTOR), conn);
+    conn.token = newToken(conn.id);
     conn.socket = socket;
     conn.detachedAt = -1;
     conn.lastSeen = now;
@@ -2395,7 +2401,7 @@ export class PresenceServer {
     if (conn.finished) return;
     this.#detached.delete(conn);
     // At once, not when the queue gets there: no resume may slip in between.
-    this.#byToken.delete(conn.token.slice(0, TOKEN_SELECTOR));
+    conn.token = "";
     void this.#enqueueTask(conn, async () => {
       if (conn.finished) return;
       conn.finished = true;

@@ -994,6 +994,46 @@ export function runStoreConformance(
       assert.deepEqual(await a.getMetadata(c3), { n: 33 });
     });
 
+    it("owned() lists exactly an instance's memberships and the metadata it wrote", async () => {
+      const mine = uid("inst");
+      const theirs = uid("inst");
+      const [r1, r2] = [uid("room"), uid("room")];
+      const [c1, c2, c3, c4] = [uid("conn"), uid("conn"), uid("conn"), uid("conn")];
+      const now = Date.now();
+      await a.join(r1, c1, mine, {}, now);
+      await a.join(r2, c1, mine, {}, now);
+      await b.join(r1, c2, theirs, {}, now);
+      await a.join(r2, c3, mine, {}, now);
+      await a.setMetadata(c1, mine, { n: 1 });
+      await a.setMetadata(c3, mine, { n: 3 });
+      await b.setMetadata(c2, theirs, { n: 2 });
+      // Metadata moves with its connection to another instance.
+      await a.setMetadata(c4, mine, { n: 4 });
+      await b.setMetadata(c4, theirs, { n: 44 });
+      const sorted = (
+        o: { members: { room: string; connectionId: string }[]; metadata: string[] },
+      ) => ({
+        members: o.members.map((m) => `${m.room}/${m.connectionId}`).sort(),
+        metadata: [...o.metadata].sort(),
+      });
+      assert.deepEqual(sorted(await b.owned!(mine)), {
+        members: [`${r1}/${c1}`, `${r2}/${c1}`, `${r2}/${c3}`].sort(),
+        metadata: [c1, c3].sort(),
+      });
+      assert.deepEqual(sorted(await a.owned!(theirs)), {
+        members: [`${r1}/${c2}`],
+        metadata: [c2, c4].sort(),
+      });
+      // A leave and a deleted metadata entry are no longer owned.
+      await a.leave(r2, c1, "leave", now);
+      await a.deleteMetadata(c3);
+      assert.deepEqual(sorted(await a.owned!(mine)), {
+        members: [`${r1}/${c1}`, `${r2}/${c3}`].sort(),
+        metadata: [c1],
+      });
+      assert.deepEqual(sorted(await a.owned!(uid("inst"))), { members: [], metadata: [] });
+    });
+
     // -- consistency under a random workload ------------------------------------
 
     it("many rooms and members stay consistent with a model under random writes", async () => {

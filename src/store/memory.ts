@@ -64,7 +64,8 @@ interface Room {
 interface Member {
   room: Room;
   id: string;
-  owner: Owner;
+  /** The instance that wrote it. */
+  owner: string;
   meta: Metadata;
   user: string | null;
   /** The seq of its join. */
@@ -87,16 +88,10 @@ interface StateEntry {
   slot: number;
 }
 
-/** Everything an instance owns, so reaping is O(its entries). */
-interface Owner {
-  name: string;
-  members: Set<Member>;
-  metadata: Set<string>;
-}
-
 interface MetaEntry {
   meta: Metadata;
-  owner: Owner;
+  /** The instance that wrote it. */
+  owner: string;
 }
 
 /** How long the last seq of a forgotten room is kept, per generation (ms). */
@@ -139,7 +134,6 @@ export class MemoryPresenceStore implements PresenceStore {
   #forgottenSince = -Infinity;
   /** watchRoom reference counts. */
   #watched = new Map<string, number>();
-  #owners = new Map<string, Owner>();
   #leases = new Map<string, number>();
   /** Instances whose lease this store has recorded at least once. */
   #held = new Set<string>();
@@ -212,11 +206,16 @@ export class MemoryPresenceStore implements PresenceStore {
     } else if (record.members.has(connectionId)) {
       return null;
     }
-    const owner = this.#owner(instanceId);
     const user = userId ?? null;
-    const member: Member = { room: record, id: connectionId, owner, meta, user, seq: ++record.seq };
+    const member: Member = {
+      room: record,
+      id: connectionId,
+      owner: instanceId,
+      meta,
+      user,
+      seq: ++record.seq,
+    };
     record.members.set(connectionId, member);
-    owner.members.add(member);
     const event: PresenceEvent = {
       type: "join",
       room,
@@ -323,13 +322,15 @@ export class MemoryPresenceStore implements PresenceStore {
     return { seq: record.seq, present, states, users, joined };
   }
 
-  /** What `instanceId` owns here: its memberships and the metadata it wrote. */
+  /**
+   * What `instanceId` owns here: its memberships and the metadata it wrote.
+   * O(all members and metadata): asked only after a store reset.
+   */
   async owned(instanceId: string): Promise<OwnedEntries> {
     this.#assertOpen();
-    const owner = this.#owners.get(instanceId);
     return {
-      members: [...(owner?.members ?? [])].map((m) => ({ room: m.room.name, connectionId: m.id })),
-      metadata: [...(owner?.metadata ?? [])],
+      members: this.#membersOf(instanceId).map((m) => ({ room: m.room.name, connectionId: m.id })),
+      metadata: this.#metadataOf(instanceId),
     };
   }
 
@@ -415,18 +416,12 @@ export class MemoryPresenceStore implements PresenceStore {
     meta: Metadata,
   ): Promise<void> {
     this.#assertOpen();
-    const owner = this.#owner(instanceId);
     const existing = this.#metadata.get(connectionId);
-    if (existing === undefined) {
-      this.#metadata.set(connectionId, { meta, owner });
-    } else {
+    if (existing === undefined) this.#metadata.set(connectionId, { meta, owner: instanceId });
+    else {
       existing.meta = meta;
-      if (existing.owner !== owner) {
-        existing.owner.metadata.delete(connectionId);
-        existing.owner = owner;
-      }
+      existing.owner = instanceId;
     }
-    owner.metadata.add(connectionId);
   }
 
   async getMetadata(connectionId: string): Promise<Metadata | null> {
@@ -436,11 +431,7 @@ export class MemoryPresenceStore implements PresenceStore {
 
   async deleteMetadata(connectionId: string): Promise<void> {
     this.#assertOpen();
-    const existing = this.#metadata.get(connectionId);
-    if (existing !== undefined) {
-      this.#metadata.delete(connectionId);
-      existing.owner.metadata.delete(connectionId);
-    }
+    this.#metadata.delete(connectionId);
   }
 
   subscribe(listener: StoreListener): () => void {
@@ -496,7 +487,6 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#forgotten.clear();
     this.#forgottenOld.clear();
     this.#watched.clear();
-    this.#owners.clear();
     this.#leases.clear();
     this.#held.clear();
     this.#resets.clear();
@@ -541,19 +531,29 @@ export class MemoryPresenceStore implements PresenceStore {
     this.#forgotten.set(name, seq);
   }
 
-  #owner(instanceId: string): Owner {
-    let owner = this.#owners.get(instanceId);
-    if (owner === undefined) {
-      owner = { name: instanceId, members: new Set(), metadata: new Set() };
-      this.#owners.set(instanceId, owner);
+  /**
+   * An instance's memberships, room by room in join order. A scan, not an
+   * index: an index per instance costs every connection a Set entry (about
+   * 100 B on Bun) for what only a reap or a reset asks.
+   */
+  #membersOf(instanceId: string): Member[] {
+    const out: Member[] = [];
+    for (const room of this.#rooms.values()) {
+      for (const member of room.members.values()) if (member.owner === instanceId) out.push(member);
     }
-    return owner;
+    return out;
+  }
+
+  /** The connections whose metadata an instance wrote (a scan, as above). */
+  #metadataOf(instanceId: string): string[] {
+    const out: string[] = [];
+    for (const [id, entry] of this.#metadata) if (entry.owner === instanceId) out.push(id);
+    return out;
   }
 
   #remove(member: Member, reason: LeaveReason, now: number): PresenceEvent {
     const room = member.room;
     room.members.delete(member.id);
-    member.owner.members.delete(member);
     const entry = room.states.get(member.id);
     if (entry !== undefined) this.#dropState(entry);
     const event: PresenceEvent = {
@@ -591,15 +591,8 @@ export class MemoryPresenceStore implements PresenceStore {
 
   #reap(instanceId: string, reason: LeaveReason, now: number): void {
     this.#leases.delete(instanceId);
-    const owner = this.#owners.get(instanceId);
-    if (owner === undefined) return;
-    this.#owners.delete(instanceId);
-    for (const connectionId of owner.metadata) {
-      this.#metadata.delete(connectionId);
-    }
-    owner.metadata.clear();
-    // #remove deletes from the set being iterated, which Set iteration allows.
-    for (const member of owner.members) this.#remove(member, reason, now);
+    for (const connectionId of this.#metadataOf(instanceId)) this.#metadata.delete(connectionId);
+    for (const member of this.#membersOf(instanceId)) this.#remove(member, reason, now);
   }
 
   #expire(entry: StateEntry, now: number): void {

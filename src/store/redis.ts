@@ -704,7 +704,17 @@ export class RedisPresenceStore implements PresenceStore {
       const ids = asStrings(await this.#room("roomOwned", room, [instanceId]));
       for (const connectionId of ids) members.push({ room, connectionId });
     });
-    const metadata = asStrings(await this.#slot("call", [`${g}k:${instanceId}`], ["SMEMBERS"]));
+    // The index only grows (a later write by another instance, or a delete,
+    // leaves the id in it): keep the ids whose metadata this instance wrote last.
+    const indexed = asStrings(await this.#slot("call", [`${g}k:${instanceId}`], ["SMEMBERS"]));
+    const metadata: string[] = [];
+    await this.#each(indexed, async (connectionId) => {
+      const d = this.#metaKey(connectionId);
+      const owner = await this.#cmd(["HGET", d, "i"], d);
+      if (owner !== null && owner !== undefined && String(owner) === instanceId) {
+        metadata.push(connectionId);
+      }
+    });
     return { members, metadata };
   }
 

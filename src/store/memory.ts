@@ -101,7 +101,9 @@ const FORGET_MS = 30_000;
  * The default {@linkcode PresenceStore}: everything lives in this process.
  * Join, leave and state writes are O(1) (plus the size of a patch), snapshots
  * are O(members), and `sweep` is O(expired · log states) thanks to an indexed
- * min-heap of expiry times. Events go synchronously to every `subscribe`
+ * min-heap of expiry times (plus a scan of all members and metadata for each
+ * instance whose lease lapsed: no per-instance index is kept, to save memory
+ * per connection). Events go synchronously to every `subscribe`
  * listener, whatever `watchRoom` says, since every event is local.
  *
  * @example

@@ -226,6 +226,8 @@ export class PresenceServer {
   readonly #options: PresenceServerOptions;
   readonly #userOf: ((meta: Metadata) => string | null) | null;
   readonly #tracks: Track[] = [];
+  /** The shortest presence ttl of any track: a connection silent for less expires nowhere. */
+  #minTtl = Infinity;
   readonly #conns = new Map<string, Connection>();
   readonly #rooms = new Map<string, Room>();
   readonly #stale = new Set<Subscription>();
@@ -413,6 +415,7 @@ export class PresenceServer {
       );
     }
     this.#tracks.push({ pattern, options, ttl });
+    this.#minTtl = Math.min(this.#minTtl, ttl);
   }
 
   /**
@@ -1448,8 +1451,10 @@ export class PresenceServer {
   #onMessage(conn: Connection, socket: SocketLike, data: unknown): void {
     if (conn.socket !== socket || conn.finished) return;
     try {
-      // Answers pile up too when a client asks but never reads: bound them.
-      if (socket.bufferedAmount > this.#limits.maxPendingBytes) {
+      // Answers pile up too when a client asks but never reads: bound them
+      // (reading bufferedAmount, a runtime call, only once that could be so).
+      const maxPending = this.#limits.maxPendingBytes;
+      if (conn.mayExceed(maxPending) && conn.readBacklog() > maxPending) {
         this.#slowConsumer(conn);
         return;
       }
@@ -2554,10 +2559,17 @@ export class PresenceServer {
     });
   }
 
+  // Once a second over every connection, so only field reads unless there
+  // is something to act on: bufferedAmount (a runtime call) only once the
+  // backlog bound could be over the limit, the rooms' ttls only once the
+  // connection has been silent for the shortest of them.
   #checkLiveness(now: number): void {
+    const maxPending = this.#limits.maxPendingBytes;
+    // Bring the bounds up to date with what the rooms published natively.
+    for (const room of this.#rooms.values()) if (room.nativeSent > 0) this.#checkNative(room);
     for (const conn of this.#conns.values()) {
       if (!conn.socket || conn.finished) continue;
-      if (conn.socket.bufferedAmount > this.#limits.maxPendingBytes) {
+      if (conn.mayExceed(maxPending) && conn.readBacklog() > maxPending) {
         this.#slowConsumer(conn);
         continue;
       }
@@ -2566,6 +2578,7 @@ export class PresenceServer {
         this.#kill(conn, CloseCode.heartbeatTimeout, "Heartbeat timeout");
         continue;
       }
+      if (silent <= this.#minTtl) continue;
       for (const name of conn.roomNames()) {
         const ttl = this.#track(name)?.ttl ?? this.#timeoutMs;
         if (silent > ttl) {

@@ -5,6 +5,12 @@
 // type.
 //
 //   deno run -A bench/heap_profile.ts [--c 5000] [--gens 2] [--targets raw-bun,presently-bun]
+//     [--snapshot]
+//
+// --snapshot also takes a full heap snapshot before and after, and prints
+// per connection the bytes by class (class instances by name, which
+// heapStats lumps into "Object"), plain objects by their property names, and
+// each Map's and Set's storage by the property that holds it.
 
 const root = new URL("..", import.meta.url).pathname;
 const bun = `${root}node_modules/.bin/bun`;
@@ -15,6 +21,7 @@ const arg = (name: string, dflt: string) => {
 const C = Number(arg("c", "5000"));
 const GENS = Number(arg("gens", "2"));
 const targets = arg("targets", "raw-bun,presently-bun").split(",");
+const SNAPSHOT = Deno.args.includes("--snapshot");
 const FILES: Record<string, string> = {
   "raw-bun": "bench/servers/raw_bun.ts",
   "presently-bun": "bench/servers/presently_bun.ts",
@@ -26,10 +33,11 @@ interface Heap {
   types: Record<string, number>;
 }
 
-function spawn(cmd: string[]): Deno.ChildProcess {
+function spawn(cmd: string[], env: Record<string, string> = {}): Deno.ChildProcess {
   const quoted = cmd.map((c) => `'${c.replace(/'/g, "'\\''")}'`).join(" ");
   return new Deno.Command("sh", {
     args: ["-c", `ulimit -n "$(ulimit -Hn)"; exec ${quoted}`],
+    env,
     cwd: root,
     stdin: "piped",
     stdout: "piped",
@@ -66,8 +74,69 @@ const rss = (pid: number) => {
   return m ? Number(m[1]) : 0;
 };
 
+/** A heap snapshot (JSC inspector format, version 2 or 3) by node. */
+interface Snapshot {
+  nodes: number[];
+  nodeClassNames: string[];
+  edges: number[];
+  edgeTypes: string[];
+  edgeNames: string[];
+}
+
+/**
+ * Bytes per snapshot node group: `class` (class name, or a plain object's
+ * sorted property names) and `store` (a Map's or Set's size plus its
+ * storage, by the class and property that hold it).
+ */
+function groups(path: string): { byClass: Map<string, number>; stores: Map<string, number> } {
+  const s = JSON.parse(Deno.readTextFileSync(path)) as Snapshot;
+  const size = new Map<number, number>();
+  const cls = new Map<number, string>();
+  for (let i = 0; i < s.nodes.length; i += 4) {
+    size.set(s.nodes[i]!, s.nodes[i + 1]!);
+    cls.set(s.nodes[i]!, s.nodeClassNames[s.nodes[i + 2]!]!);
+  }
+  const props = new Map<number, string[]>();
+  const owner = new Map<number, string>();
+  const storage = new Map<number, number>();
+  for (let i = 0; i < s.edges.length; i += 4) {
+    const [from, to, type, name] = s.edges.slice(i, i + 4) as [number, number, number, number];
+    const kind = s.edgeTypes[type];
+    if (kind === "Property" || kind === "Variable") {
+      const label = s.edgeNames[name] ?? String(name);
+      let list = props.get(from);
+      if (!list) props.set(from, list = []);
+      list.push(label);
+      owner.set(to, `${cls.get(from)}.${label}`);
+    } else if (cls.get(to) === "Cell Butterfly") {
+      storage.set(from, (storage.get(from) ?? 0) + (size.get(to) ?? 0));
+    }
+  }
+  const byClass = new Map<string, number>();
+  const stores = new Map<string, number>();
+  const add = (m: Map<string, number>, k: string, v: number) => m.set(k, (m.get(k) ?? 0) + v);
+  for (const [id, c] of cls) {
+    if (c === "Cell Butterfly") continue; // counted with what holds it
+    const own = (size.get(id) ?? 0) + (storage.get(id) ?? 0);
+    const key = c === "Object" ? `{${(props.get(id) ?? []).sort().join(",")}}` : c;
+    add(byClass, key, own);
+    if (c === "Map" || c === "Set") add(stores, `${c} in ${owner.get(id) ?? "?"}`, own);
+  }
+  return { byClass, stores };
+}
+
+function perConnection(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  joined: number,
+): Array<[string, number]> {
+  return [...after].map(([k, v]) => [k, (v - (before.get(k) ?? 0)) / joined] as [string, number])
+    .filter(([, v]) => v >= 1).sort((a, b) => b[1] - a[1]);
+}
+
 async function profile(target: string) {
-  const server = spawn([bun, FILES[target]!]);
+  const prefix = `${root}bench/out/heap-${target}`;
+  const server = spawn([bun, FILES[target]!], SNAPSHOT ? { BENCH_HEAP_SNAPSHOT: prefix } : {});
   const out = lines(server);
   const port = await expect(out, "PORT");
   await new Promise((r) => setTimeout(r, 1000));
@@ -103,9 +172,18 @@ async function profile(target: string) {
     type: t,
     perConn: per(before.types[t] ?? 0, after.types[t]!),
   })).sort((a, b) => b.perConn - a.perConn);
+  let snapshot = null;
+  if (SNAPSHOT) {
+    const [a, b] = [groups(`${prefix}-0.json`), groups(`${prefix}-1.json`)];
+    snapshot = {
+      byClass: perConnection(a.byClass, b.byClass, joined),
+      stores: perConnection(a.stores, b.stores, joined),
+    };
+  }
   return {
     target,
     joined,
+    snapshot,
     heapBytesPerConn: per(before.heapSize, after.heapSize),
     objectsPerConn: per(before.objectCount, after.objectCount),
     rssKbPerConn: per(rss0, rss1),
@@ -134,4 +212,13 @@ for (const r of results) {
   console.log(
     r.types.slice(0, 16).map((t) => `${t.type} ${t.perConn.toFixed(2)}`).join(", "),
   );
+}
+for (const r of results) {
+  if (!r.snapshot) continue;
+  const list = (rows: Array<[string, number]>) =>
+    rows.slice(0, 20).map(([k, v]) => `  ${v.toFixed(1).padStart(7)} B  ${k}`).join("\n");
+  console.log(`\n${r.target}: heap bytes per connection by class or shape (snapshot)`);
+  console.log(list(r.snapshot.byClass));
+  console.log(`${r.target}: Map and Set bytes per connection (with storage), by holder`);
+  console.log(list(r.snapshot.stores));
 }

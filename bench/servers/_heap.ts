@@ -4,11 +4,20 @@
 
 interface ProcessLike {
   on(sig: string, cb: () => void): void;
+  env?: Record<string, string | undefined>;
 }
+
+let snapshots = 0;
 
 /** Install the SIGUSR2 heap report (Bun only). */
 export function reportHeapOnSignal(proc: ProcessLike): void {
-  const bun = (globalThis as unknown as { Bun?: { gc(sync: boolean): void } }).Bun;
+  const bun = (globalThis as unknown as {
+    Bun?: {
+      gc(sync: boolean): void;
+      generateHeapSnapshot(): unknown;
+      write(path: string, data: string): Promise<number>;
+    };
+  }).Bun;
   if (!bun) return;
   proc.on("SIGUSR2", async () => {
     const jsc = await import("bun:jsc" as string) as {
@@ -21,6 +30,14 @@ export function reportHeapOnSignal(proc: ProcessLike): void {
     bun.gc(true);
     bun.gc(true);
     const s = jsc.heapStats();
+    // With BENCH_HEAP_SNAPSHOT=<prefix>, also write a full heap snapshot
+    // (JSC's inspector format) to <prefix>-<n>.json, for --snapshot.
+    const prefix = proc.env?.BENCH_HEAP_SNAPSHOT;
+    if (prefix) {
+      const file = `${prefix}-${snapshots++}.json`;
+      await bun.write(file, JSON.stringify(bun.generateHeapSnapshot()));
+      console.log(`SNAPSHOT ${file}`);
+    }
     console.log(
       `HEAP ${
         JSON.stringify({

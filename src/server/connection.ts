@@ -213,7 +213,7 @@ export class Connection implements PresenceConnection {
     }
   }
 
-  /** Rooms this connection has joined: live, in join order. */
+  /** Rooms this connection has joined (a live set, made on first read). */
   get rooms(): ReadonlySet<string> {
     return this.#roomSet ??= new Set(this.roomNames());
   }

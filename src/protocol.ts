@@ -494,11 +494,13 @@ function eventsHead(room: string): string {
 /**
  * Tails of a batch that `encodeEvents` encoded as `frame`: `after(seq)` is
  * the frame of the events with a greater seq (`events` are in seq order;
- * "" when there are none). Each tail is cut from `frame`, not encoded again,
- * and tails from the same event are the same string. A subscriber whose
- * snapshot landed mid-batch gets one; in a join storm a batch has one such
- * subscriber per join in it, and encoding each tail anew made the flush
- * quadratic in the batch.
+ * "" when there are none). Each tail is cut from `frame`, and tails from the
+ * same event are the same string. Where each event starts is measured once
+ * per batch (each event's encoded length: the only encoding done twice, and
+ * only in a batch that has such a subscriber; the usual batch keeps its one
+ * `JSON.stringify`). A subscriber whose snapshot landed mid-batch gets one;
+ * in a join storm a batch has one such subscriber per join in it, and
+ * encoding each tail anew made the flush quadratic in the batch.
  */
 export function eventTails(
   room: string,

@@ -358,6 +358,14 @@ export class Connection implements PresenceConnection {
     return this.backlogBound + MAX_UTF8_PER_CHAR * chars > limit;
   }
 
+  /**
+   * Whether the socket's backlog is over `limit` bytes: read (a runtime
+   * call) only once the bound could be over it.
+   */
+  backlogOver(limit: number): boolean {
+    return this.mayExceed(limit) && this.readBacklog() > limit;
+  }
+
   /** Read the socket's real backlog (a runtime call); the bound starts again from it. */
   readBacklog(): number {
     return this.backlogBound = this.socket?.bufferedAmount ?? 0;

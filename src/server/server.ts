@@ -154,7 +154,8 @@ function timingSafeEqual(a: string, b: string): boolean {
 /**
  * A resume token: the connection's id, a dot, and 256 random bits. The id
  * finds the connection (no map by token); the whole token is then compared
- * in constant time. `""` is no token: server-owned and finished connections.
+ * in constant time. Server-owned and finished connections hold `""`, which
+ * no token matches (the lengths differ).
  */
 function newToken(id: string): string {
   return `${id}.${randomId(32)}`;
@@ -1392,9 +1393,7 @@ export class PresenceServer {
     if (token === null || this.#graceMs <= 0) return null;
     const dot = token.lastIndexOf(".");
     const conn = dot > 0 ? this.#conns.get(token.slice(0, dot)) : undefined;
-    if (!conn || conn.finished || conn.token === "" || !timingSafeEqual(conn.token, token)) {
-      return null;
-    }
+    if (!conn || conn.finished || !timingSafeEqual(conn.token, token)) return null;
     return conn;
   }
 
@@ -1453,8 +1452,7 @@ export class PresenceServer {
     try {
       // Answers pile up too when a client asks but never reads: bound them
       // (reading bufferedAmount, a runtime call, only once that could be so).
-      const maxPending = this.#limits.maxPendingBytes;
-      if (conn.mayExceed(maxPending) && conn.readBacklog() > maxPending) {
+      if (conn.backlogOver(this.#limits.maxPendingBytes)) {
         this.#slowConsumer(conn);
         return;
       }
@@ -2464,19 +2462,6 @@ export class PresenceServer {
           if (conn.socket) conn.send(PING_FRAME);
         }
       }
-      if (now - this.#lastLiveness >= Math.min(1000, this.#intervalMs)) {
-        this.#lastLiveness = now;
-        this.#checkLiveness(now);
-        const r = this.#rates;
-        const secs = (now - r.at) / 1000;
-        if (secs > 0) {
-          r.eventsInPerSecond = (this.#stats.eventsIn - r.eventsIn) / secs;
-          r.framesOutPerSecond = (this.#stats.framesOut - r.framesOut) / secs;
-        }
-        r.at = now;
-        r.eventsIn = this.#stats.eventsIn;
-        r.framesOut = this.#stats.framesOut;
-      }
       for (const conn of this.#detached) {
         if (now - conn.detachedAt >= this.#graceMs) this.#finish(conn, "close");
       }
@@ -2490,6 +2475,21 @@ export class PresenceServer {
           room.settleUntil = 0;
           this.#load(room);
         }
+      }
+      // After the rooms' native checks: the backlog bounds it reads include
+      // what the rooms published to their topics.
+      if (now - this.#lastLiveness >= Math.min(1000, this.#intervalMs)) {
+        this.#lastLiveness = now;
+        this.#checkLiveness(now);
+        const r = this.#rates;
+        const secs = (now - r.at) / 1000;
+        if (secs > 0) {
+          r.eventsInPerSecond = (this.#stats.eventsIn - r.eventsIn) / secs;
+          r.framesOutPerSecond = (this.#stats.framesOut - r.framesOut) / secs;
+        }
+        r.at = now;
+        r.eventsIn = this.#stats.eventsIn;
+        r.framesOut = this.#stats.framesOut;
       }
       if (now - this.#lastCount >= this.#countMs) {
         this.#lastCount = now;
@@ -2565,11 +2565,9 @@ export class PresenceServer {
   // connection has been silent for the shortest of them.
   #checkLiveness(now: number): void {
     const maxPending = this.#limits.maxPendingBytes;
-    // Bring the bounds up to date with what the rooms published natively.
-    for (const room of this.#rooms.values()) if (room.nativeSent > 0) this.#checkNative(room);
     for (const conn of this.#conns.values()) {
       if (!conn.socket || conn.finished) continue;
-      if (conn.mayExceed(maxPending) && conn.readBacklog() > maxPending) {
+      if (conn.backlogOver(maxPending)) {
         this.#slowConsumer(conn);
         continue;
       }
@@ -2604,7 +2602,7 @@ export class PresenceServer {
       if (!sub.native) continue;
       const conn = sub.conn;
       conn.countSent(published);
-      if (conn.mayExceed(highWater) && conn.readBacklog() > highWater) this.#markStale(sub);
+      if (conn.backlogOver(highWater)) this.#markStale(sub);
     }
   }
 

@@ -51,14 +51,27 @@ export interface FanoutContext {
 /** Result of applying a store event to a room view. */
 export type ApplyResult = "applied" | "duplicate" | "gap";
 
+/**
+ * One member of a room's view: its metadata, its state (`undefined`: none),
+ * and the seq of its join (-1: unknown). One record per member, not a map
+ * each for metadata, states and joins: a map entry costs about 90 B on Bun.
+ * A state is only ever held for a member (the stores keep it so), and leaves
+ * with it.
+ */
+export interface ViewMember {
+  meta: Metadata;
+  state: unknown;
+  joined: number;
+}
+
 /** A room's local, in-memory mirror of the store, plus its subscribers. */
 export class Room {
   readonly name: string;
   readonly topic: string;
   seq = 0;
   ready = false;
-  readonly members = new Map<string, Metadata>();
-  readonly states = new Map<string, unknown>();
+  /** The members in join order, each with its metadata, state and join seq. */
+  readonly members = new Map<string, ViewMember>();
   /** userId -> number of present connections, when the server has a userKey. */
   readonly users: Map<string, number> | null;
   readonly subs = new Set<Subscription>();
@@ -106,8 +119,6 @@ export class Room {
    * started its seqs over) has another join. Bounded, oldest out first.
    */
   #left = new Map<string, { joined: number; at: number }>();
-  /** The seq of each member's join, where this view knows it. */
-  #joinedAt = new Map<string, number>();
 
   constructor(name: string, userOf: ((meta: Metadata) => string | null) | null) {
     this.name = name;
@@ -135,37 +146,26 @@ export class Room {
     leftSince = Infinity,
     joined?: Map<string, number>,
   ): number {
-    const oldMembers = keep ? new Map(this.members) : null;
-    const oldStates = keep ? new Map(this.states) : null;
+    const old = keep ? new Map(this.members) : null;
     this.seq = seq;
     this.members.clear();
-    this.states.clear();
     this.users?.clear();
     this.#presentParts = null;
     for (const [id, left] of this.#left) if (left.at < leftSince) this.#left.delete(id);
     // Kept through a reset: not the joins whose leave was seen since `leftSince`.
     const ghost = (id: string) =>
       keep && joined?.get(id) !== undefined && joined.get(id) === this.#left.get(id)?.joined;
-    const oldJoins = this.#joinedAt;
-    this.#joinedAt = new Map();
     for (const { id, meta } of present) {
       if (ghost(id)) continue;
-      this.members.set(id, meta);
-      const at = joined?.get(id);
-      if (at !== undefined) this.#joinedAt.set(id, at);
+      this.members.set(id, { meta, state: states.get(id), joined: joined?.get(id) ?? -1 });
       this.#countUser(meta, 1);
     }
-    for (const [id, state] of states) if (!ghost(id)) this.states.set(id, state);
     let kept = 0;
-    for (const [id, meta] of oldMembers ?? []) {
+    for (const [id, member] of old ?? []) {
       if (this.members.has(id)) continue;
       kept++;
-      this.members.set(id, meta);
-      const at = oldJoins.get(id);
-      if (at !== undefined) this.#joinedAt.set(id, at);
-      this.#countUser(meta, 1);
-      const state = oldStates!.get(id);
-      if (state !== undefined) this.states.set(id, state);
+      this.members.set(id, member);
+      this.#countUser(member.meta, 1);
     }
     this.ready = true;
     this.countDirty = true;
@@ -184,37 +184,36 @@ export class Room {
         // A member kept through a store reset joins again: not a new user.
         const was = this.members.get(cid);
         this.#left.delete(cid);
-        this.#joinedAt.set(cid, ev.seq);
         if (was) this.#presentParts = null;
         else this.#presentParts?.push(encodeMember(cid, ev.meta));
-        this.members.set(cid, ev.meta);
+        // A join again keeps the state (the store keeps it through a rejoin).
+        this.members.set(cid, { meta: ev.meta, state: was?.state, joined: ev.seq });
         this.pending.push([ev.seq, "j", cid, ev.meta]);
-        if (was) this.#countUser(was, -1);
+        if (was) this.#countUser(was.meta, -1);
         const user = this.#countUser(ev.meta, 1);
         if (user !== null && !was) this.pending.push([ev.seq, "u", user, 1]);
         this.countDirty = true;
         break;
       }
       case "leave": {
-        const meta = this.members.get(cid);
+        const member = this.members.get(cid);
         if (this.members.delete(cid)) this.#presentParts = null;
         this.#left.delete(cid);
-        const joinedAt = this.#joinedAt.get(cid);
-        this.#joinedAt.delete(cid);
-        if (joinedAt !== undefined) this.#left.set(cid, { joined: joinedAt, at: ev.timestamp });
+        if (member && member.joined >= 0) {
+          this.#left.set(cid, { joined: member.joined, at: ev.timestamp });
+        }
         if (this.#left.size > LEFT_MAX) this.#left.delete(this.#left.keys().next().value!);
-        this.states.delete(cid);
         this.pending.push([ev.seq, "l", cid]);
-        if (meta) {
-          const user = this.#countUser(meta, -1);
+        if (member) {
+          const user = this.#countUser(member.meta, -1);
           if (user !== null) this.pending.push([ev.seq, "u", user, 0]);
         }
         this.countDirty = true;
         break;
       }
       case "state": {
-        if (ev.state === null) this.states.delete(cid);
-        else this.states.set(cid, ev.state);
+        const member = this.members.get(cid);
+        if (member) member.state = ev.state === null ? undefined : ev.state;
         this.pending.push(
           ev.patch !== undefined && ev.state !== null
             ? [ev.seq, "p", cid, ev.patch]
@@ -241,7 +240,7 @@ export class Room {
     let parts = this.#presentParts;
     if (parts === null) {
       parts = this.#presentParts = [];
-      for (const [id, meta] of this.members) parts.push(encodeMember(id, meta));
+      for (const [id, member] of this.members) parts.push(encodeMember(id, member.meta));
     }
     return parts;
   }
@@ -251,10 +250,14 @@ export class Room {
    * then `"seq"`, `"states"` (and `"users"`), and `"present"` last.
    */
   snapshotFrame(head: string, users: boolean): string {
+    const states: [string, unknown][] = [];
+    for (const [id, member] of this.members) {
+      if (member.state !== undefined) states.push([id, member.state]);
+    }
     return encodeSnapshot(
       head,
       this.seq,
-      this.states,
+      states,
       users && this.users ? this.users.keys() : null,
       this.#present(),
     );

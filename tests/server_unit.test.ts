@@ -579,7 +579,7 @@ describe("Connection's per-room records (none, one, or a map)", () => {
     for (let round = 0; round < 100; round++) {
       const conn = new Connection({
         id: "c",
-        token: "t",
+        secret: "t",
         metadata: {},
         publicMeta: {},
         userId: null,

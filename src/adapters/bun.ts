@@ -16,7 +16,7 @@
  */
 
 import type { PresenceServer } from "../server/server.ts";
-import type { SocketLike, TopicPublisher } from "../server/socket.ts";
+import type { SocketHandlers, SocketLike, TopicPublisher } from "../server/socket.ts";
 import type {
   BunPresence,
   BunPresenceOptions,
@@ -35,13 +35,17 @@ export type {
 } from "./_bun_types.ts";
 
 /**
- * A Bun socket as the core sees it: one object per connection, its methods
- * on the prototype (no closures per connection), doubling as its own topic
- * publisher.
+ * A Bun socket as the core sees it, and its `ws.data`: one object per
+ * connection, its methods on the prototype (no closures per connection),
+ * doubling as its own topic publisher.
  */
-class BunSocket implements SocketLike, TopicPublisher {
-  readonly topics: TopicPublisher = this;
-  constructor(readonly ws: BunSocketLike, readonly srv: BunServerLike) {}
+class BunSocket implements SocketLike, TopicPublisher, BunSocketData {
+  handlers?: SocketHandlers;
+  ws!: BunSocketLike;
+  constructor(public ticket: unknown, readonly srv: BunServerLike) {}
+  get topics(): TopicPublisher {
+    return this;
+  }
   send(data: string): number {
     return this.ws.send(data);
   }
@@ -108,7 +112,7 @@ export function bunPresence(
     protocol: string | undefined,
   ): boolean =>
     srv.upgrade(request, {
-      data: { ticket, srv } satisfies BunSocketData,
+      data: new BunSocket(ticket, srv),
       ...(protocol ? { headers: { "sec-websocket-protocol": protocol } } : {}),
     });
   return {
@@ -131,7 +135,11 @@ export function bunPresence(
     websocket: {
       open(ws) {
         const data = ws.data;
-        data.handlers = server.open(new BunSocket(ws, data.srv), data.ticket);
+        // The data this adapter made is the socket itself (no second object
+        // per connection); data made elsewhere gets a socket of its own.
+        const socket = data instanceof BunSocket ? data : new BunSocket(undefined, data.srv);
+        socket.ws = ws;
+        data.handlers = server.open(socket, data.ticket);
         data.ticket = undefined; // spent: not kept for the socket's life
       },
       message(ws, message) {

@@ -44,6 +44,12 @@ const MAX_UTF8_PER_CHAR = 3;
  */
 const NO_DUPES: Set<number> = new Set();
 
+/**
+ * `Connection.rooms`, made on first read (the server itself never needs it):
+ * kept aside, so the connections that never have one hold no field for it.
+ */
+const ROOM_SETS = new WeakMap<Connection, Set<string>>();
+
 /** The subscriptions of a connection that has none. */
 const NO_SUBS: ReadonlyArray<readonly [string, Subscription]> = [];
 
@@ -65,11 +71,24 @@ interface RoomLink {
  */
 export type ConnectionTask = Exclude<ClientFrame, { op: "pong" }> | (() => Promise<void>);
 
+/**
+ * A connection's refusal and malformed-frame counts, each in a fixed window.
+ * Most connections never need one: it is made at the first.
+ */
+class Abuse {
+  refused = 0;
+  bad = 0;
+  constructor(public refusedSince: number, public badSince = refusedSince) {}
+}
+
 /** Server-side state of one connection. */
 export class Connection implements PresenceConnection {
   readonly id: string;
-  /** Secret resume token (rotated on every resume). */
-  token: string;
+  /**
+   * The secret of its resume token (rotated on every resume); the token is
+   * `<id>.<secret>`. `""`: not resumable.
+   */
+  secret: string;
   metadata: Metadata;
   publicMeta: Metadata;
   userId: string | null;
@@ -84,8 +103,6 @@ export class Connection implements PresenceConnection {
    */
   #links: RoomLink | Map<string, RoomLink> | null = null;
   #roomCount = 0;
-  /** `rooms`, made on first read (the server itself never needs it). */
-  #roomSet: Set<string> | null = null;
   #subCount = 0;
   /** Requests marked as a restore (`rs`) that may pass the rate limit once. */
   credit: number;
@@ -123,14 +140,12 @@ export class Connection implements PresenceConnection {
   // Token bucket.
   tokens: number;
   refilledAt: number;
-  refusedInWindow = 0;
-  refusedWindowStart: number;
-  badInWindow = 0;
-  badWindowStart: number;
+  /** Refusals and malformed frames counted in their windows: made at the first one. */
+  #abuse: Abuse | null = null;
 
   constructor(init: {
     id: string;
-    token: string;
+    secret: string;
     metadata: Metadata;
     publicMeta: Metadata;
     userId: string | null;
@@ -142,7 +157,7 @@ export class Connection implements PresenceConnection {
     credit: number;
   }) {
     this.id = init.id;
-    this.token = init.token;
+    this.secret = init.secret;
     this.metadata = init.metadata;
     this.publicMeta = init.publicMeta;
     this.userId = init.userId;
@@ -153,8 +168,6 @@ export class Connection implements PresenceConnection {
     this.tokens = init.burst;
     this.credit = init.credit;
     this.refilledAt = init.now;
-    this.refusedWindowStart = init.now;
-    this.badWindowStart = init.now;
   }
 
   /**
@@ -215,7 +228,9 @@ export class Connection implements PresenceConnection {
 
   /** Rooms this connection has joined (a live set, made on first read). */
   get rooms(): ReadonlySet<string> {
-    return this.#roomSet ??= new Set(this.roomNames());
+    let set = ROOM_SETS.get(this);
+    if (set === undefined) ROOM_SETS.set(this, set = new Set(this.roomNames()));
+    return set;
   }
 
   /** Whether this connection has joined the room. */
@@ -241,7 +256,7 @@ export class Connection implements PresenceConnection {
     if (link.member) return false;
     link.member = true;
     this.#roomCount++;
-    this.#roomSet?.add(room);
+    ROOM_SETS.get(this)?.add(room);
     return true;
   }
 
@@ -251,7 +266,7 @@ export class Connection implements PresenceConnection {
     if (!link?.member) return false;
     link.member = false;
     this.#roomCount--;
-    this.#roomSet?.delete(room);
+    ROOM_SETS.get(this)?.delete(room);
     this.#prune(link);
     return true;
   }
@@ -385,21 +400,23 @@ export class Connection implements PresenceConnection {
     return false;
   }
 
-  /** Count a refusal in a sliding 1 s window; true when past `limit`. */
+  /** Count a refusal in a 1 s window (from the first one in it); true when past `limit`. */
   refused(now: number, limit: number): boolean {
-    if (now - this.refusedWindowStart >= 1000) {
-      this.refusedWindowStart = now;
-      this.refusedInWindow = 0;
+    const a = this.#abuse ??= new Abuse(now);
+    if (now - a.refusedSince >= 1000) {
+      a.refusedSince = now;
+      a.refused = 0;
     }
-    return ++this.refusedInWindow > limit;
+    return ++a.refused > limit;
   }
 
-  /** Count a malformed frame in a 10 s window; true when past `limit`. */
+  /** Count a malformed frame in a 10 s window (from the first one in it); true when past `limit`. */
   bad(now: number, limit: number): boolean {
-    if (now - this.badWindowStart >= 10_000) {
-      this.badWindowStart = now;
-      this.badInWindow = 0;
+    const a = this.#abuse ??= new Abuse(now);
+    if (now - a.badSince >= 10_000) {
+      a.badSince = now;
+      a.bad = 0;
     }
-    return ++this.badInWindow > limit;
+    return ++a.bad > limit;
   }
 }

@@ -31,10 +31,12 @@ export interface Subscription {
   freshAt: number;
   /** Subscribed to the room's native topic. */
   native: boolean;
-  /** Missed events while backed up; gets a fresh snapshot once drained. */
-  stale: boolean;
-  /** When it became stale (clock ms). */
-  staleSince: number;
+  /**
+   * When it became stale (clock ms), `null` while it is not: a stale
+   * subscriber missed events while backed up and gets a fresh snapshot once
+   * drained.
+   */
+  staleSince: number | null;
 }
 
 /** Settings the fan-out needs from the server. */
@@ -318,7 +320,7 @@ export class Room {
     }
     let tails: ((after: number) => string) | null = null;
     for (const sub of this.subs) {
-      if (sub.native || sub.stale || sub.fromSeq >= last) continue;
+      if (sub.native || sub.staleSince !== null || sub.fromSeq >= last) continue;
       let data = frame;
       if (sub.fromSeq >= first) {
         tails ??= eventTails(this.name, events, frame);

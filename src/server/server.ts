@@ -152,13 +152,14 @@ function timingSafeEqual(a: string, b: string): boolean {
 }
 
 /**
- * A resume token: the connection's id, a dot, and 256 random bits. The id
- * finds the connection (no map by token); the whole token is then compared
- * in constant time. Server-owned and finished connections hold `""`, which
- * no token matches (the lengths differ).
+ * A resume token's secret: 256 random bits. The token the client holds is
+ * the connection's id, a dot, and the secret. The id finds the connection
+ * (no map by token); the secret is then compared in constant time. Only the
+ * secret is kept (the id is the connection's own). Server-owned and finished
+ * connections hold `""`, which no token matches.
  */
-function newToken(id: string): string {
-  return `${id}.${randomId(32)}`;
+function newSecret(): string {
+  return randomId(32);
 }
 /** A store read for one subscriber, and the view's seq when it was read. */
 type FreshSnapshot = RoomSnapshot & { viewSeq: number };
@@ -858,7 +859,7 @@ export class PresenceServer {
     const ttl = options.ttlMs === undefined ? 60_000 : options.ttlMs;
     const conn = new Connection({
       id,
-      token: "",
+      secret: "",
       metadata: meta,
       publicMeta: this.#publicOf(meta),
       userId: options.userId ?? this.#userOf?.(meta) ?? null,
@@ -1367,7 +1368,7 @@ export class PresenceServer {
     const id = randomId(16);
     const conn = new Connection({
       id,
-      token: newToken(id),
+      secret: newSecret(),
       metadata: meta,
       publicMeta: this.#publicOf(meta),
       userId: this.#userOf?.(meta) ?? null,
@@ -1393,8 +1394,8 @@ export class PresenceServer {
     if (token === null || this.#graceMs <= 0) return null;
     const dot = token.lastIndexOf(".");
     const conn = dot > 0 ? this.#conns.get(token.slice(0, dot)) : undefined;
-    if (!conn || conn.finished || !timingSafeEqual(conn.token, token)) return null;
-    return conn;
+    if (!conn || conn.finished || conn.secret === "") return null;
+    return timingSafeEqual(conn.secret, token.slice(dot + 1)) ? conn : null;
   }
 
   #resume(token: string, socket: SocketLike, now: number, meta: Metadata): Connection | null {
@@ -1412,7 +1413,7 @@ export class PresenceServer {
         old.close(CloseCode.unauthorized, "Replaced by a resumed socket");
       } catch { /* already closed */ }
     }
-    conn.token = newToken(conn.id);
+    conn.secret = newSecret();
     conn.socket = socket;
     conn.detachedAt = -1;
     conn.lastSeen = now;
@@ -1441,7 +1442,14 @@ export class PresenceServer {
   }
 
   #hello(conn: Connection, resumed: boolean): void {
-    conn.send(encodeHello(conn.id, conn.token, [this.#intervalMs, this.#timeoutMs], resumed));
+    conn.send(
+      encodeHello(
+        conn.id,
+        `${conn.id}.${conn.secret}`,
+        [this.#intervalMs, this.#timeoutMs],
+        resumed,
+      ),
+    );
   }
 
   // -------------------------------------------------------------------------
@@ -1736,7 +1744,8 @@ export class PresenceServer {
       room = await this.#room(name);
     } while (!this.#leaseHeld);
     if (conn.inRoom(name) || conn.finished) return { room, joined: false };
-    conn.addRoom(name);
+    // The view's name, not the frame's copy of it: one string for all its members.
+    conn.addRoom(room.name);
     room.local.add(conn);
     try {
       const ev = await this.#timed(() =>
@@ -1875,7 +1884,7 @@ export class PresenceServer {
       if (!count) {
         this.#flusher.flushRoom(room);
         room.setNative(existing, false);
-        existing.stale = false;
+        existing.staleSince = null;
         existing.fromSeq = room.seq;
         this.#stale.delete(existing);
       }
@@ -1889,8 +1898,7 @@ export class PresenceServer {
       fromSeq: room.seq,
       freshAt: -1,
       native: false,
-      stale: false,
-      staleSince: 0,
+      staleSince: null,
     };
     if (count) room.countSubs.add(sub);
     else room.subs.add(sub);
@@ -2324,7 +2332,7 @@ export class PresenceServer {
     if (sub.freshAt === this.#resets && sub.fromSeq > room.seq) return;
     this.#flusher.flushRoom(room);
     const frame = room.snapshotFrame(snapHead(room.name), sub.users);
-    sub.stale = false;
+    sub.staleSince = null;
     this.#stale.delete(sub);
     room.setNative(sub, false);
     sub.fromSeq = room.seq;
@@ -2333,8 +2341,7 @@ export class PresenceServer {
 
   #markStale(sub: Subscription): void {
     sub.room.setNative(sub, false);
-    if (sub.stale) return;
-    sub.stale = true;
+    if (sub.staleSince !== null) return;
     sub.staleSince = this.#clock.now();
     this.#stale.add(sub);
     this.#stats.coalesced++;
@@ -2342,7 +2349,7 @@ export class PresenceServer {
 
   #checkStale(conn: Connection): void {
     for (const [, sub] of conn.subs()) {
-      if (sub.stale) this.#tryCatchUp(sub, this.#clock.now());
+      if (sub.staleSince !== null) this.#tryCatchUp(sub, this.#clock.now());
     }
   }
 
@@ -2351,7 +2358,7 @@ export class PresenceServer {
     if (!socket || sub.conn.finished) return;
     if (socket.bufferedAmount <= this.#limits.outboundHighWaterBytes / 4) {
       this.#resync(sub);
-    } else if (now - sub.staleSince > this.#limits.slowConsumerTimeoutMs) {
+    } else if (now - (sub.staleSince ?? now) > this.#limits.slowConsumerTimeoutMs) {
       this.#slowConsumer(sub.conn);
     }
   }
@@ -2404,7 +2411,7 @@ export class PresenceServer {
     if (conn.finished) return;
     this.#detached.delete(conn);
     // At once, not when the queue gets there: no resume may slip in between.
-    conn.token = "";
+    conn.secret = "";
     void this.#enqueueTask(conn, async () => {
       if (conn.finished) return;
       conn.finished = true;

@@ -1746,7 +1746,7 @@ export class PresenceServer {
     if (conn.inRoom(name) || conn.finished) return { room, joined: false };
     // The view's name, not the frame's copy of it: one string for all its members.
     conn.addRoom(room.name);
-    room.local.add(conn);
+    room.addLocal(conn);
     try {
       const ev = await this.#timed(() =>
         this.#store.join(
@@ -1779,7 +1779,7 @@ export class PresenceServer {
         return { room, joined: false };
       }
       conn.removeRoom(name);
-      room.local.delete(conn);
+      room.removeLocal(conn);
       this.#maybeDispose(room);
       // The write may have landed (a timeout), or a re-registration may
       // have joined meanwhile: make sure the store ends without it.
@@ -1793,7 +1793,7 @@ export class PresenceServer {
     conn.clearOwn(name);
     if (!conn.removeRoom(name)) return false;
     const room = this.#rooms.get(name);
-    room?.local.delete(conn);
+    room?.removeLocal(conn);
     try {
       const ev = await this.#timed(() =>
         this.#store.leave(name, conn.id, reason, this.#clock.now())
@@ -1900,8 +1900,7 @@ export class PresenceServer {
       native: false,
       staleSince: null,
     };
-    if (count) room.countSubs.add(sub);
-    else room.subs.add(sub);
+    room.addSub(sub);
     // Switching modes: the new subscription holds the room before the old
     // one lets go, or the room would be disposed under it.
     if (existing) this.#dropSub(conn, room.name);
@@ -1914,8 +1913,7 @@ export class PresenceServer {
     if (!sub) return;
     const room = sub.room;
     room.setNative(sub, false);
-    room.subs.delete(sub);
-    room.countSubs.delete(sub);
+    room.removeSub(sub);
     this.#stale.delete(sub);
     this.#maybeDispose(room);
   }
@@ -1986,11 +1984,12 @@ export class PresenceServer {
         if (!keep) room.settleUntil = 0;
         for (const ev of early) this.#applyToRoom(room, ev);
         if (!room.ready) return; // a gap among the early events started a reload
-        for (const sub of room.subs) this.#resync(sub);
+        const links = [...room.links];
+        for (const [, sub] of links) if (sub) this.#resync(sub);
         room.countDirty = true;
         const present = new Set(snap.present.map((p) => p.id));
-        for (const conn of room.local) {
-          if (!present.has(conn.id)) this.#reregister(conn);
+        for (const [conn] of links) {
+          if (conn.inRoom(room.name) && !present.has(conn.id)) this.#reregister(conn);
         }
         if (room.reloadAgain) {
           room.reloadAgain = false;
@@ -1999,7 +1998,7 @@ export class PresenceServer {
       } catch (e) {
         room.loading = null;
         if (this.#rooms.get(room.name) !== room) throw e;
-        if (room.subs.size === 0 && room.countSubs.size === 0 && room.local.size === 0) {
+        if (!room.needed) {
           room.unwatch?.();
           this.#rooms.delete(room.name);
           this.#flusher.forget(room);
@@ -2605,8 +2604,8 @@ export class PresenceServer {
     if (published === 0) return;
     room.nativeSent = 0;
     const highWater = this.#limits.outboundHighWaterBytes;
-    for (const sub of room.subs) {
-      if (!sub.native) continue;
+    for (const sub of room.links.values()) {
+      if (!sub?.native) continue;
       const conn = sub.conn;
       conn.countSent(published);
       if (conn.backlogOver(highWater)) this.#markStale(sub);

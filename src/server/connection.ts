@@ -53,13 +53,16 @@ const ROOM_SETS = new WeakMap<Connection, Set<string>>();
 /** The subscriptions of a connection that has none. */
 const NO_SUBS: ReadonlyArray<readonly [string, Subscription]> = [];
 
+/** A room record's `own` when the connection holds no own state there. */
+const NO_OWN: unique symbol = Symbol("no own state");
+
 /** What a connection holds per room (see `Connection.#links`). */
 interface RoomLink {
   readonly room: string;
   /** Joined (in `rooms`). */
   member: boolean;
   sub: Subscription | undefined;
-  hasOwn: boolean;
+  /** Its own state as last written; `NO_OWN` when it holds none. */
   own: unknown;
   expiresAt: number | undefined;
   written: boolean;
@@ -204,8 +207,7 @@ export class Connection implements PresenceConnection {
       room,
       member: false,
       sub: undefined,
-      hasOwn: false,
-      own: undefined,
+      own: NO_OWN,
       expiresAt: undefined,
       written: false,
     };
@@ -218,7 +220,7 @@ export class Connection implements PresenceConnection {
 
   /** Drop the room's record once it holds nothing (back to no map for one record). */
   #prune(link: RoomLink): void {
-    if (link.member || link.sub || link.hasOwn || link.written) return;
+    if (link.member || link.sub || link.own !== NO_OWN || link.written) return;
     const links = this.#links;
     if (links === link) this.#links = null;
     else if (links instanceof Map && links.delete(link.room) && links.size <= 1) {
@@ -309,12 +311,14 @@ export class Connection implements PresenceConnection {
 
   /** Whether this connection holds an own state in the room. */
   hasOwn(room: string): boolean {
-    return this.#find(room)?.hasOwn === true;
+    const link = this.#find(room);
+    return link !== undefined && link.own !== NO_OWN;
   }
 
   /** The own state in the room, as last written (`undefined`: none). */
   ownState(room: string): unknown {
-    return this.#find(room)?.own;
+    const own = this.#find(room)?.own;
+    return own === NO_OWN ? undefined : own;
   }
 
   /** The own state's expiry (clock ms), when it has one. */
@@ -325,7 +329,6 @@ export class Connection implements PresenceConnection {
   /** Remember the own state in a room and its expiry (`null`: none). */
   setOwn(room: string, state: unknown, expiresAt: number | null): void {
     const link = this.#link(room);
-    link.hasOwn = true;
     link.own = state;
     link.expiresAt = expiresAt ?? undefined;
   }
@@ -334,8 +337,7 @@ export class Connection implements PresenceConnection {
   clearOwn(room: string): void {
     const link = this.#find(room);
     if (!link) return;
-    link.hasOwn = false;
-    link.own = undefined;
+    link.own = NO_OWN;
     link.expiresAt = undefined;
     this.#prune(link);
   }

@@ -1342,26 +1342,26 @@ export class PresenceServer {
       } catch { /* already closed */ }
       return NOOP_HANDLERS;
     }
-    return new PresenceServer.#Handlers(this, conn, socket);
+    return new this.#Handlers(conn, socket);
   }
 
-  /** A connection's socket handlers: methods on a prototype, no closures per connection. */
-  static #Handlers = class implements SocketHandlers {
-    constructor(
-      readonly server: PresenceServer,
-      readonly conn: Connection,
-      readonly socket: SocketLike,
-    ) {}
-    message(data: unknown): void {
-      this.server.#onMessage(this.conn, this.socket, data);
-    }
-    close(code: number): void {
-      this.server.#onClose(this.conn, this.socket, code);
-    }
-    drain(): void {
-      this.server.#checkStale(this.conn);
-    }
-  };
+  /**
+   * A connection's socket handlers: methods on a prototype (no closures per
+   * connection), a class per server (no field per connection for the server).
+   */
+  readonly #Handlers = ((server: PresenceServer) =>
+    class implements SocketHandlers {
+      constructor(readonly conn: Connection, readonly socket: SocketLike) {}
+      message(data: unknown): void {
+        server.#onMessage(this.conn, this.socket, data);
+      }
+      close(code: number): void {
+        server.#onClose(this.conn, this.socket, code);
+      }
+      drain(): void {
+        server.#checkStale(this.conn);
+      }
+    })(this);
 
   #create(ticket: Ticket, socket: SocketLike, now: number): Connection {
     const meta = ticket.meta;

@@ -74,9 +74,19 @@ interface Member {
    * states per room: a map entry costs about 90 B on Bun.
    */
   value: unknown;
-  /** When the state expires; `Infinity` when it does not (or there is none). */
+  /** When its state expires (`null`: it does not, or there is none). */
+  expiry: Expiry | null;
+}
+
+/**
+ * A state's expiry, in the expiry heap while it exists. Apart from its
+ * member, which then holds one field for it (states without an expiry are
+ * the usual case).
+ */
+interface Expiry {
+  readonly member: Member;
   expiresAt: number;
-  /** Position in the expiry heap, `-1` when not in it. */
+  /** Position in the expiry heap. */
   slot: number;
 }
 
@@ -142,8 +152,8 @@ export class MemoryPresenceStore implements PresenceStore {
   /** Rooms per user, with the user's connection count in each. */
   #userRooms = new Map<string, Map<string, number>>();
   #hooks = new Map<string, HookQueue>();
-  /** Members with a state that expires, by when. */
-  #heap: Member[] = [];
+  /** The expiries of states, soonest first. */
+  #heap: Expiry[] = [];
   #listeners = new Listeners<PresenceEvent>((error, event) => this.#onError(error, event));
   #queue: PresenceEvent[] = [];
   #emitting = false;
@@ -216,8 +226,7 @@ export class MemoryPresenceStore implements PresenceStore {
       user,
       seq: ++record.seq,
       value: undefined,
-      expiresAt: Infinity,
-      slot: -1,
+      expiry: null,
     };
     record.members.set(connectionId, member);
     const event: PresenceEvent = {
@@ -266,7 +275,7 @@ export class MemoryPresenceStore implements PresenceStore {
     const record = this.#rooms.get(room);
     const member = record?.members.get(connectionId);
     if (record === undefined || member === undefined) return "not_member";
-    if (member.value !== undefined && member.expiresAt <= now) this.#expire(member, now);
+    if (member.expiry !== null && member.expiry.expiresAt <= now) this.#expire(member, now);
     const { value, patch } = applyWrite(write, member.value);
     if (value === null) {
       if (member.value === undefined) return null;
@@ -276,7 +285,7 @@ export class MemoryPresenceStore implements PresenceStore {
       return event;
     }
     member.value = value;
-    this.#reschedule(member, expiresAt ?? Infinity);
+    this.#setExpiry(member, expiresAt ?? Infinity);
     const event = stateEvent(room, connectionId, ++record.seq, value, now, { patch });
     this.#emit(event);
     return event;
@@ -302,7 +311,10 @@ export class MemoryPresenceStore implements PresenceStore {
     }
     const states = new Map<string, unknown>();
     for (const member of record.members.values()) {
-      if (member.value !== undefined && member.expiresAt > now) states.set(member.id, member.value);
+      const expiry = member.expiry;
+      if (member.value !== undefined && (expiry === null || expiry.expiresAt > now)) {
+        states.set(member.id, member.value);
+      }
     }
     return { seq: record.seq, present, states, users, joined };
   }
@@ -461,7 +473,7 @@ export class MemoryPresenceStore implements PresenceStore {
     }
     const heap = this.#heap;
     while (heap.length > 0 && heap[0]!.expiresAt <= now) {
-      this.#expire(heap[0]!, now);
+      this.#expire(heap[0]!.member, now);
     }
   }
 
@@ -586,8 +598,7 @@ export class MemoryPresenceStore implements PresenceStore {
 
   #dropState(member: Member): void {
     member.value = undefined;
-    member.expiresAt = Infinity;
-    if (member.slot >= 0) this.#heapRemove(member);
+    this.#setExpiry(member, Infinity);
   }
 
   #emit(event: PresenceEvent): void {
@@ -620,24 +631,31 @@ export class MemoryPresenceStore implements PresenceStore {
   // Indexed binary min-heap on expiresAt: every state with an expiry is in it
   // exactly once, so memory stays bounded however often states are rewritten.
 
-  #reschedule(entry: Member, at: number): void {
+  /** Set when the member's state expires (`Infinity`: never), in the heap. */
+  #setExpiry(member: Member, at: number): void {
+    const entry = member.expiry;
+    if (entry === null) {
+      if (at !== Infinity) this.#heapPush(member.expiry = { member, expiresAt: at, slot: -1 });
+      return;
+    }
     const old = entry.expiresAt;
-    if (old === at) return;
-    entry.expiresAt = at;
-    if (entry.slot < 0) {
-      if (at !== Infinity) this.#heapPush(entry);
-    } else if (at === Infinity) this.#heapRemove(entry);
-    else if (at < old) this.#siftUp(entry.slot);
-    else this.#siftDown(entry.slot);
+    if (at === Infinity) {
+      this.#heapRemove(entry);
+      member.expiry = null;
+    } else if (at !== old) {
+      entry.expiresAt = at;
+      if (at < old) this.#siftUp(entry.slot);
+      else this.#siftDown(entry.slot);
+    }
   }
 
-  #heapPush(entry: Member): void {
+  #heapPush(entry: Expiry): void {
     entry.slot = this.#heap.length;
     this.#heap.push(entry);
     this.#siftUp(entry.slot);
   }
 
-  #heapRemove(entry: Member): void {
+  #heapRemove(entry: Expiry): void {
     const heap = this.#heap;
     const i = entry.slot;
     entry.slot = -1;

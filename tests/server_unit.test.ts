@@ -13,7 +13,7 @@ import {
 } from "../mod.ts";
 import { encodeEvents, eventTails, type WireEvent } from "../src/protocol.ts";
 import { Connection } from "../src/server/connection.ts";
-import type { Subscription } from "../src/server/room.ts";
+import { Room, type Subscription } from "../src/server/room.ts";
 import { connect, FakeSocket, FakeTopics, settle } from "./_fake.ts";
 
 function make(options: PresenceServerOptions = {}) {
@@ -647,6 +647,70 @@ describe("Connection's per-room records (none, one, or a map)", () => {
         assert.deepEqual(new Map(conn.subs()), subs, where);
         if (live) assert.deepEqual(new Set(live), joined, where);
         assert.deepEqual(new Set(conn.rooms), joined, where);
+      }
+    }
+  });
+});
+
+describe("Room view (one record per member: metadata, state, join seq)", () => {
+  it("agrees with a plain model through random joins, leaves, states and reloads", () => {
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (let round = 0; round < 100; round++) {
+      const room = new Room("r", null);
+      room.load(0, [], new Map());
+      const members = new Map<string, { n: number }>();
+      const states = new Map<string, unknown>();
+      let seq = 0;
+      for (let step = 0; step < 80; step++) {
+        const id = `c${rand(6)}`;
+        const ev = { room: "r", connectionId: id, seq: ++seq, timestamp: step };
+        switch (rand(5)) {
+          case 0:
+          case 1: {
+            // A join of a present member (kept through a store reset) keeps
+            // its place and its state.
+            const meta = { n: step };
+            room.apply({ ...ev, type: "join", meta, instance: "i" });
+            members.set(id, meta);
+            break;
+          }
+          case 2:
+            room.apply({ ...ev, type: "leave", reason: "leave" });
+            members.delete(id);
+            states.delete(id);
+            break;
+          case 3: {
+            const state = rand(4) === 0 ? null : { s: step };
+            room.apply({ ...ev, type: "state", state });
+            // Only a member holds a state: one for anyone else is not kept.
+            if (state === null) states.delete(id);
+            else if (members.has(id)) states.set(id, state);
+            break;
+          }
+          case 4: {
+            // A reload from a snapshot of the model.
+            const present = [...members].map(([id, meta]) => ({ id, meta }));
+            room.load(seq, present, new Map(states));
+            break;
+          }
+        }
+        room.pending = [];
+        const snap = JSON.parse(room.snapshotFrame('{"t":"ok","id":1,', false));
+        const where = `round ${round}, step ${step}`;
+        assert.deepEqual(
+          snap.present,
+          [...members].map(([id, meta]) => ({ id, meta })),
+          where,
+        );
+        const sorted = (list: Array<[string, unknown]>) =>
+          [...list].sort((a, b) => a[0] < b[0] ? -1 : 1);
+        assert.deepEqual(sorted(snap.states), sorted([...states]), where);
+        assert.equal(snap.seq, seq, where);
+        assert.equal(room.counts().c, members.size, where);
       }
     }
   });

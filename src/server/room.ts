@@ -74,6 +74,8 @@ export class Room {
   ready = false;
   /** The members in join order, each with its metadata, state and join seq. */
   readonly members = new Map<string, ViewMember>();
+  /** How many members hold a state (a snapshot of a room without any walks no member). */
+  #stateCount = 0;
   /** userId -> number of present connections, when the server has a userKey. */
   readonly users: Map<string, number> | null;
   /**
@@ -205,6 +207,7 @@ export class Room {
     const old = keep ? new Map(this.members) : null;
     this.seq = seq;
     this.members.clear();
+    this.#stateCount = 0;
     this.users?.clear();
     this.#presentParts = null;
     for (const [id, left] of this.#left) if (left.at < leftSince) this.#left.delete(id);
@@ -213,13 +216,16 @@ export class Room {
       keep && joined?.get(id) !== undefined && joined.get(id) === this.#left.get(id)?.joined;
     for (const { id, meta } of present) {
       if (ghost(id)) continue;
-      this.members.set(id, { meta, state: states.get(id), joined: joined?.get(id) ?? -1 });
+      const state = states.get(id);
+      if (state !== undefined) this.#stateCount++;
+      this.members.set(id, { meta, state, joined: joined?.get(id) ?? -1 });
       this.#countUser(meta, 1);
     }
     let kept = 0;
     for (const [id, member] of old ?? []) {
       if (this.members.has(id)) continue;
       kept++;
+      if (member.state !== undefined) this.#stateCount++;
       this.members.set(id, member);
       this.#countUser(member.meta, 1);
     }
@@ -261,6 +267,7 @@ export class Room {
         if (this.#left.size > LEFT_MAX) this.#left.delete(this.#left.keys().next().value!);
         this.pending.push([ev.seq, "l", cid]);
         if (member) {
+          if (member.state !== undefined) this.#stateCount--;
           const user = this.#countUser(member.meta, -1);
           if (user !== null) this.pending.push([ev.seq, "u", user, 0]);
         }
@@ -269,7 +276,11 @@ export class Room {
       }
       case "state": {
         const member = this.members.get(cid);
-        if (member) member.state = ev.state === null ? undefined : ev.state;
+        if (member) {
+          const state = ev.state === null ? undefined : ev.state;
+          this.#stateCount += (state !== undefined ? 1 : 0) - (member.state !== undefined ? 1 : 0);
+          member.state = state;
+        }
         this.pending.push(
           ev.patch !== undefined && ev.state !== null
             ? [ev.seq, "p", cid, ev.patch]
@@ -306,9 +317,13 @@ export class Room {
    * then `"seq"`, `"states"` (and `"users"`), and `"present"` last.
    */
   snapshotFrame(head: string, users: boolean): string {
+    // forEach, not for-of: no entry array per member (a join storm asks a
+    // snapshot per joiner, and most rooms hold few states or none).
     const states: [string, unknown][] = [];
-    for (const [id, member] of this.members) {
-      if (member.state !== undefined) states.push([id, member.state]);
+    if (this.#stateCount > 0) {
+      this.members.forEach((member, id) => {
+        if (member.state !== undefined) states.push([id, member.state]);
+      });
     }
     return encodeSnapshot(
       head,

@@ -154,11 +154,6 @@ export class Room {
     return this.#links;
   }
 
-  /** Event (not count-mode) subscribers. */
-  get subCount(): number {
-    return this.#subCount;
-  }
-
   /** A local connection now means to be in this room (`conn.inRoom` holds). */
   addLocal(conn: Connection): void {
     if (!this.#links.has(conn)) this.#links.set(conn, null);

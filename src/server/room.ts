@@ -74,8 +74,6 @@ export class Room {
   ready = false;
   /** The members in join order, each with its metadata, state and join seq. */
   readonly members = new Map<string, ViewMember>();
-  /** How many members hold a state (a snapshot of a room without any walks no member). */
-  #stateCount = 0;
   /** userId -> number of present connections, when the server has a userKey. */
   readonly users: Map<string, number> | null;
   /**
@@ -202,7 +200,6 @@ export class Room {
     const old = keep ? new Map(this.members) : null;
     this.seq = seq;
     this.members.clear();
-    this.#stateCount = 0;
     this.users?.clear();
     this.#presentParts = null;
     for (const [id, left] of this.#left) if (left.at < leftSince) this.#left.delete(id);
@@ -211,16 +208,13 @@ export class Room {
       keep && joined?.get(id) !== undefined && joined.get(id) === this.#left.get(id)?.joined;
     for (const { id, meta } of present) {
       if (ghost(id)) continue;
-      const state = states.get(id);
-      if (state !== undefined) this.#stateCount++;
-      this.members.set(id, { meta, state, joined: joined?.get(id) ?? -1 });
+      this.members.set(id, { meta, state: states.get(id), joined: joined?.get(id) ?? -1 });
       this.#countUser(meta, 1);
     }
     let kept = 0;
     for (const [id, member] of old ?? []) {
       if (this.members.has(id)) continue;
       kept++;
-      if (member.state !== undefined) this.#stateCount++;
       this.members.set(id, member);
       this.#countUser(member.meta, 1);
     }
@@ -262,7 +256,6 @@ export class Room {
         if (this.#left.size > LEFT_MAX) this.#left.delete(this.#left.keys().next().value!);
         this.pending.push([ev.seq, "l", cid]);
         if (member) {
-          if (member.state !== undefined) this.#stateCount--;
           const user = this.#countUser(member.meta, -1);
           if (user !== null) this.pending.push([ev.seq, "u", user, 0]);
         }
@@ -271,11 +264,7 @@ export class Room {
       }
       case "state": {
         const member = this.members.get(cid);
-        if (member) {
-          const state = ev.state === null ? undefined : ev.state;
-          this.#stateCount += (state !== undefined ? 1 : 0) - (member.state !== undefined ? 1 : 0);
-          member.state = state;
-        }
+        if (member) member.state = ev.state === null ? undefined : ev.state;
         this.pending.push(
           ev.patch !== undefined && ev.state !== null
             ? [ev.seq, "p", cid, ev.patch]
@@ -313,13 +302,11 @@ export class Room {
    */
   snapshotFrame(head: string, users: boolean): string {
     // forEach, not for-of: no entry array per member (a join storm asks a
-    // snapshot per joiner, and most rooms hold few states or none).
+    // snapshot per joiner).
     const states: [string, unknown][] = [];
-    if (this.#stateCount > 0) {
-      this.members.forEach((member, id) => {
-        if (member.state !== undefined) states.push([id, member.state]);
-      });
-    }
+    this.members.forEach((member, id) => {
+      if (member.state !== undefined) states.push([id, member.state]);
+    });
     return encodeSnapshot(
       head,
       this.seq,

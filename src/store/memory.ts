@@ -304,13 +304,11 @@ export class MemoryPresenceStore implements PresenceStore {
     const present: PresentEntry[] = [];
     const users = new Map<string, string>();
     const joined = new Map<string, number>();
+    const states = new Map<string, unknown>();
     for (const member of record.members.values()) {
       present.push({ id: member.id, meta: member.meta });
       joined.set(member.id, member.seq);
       if (member.user !== null) users.set(member.id, member.user);
-    }
-    const states = new Map<string, unknown>();
-    for (const member of record.members.values()) {
       const expiry = member.expiry;
       if (member.value !== undefined && (expiry === null || expiry.expiresAt > now)) {
         states.set(member.id, member.value);

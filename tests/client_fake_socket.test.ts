@@ -583,6 +583,34 @@ describe("PresenceClient: reconnect", () => {
     assert.equal(updates.length, 3);
     assert.deepEqual(ws2.sent, []);
   });
+
+  it("a join answered just before a fresh reconnect is restored while its subscription is still pending (sim seed 30123)", async () => {
+    // Joined on the old connection, the callback's subscription not answered
+    // yet when the socket drops: the new connection must join the room too.
+    let answerFull = true;
+    const net = fakeNet((f) => {
+      if (f.op === "join") return { present: [] };
+      if (f.op === "sub" && f.mode === "count") return { c: 0, u: 0 };
+      if (f.op === "sub") return answerFull ? { seq: 1, present: [], states: [] } : undefined;
+      return {};
+    });
+    const { client, ws } = await open(net);
+    await client.subscribePresence("r", () => {}, { mode: "count" });
+    answerFull = false;
+    const joined = client.joinRoom("r", () => {});
+    await until(() => ws.sent.some((f) => f.op === "sub" && f.mode !== "count"));
+    assert.deepEqual(ws.ops(), ["sub", "join", "sub"]);
+    ws.drop();
+    await until(() => net.sockets.length === 2);
+    answerFull = true;
+    const ws2 = net.last();
+    ws2.hello("c2");
+    assert.equal((await joined).success, true);
+    assert.ok(
+      ws2.sent.some((f) => f.op === "join" && f.room === "r"),
+      `the new connection joins r: ${ws2.ops()}`,
+    );
+  });
 });
 
 describe("PresenceClient: heartbeat", () => {

@@ -677,10 +677,17 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     // subscribes, so the view and the updates after it start from the same
     // snapshot. Otherwise a join (unless joined) and a listener on the
     // room's shared subscription.
-    const both = onUpdate && !this.#subs.has(room);
-    if (!both && !(onUpdate && this.#rooms.has(room))) {
+    const both = onUpdate && !this.#subs.has(room), had = this.#rooms.has(room);
+    // Into the restore list once the server has joined (not if left
+    // meanwhile): a reconnect while the subscription is still asked joins
+    // the new connection too.
+    const list = () => {
+      if (h.get(room)?.has(hold) && !this.#rooms.has(room)) this.#rooms.set(room, undefined);
+    };
+    if (!both && !(onUpdate && had)) {
       const a = await this.#request({ op: "join", room });
       if (a.t == "err") error = fail(a);
+      else list();
       present = a.present;
     }
     if (onUpdate && !error) {
@@ -693,10 +700,11 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     }
     if (error) {
       held.delete(hold);
+      // A call that fails lists nothing (its join may have, above).
+      if (!had) this.#rooms.delete(room);
       return { success: false, present: [], error };
     }
-    // Left meanwhile: not in the restore list.
-    if (h.get(room)?.has(hold) && !this.#rooms.has(room)) this.#rooms.set(room, undefined);
+    list();
     return { success: true, present: present as PresentEntry[], states };
   }
 

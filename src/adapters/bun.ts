@@ -135,8 +135,7 @@ export function bunPresence(
     websocket: {
       open(ws) {
         const data = ws.data;
-        // The data this adapter made is the socket itself (no second object
-        // per connection); data made elsewhere gets a socket of its own.
+        // Data made elsewhere (not by upgrade) gets a socket of its own.
         const socket = data instanceof BunSocket ? data : new BunSocket(undefined, data.srv);
         socket.ws = ws;
         data.handlers = server.open(socket, data.ticket);

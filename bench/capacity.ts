@@ -13,7 +13,8 @@
 // state deliveries the generators received).
 //
 // Flags: --steps 1000,5000,10000,19500 --targets raw-bun,presently-bun,raw-deno,presently-deno
-// --gens 4 --fixed 10 --idle 10 --no-write --profile (each server writes a CPU profile,
+// --gens 4 --fixed 10 --idle 10 --sweep 100 (Presently's sweepIntervalMs) --no-write
+// --profile (each server writes a CPU profile,
 // .cpuprofile and .md, to bench/out/prof/capacity-<target>-<C>.*)
 //
 // The machine's hard limit on open files is 20 000 (this container cannot
@@ -30,6 +31,10 @@ const targets = arg("targets", "raw-bun,presently-bun,raw-deno,presently-deno").
 const GENS = Number(arg("gens", "4"));
 const FIXED_S = Number(arg("fixed", "10"));
 const IDLE_S = Number(arg("idle", "10"));
+// The Presently servers' sweep interval: the library's default. (The load
+// benchmark sweeps every 25 ms for its leave phase; a capacity figure is what
+// a deployment with the defaults gets. Up to 2026-12-07 this ran at 25 ms too.)
+const SWEEP_MS = arg("sweep", "100");
 const write = !Deno.args.includes("--no-write");
 const profile = Deno.args.includes("--profile");
 const command = `deno task bench:capacity${Deno.args.length ? " " + Deno.args.join(" ") : ""}`;
@@ -73,11 +78,12 @@ function withProfile(cmd: string[], name: string): string[] {
 }
 
 /** With the open-file limit raised to the hard limit. */
-function limited(cmd: string[]): Deno.Command {
+function limited(cmd: string[], env: Record<string, string> = {}): Deno.Command {
   const quoted = cmd.map((c) => `'${c.replace(/'/g, "'\\''")}'`).join(" ");
   return new Deno.Command("sh", {
     args: ["-c", `ulimit -n "$(ulimit -Hn)"; exec ${quoted}`],
     cwd: root,
+    env,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -209,7 +215,9 @@ interface Row {
 
 async function measure(target: string, c: number): Promise<Row> {
   const r = Math.max(1, Math.round(c / 10));
-  const server = limited(withProfile(SERVERS[target]!.cmd, `capacity-${target}-${c}`)).spawn();
+  const server = limited(withProfile(SERVERS[target]!.cmd, `capacity-${target}-${c}`), {
+    BENCH_SWEEP_MS: SWEEP_MS,
+  }).spawn();
   // The server's stderr (errors it reports) is kept for each run.
   const log = await Deno.open(`${benchDir}out/capacity-${target}-${c}.log`, {
     write: true,
@@ -397,7 +405,8 @@ if (write) {
     `Command: \`${command}\`. ${
       new Date().toISOString().slice(0, 10)
     }, Deno ${Deno.version.deno}, ` +
-    `${GENS} generator processes on Bun, ${FIXED_S} s fixed phase. Rooms: R = C/10, Zipf (s = 1) ` +
+    `${GENS} generator processes on Bun, ${FIXED_S} s fixed phase, Presently's sweep every ` +
+    `${SWEEP_MS} ms. Rooms: R = C/10, Zipf (s = 1) ` +
     `membership. Every connection joined and subscribed to its room, with a state; fixed phase: one ` +
     `state per connection per 10 s, plus cursors (10 Hz) from 5 members of each room of 500+.\n\n` +
     table + "\n" + ratios + "\n![server RSS per connection](capacity.svg)\n\n<!-- capacity:end -->";

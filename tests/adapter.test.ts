@@ -83,8 +83,8 @@ describe(`adapter conformance (${RUNTIME})`, () => {
     assert.equal(hello.t, "hello");
     assert.equal(hello.v, 1);
     assert.match(hello.cid as string, /^[A-Za-z0-9_-]{22}$/);
-    // The token is the id, a dot and 256 random bits: the id only finds the connection.
-    assert.match(hello.token as string, /^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$/);
+    // The token is the id, a dot and 264 random bits: the id only finds the connection.
+    assert.match(hello.token as string, /^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{44}$/);
     assert.ok((hello.token as string).startsWith(`${hello.cid}.`));
     assert.notEqual(hello.token, hello.cid);
     assert.deepEqual(hello.hb, [2000, 6000]);

@@ -206,7 +206,7 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
     p.cut();
     await waitUntil(() => victim.closed !== null, 2000, "the cut");
     // The token is "<cid>.<secret>": keep the public part, forge the secret.
-    const forged = `${victim.cid}.${"A".repeat(43)}`;
+    const forged = `${victim.cid}.${"A".repeat(44)}`;
     const last = victim.token.at(-1) === "A" ? "B" : "A";
     const oneOff = victim.token.slice(0, -1) + last;
     const attempts: Array<[string, string]> = [
@@ -214,7 +214,7 @@ describe(`spoofing is refused and the victim is untouched (${RUNTIME})`, () => {
       ["the victim's id with a forged secret", `&token=t-ada&resume=${forged}`],
       ["the real token with its last character changed", `&token=t-ada&resume=${oneOff}`],
       ["the victim's id and a dot", `&token=t-ada&resume=${victim.cid}.`],
-      ["a random token", `&token=t-eve&resume=${"x".repeat(43)}`],
+      ["a random token", `&token=t-eve&resume=${"x".repeat(44)}`],
       [
         "the victim's real token, by another user",
         `&token=t-eve&resume=${encodeURIComponent(victim.token)}`,

@@ -86,6 +86,48 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     await server.close();
   });
 
+  it("pings a connection only once it has been silent for the interval: a busy one never, an idle one within I + (T − I) / 2 + one sweep", async () => {
+    const I = 1000, T = 3000, S = 100; // the check's period is min(1000, I, (T − I) / 2) = 1000
+    const { server, step, clock } = make({
+      heartbeat: { intervalMs: I, timeoutMs: T },
+      sweepIntervalMs: S,
+    });
+    const busy = await connect(server);
+    const idle = await connect(server);
+    const silent = await connect(server);
+    for (const c of [busy, idle, silent]) c.send("join", { room: "r" });
+    await step();
+    const pings = (c: typeof busy) => c.socket.sent.filter((f) => f.t === "ping").length;
+    // When each connection last received a frame, and its longest wait for one.
+    const last = new Map(
+      [busy, idle].map((c) => [c, { n: c.socket.sent.length, at: clock.now() }]),
+    );
+    const wait = new Map([busy, idle].map((c) => [c, 0]));
+    let answered = pings(idle);
+    for (let t = 0; t < 12_000; t += 50) {
+      if (t % 400 === 0) busy.send("state", { room: "r", state: { t } });
+      for (; answered < pings(idle); answered++) idle.handlers.message('{"op":"pong"}');
+      await step(50);
+      for (const c of [busy, idle]) {
+        const seen = last.get(c)!;
+        if (c.socket.sent.length > seen.n) {
+          last.set(c, { n: c.socket.sent.length, at: clock.now() });
+        } else wait.set(c, Math.max(wait.get(c)!, clock.now() - seen.at));
+      }
+    }
+    assert.equal(pings(busy), 0, "a connection sending requests is answered, never pinged");
+    assert.ok(pings(idle) >= 5 && pings(idle) <= 12, `one ping per silence: ${pings(idle)}`);
+    assert.ok(
+      wait.get(idle)! <= I + (T - I) / 2 + S,
+      `the idle client waited ${wait.get(idle)} ms for a frame`,
+    );
+    assert.equal(idle.socket.closed, null);
+    assert.equal(busy.socket.closed, null);
+    assert.equal(silent.socket.closeCode, CloseCode.heartbeatTimeout);
+    assert.equal(pings(silent), 1, "one ping per silence, not one per check");
+    await server.close();
+  });
+
   it("a clean close (1000) leaves at once; an abrupt one (1006) waits for leaveGraceMs", async () => {
     const { server, step } = make({ leaveGraceMs: 5000 });
     const watcher = await connect(server);

@@ -101,7 +101,11 @@ export const DEFAULT_LIMITS: Readonly<PresenceLimits> = Object.freeze({
  * ```
  */
 export interface HeartbeatOptions {
-  /** How often the server pings each connection. Default 10000. */
+  /**
+   * The server pings a connection once nothing has come from it for this
+   * long (once per silence; a connection that sends requests is answered
+   * instead). Default 10000.
+   */
   intervalMs?: number;
   /** A connection silent for this long is closed (4408). Default 30000. */
   timeoutMs?: number;

@@ -275,8 +275,9 @@ export class PresenceServer {
   #members = new Set<Connection>();
   /** Presence hooks drained by this instance, by queue name. */
   #hooks = new Map<string, HookRunner>();
-  #lastPing: number;
   #lastLiveness: number;
+  /** How often the liveness check runs (ms): it pings, so finer than T − I. */
+  readonly #livenessMs: number;
   #lastLease: number;
   #lastCount: number;
   #stats = {
@@ -343,6 +344,7 @@ export class PresenceServer {
         "Heartbeat timeoutMs must be greater than intervalMs",
       );
     }
+    this.#livenessMs = Math.min(1000, this.#intervalMs, (this.#timeoutMs - this.#intervalMs) / 2);
     this.#graceMs = options.leaveGraceMs ?? 5000;
     this.#leaseTtlMs = options.leaseTtlMs ?? 10_000;
     this.#storeTimeoutMs = options.storeTimeoutMs ?? this.#leaseTtlMs / 4;
@@ -383,8 +385,7 @@ export class PresenceServer {
     };
     const now = this.#clock.now();
     this.#rates.at = now;
-    this.#lastPing =
-      this.#lastLiveness =
+    this.#lastLiveness =
       this.#lastLease =
       this.#lastCount =
         now;
@@ -2471,12 +2472,6 @@ export class PresenceServer {
         this.#renewNow().catch((e) => this.#report("store_error", "Lease renewal failed", e));
       }
       if (this.#retries.length > 0 && !this.#retrying) this.#runRetries();
-      if (now - this.#lastPing >= this.#intervalMs) {
-        this.#lastPing = now;
-        for (const conn of this.#conns.values()) {
-          if (conn.socket) conn.send(PING_FRAME);
-        }
-      }
       for (const conn of this.#detached) {
         if (now - conn.detachedAt >= this.#graceMs) this.#finish(conn, "close");
       }
@@ -2484,7 +2479,7 @@ export class PresenceServer {
         if (now >= member.memberExpiresAt!) this.#finish(member, "expired");
       }
       for (const sub of this.#stale) this.#tryCatchUp(sub, now);
-      const second = now - this.#lastLiveness >= Math.min(1000, this.#intervalMs);
+      const second = now - this.#lastLiveness >= this.#livenessMs;
       for (const room of this.#rooms.values()) {
         if (second) room.dropIdleCache();
         if (room.nativeCount > 0) this.#checkNative(room);
@@ -2496,8 +2491,8 @@ export class PresenceServer {
       // After the rooms' native checks: the backlog bounds it reads include
       // what the rooms published to their topics.
       if (second) {
+        this.#checkLiveness(now, this.#lastLiveness);
         this.#lastLiveness = now;
-        this.#checkLiveness(now);
         const r = this.#rates;
         const secs = (now - r.at) / 1000;
         if (secs > 0) {
@@ -2576,11 +2571,12 @@ export class PresenceServer {
     });
   }
 
-  // Once a second over every connection, so only field reads unless there
-  // is something to act on: bufferedAmount (a runtime call) only once the
-  // backlog bound could be over the limit, the rooms' ttls only once the
-  // connection has been silent for the shortest of them.
-  #checkLiveness(now: number): void {
+  // Once a second over every connection (since the last check, at `since`),
+  // so only field reads unless there is something to act on: bufferedAmount
+  // (a runtime call) only once the backlog bound could be over the limit,
+  // the rooms' ttls only once the connection has been silent for the
+  // shortest of them.
+  #checkLiveness(now: number, since: number): void {
     const maxPending = this.#limits.maxPendingBytes;
     for (const conn of this.#conns.values()) {
       if (!conn.socket || conn.finished) continue;
@@ -2593,6 +2589,13 @@ export class PresenceServer {
         this.#kill(conn, CloseCode.heartbeatTimeout, "Heartbeat timeout");
         continue;
       }
+      // One ping per silence, once it reaches the interval. A connection
+      // heard from lately sent a pong or a request, and every request is
+      // answered, so it heard from us too: a busy one is never pinged. A
+      // client then waits at most I + this check's period + one sweep for
+      // a frame (the period is at most (T − I) / 2).
+      const pingAt = conn.lastSeen + this.#intervalMs;
+      if (pingAt > since && pingAt <= now) conn.send(PING_FRAME);
       if (silent <= this.#minTtl) continue;
       for (const name of conn.roomNames()) {
         const ttl = this.#track(name)?.ttl ?? this.#timeoutMs;

@@ -196,6 +196,9 @@ interface Row {
   idleMb: number;
   loadedMb: number;
   kbPerConn: number;
+  /** RSS after the idle phase (the same connections held, nothing sent). */
+  heldMb: number;
+  kbHeld: number;
   joinsPerS: number;
   p50: number;
   p99: number;
@@ -266,6 +269,9 @@ async function measure(target: string, c: number): Promise<Row> {
   const idle0 = cpuSeconds(server.pid);
   await new Promise((res) => setTimeout(res, IDLE_S * 1000));
   const idleCpuMsPerS = ((cpuSeconds(server.pid) - idle0) * 1000) / IDLE_S;
+  // Held: the same connections after the idle phase, once the ramp-up's
+  // garbage had time to be collected and returned.
+  const heldMb = status(server.pid, "VmRSS");
   const cpu0 = cpuSeconds(server.pid);
   const gen0 = cpuOf(gens.map((g) => g.pid));
   const m0 = machine();
@@ -299,6 +305,8 @@ async function measure(target: string, c: number): Promise<Row> {
     idleMb,
     loadedMb,
     kbPerConn: ((loadedMb - idleMb) * 1024) / c,
+    heldMb,
+    kbHeld: ((heldMb - idleMb) * 1024) / c,
     joinsPerS: joined / (rampMs / 1000),
     p50: q(0.5),
     p99: q(0.99),
@@ -312,7 +320,8 @@ async function measure(target: string, c: number): Promise<Row> {
     errors,
   };
   console.log(
-    `[capacity] ${target} C=${c} R=${r}: joined ${joined}, ${row.kbPerConn.toFixed(1)} KB/conn, ` +
+    `[capacity] ${target} C=${c} R=${r}: joined ${joined}, ${row.kbPerConn.toFixed(1)} KB/conn ` +
+      `(${row.kbHeld.toFixed(1)} held after the idle phase), ` +
       `${row.joinsPerS.toFixed(0)} joins/s, p50 ${row.p50.toFixed(1)} ms, p99 ${
         row.p99.toFixed(1)
       } ms, ` +
@@ -338,7 +347,7 @@ for (const c of steps) {
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
 let table =
-  "| C | R | target | joined | server RSS idle → loaded (MB) | KB per connection | joins/s (ramp-up) | idle CPU ms/s | latency p50 / p99 (ms) | deliveries | µs CPU per delivery | generators (cores) / machine busy |\n";
+  "| C | R | target | joined | server RSS idle → loaded → held (MB) | KB per connection: loaded / held | joins/s (ramp-up) | idle CPU ms/s | latency p50 / p99 (ms) | deliveries | µs CPU per delivery | generators (cores) / machine busy |\n";
 table += "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 for (const r of rows) {
   // On 2 cores, a machine past 95 % busy queues everything: latency then
@@ -346,22 +355,24 @@ for (const r of rows) {
   const sat = r.busy >= 0.95 ? " (saturated)" : "";
   table += `| ${r.c} | ${r.r} | ${SERVERS[r.target]!.label} | ${r.joined} | ${f(r.idleMb)} → ${
     f(r.loadedMb)
-  } | ${f(r.kbPerConn)} | ${f(r.joinsPerS, 0)} | ${f(r.idleCpuMsPerS)} | ${f(r.p50)} / ${
-    f(r.p99)
-  }${sat} | ${r.deliveries} | ${f(r.usPerDelivery, 2)} | ${f(r.genCores, 2)} / ${
-    f(r.busy * 100, 0)
-  } % |\n`;
+  } → ${f(r.heldMb)} | ${f(r.kbPerConn)} / ${f(r.kbHeld)} | ${f(r.joinsPerS, 0)} | ${
+    f(r.idleCpuMsPerS)
+  } | ${f(r.p50)} / ${f(r.p99)}${sat} | ${r.deliveries} | ${f(r.usPerDelivery, 2)} | ${
+    f(r.genCores, 2)
+  } / ${f(r.busy * 100, 0)} % |\n`;
 }
 let ratios =
-  "| C | runtime | RSS per connection vs raw | CPU per delivery vs raw | idle CPU ms/s, Presently / raw |\n|---:|---|---:|---:|---:|\n";
+  "| C | runtime | RSS per connection vs raw: loaded / held | CPU per delivery vs raw | idle CPU ms/s, Presently / raw |\n|---:|---|---:|---:|---:|\n";
 for (const c of steps) {
   for (const rt of ["bun", "deno"]) {
     const p = rows.find((r) => r.c === c && r.target === `presently-${rt}`);
     const raw = rows.find((r) => r.c === c && r.target === `raw-${rt}`);
     if (!p || !raw) continue;
-    ratios += `| ${c} | ${rt} | ${f(p.kbPerConn / raw.kbPerConn, 2)}× | ${
-      f(p.usPerDelivery / raw.usPerDelivery, 2)
-    }× | ${f(p.idleCpuMsPerS)} / ${f(raw.idleCpuMsPerS)} |\n`;
+    ratios += `| ${c} | ${rt} | ${f(p.kbPerConn / raw.kbPerConn, 2)}× / ${
+      f(p.kbHeld / raw.kbHeld, 2)
+    }× | ${f(p.usPerDelivery / raw.usPerDelivery, 2)}× | ${f(p.idleCpuMsPerS)} / ${
+      f(raw.idleCpuMsPerS)
+    } |\n`;
   }
 }
 console.log("\n" + table + "\n" + ratios);

@@ -29,6 +29,9 @@ const FILES: Record<string, string> = {
 
 interface Heap {
   heapSize: number;
+  heapCapacity: number;
+  extraMemorySize: number;
+  rss: number;
   objectCount: number;
   types: Record<string, number>;
 }
@@ -185,6 +188,9 @@ async function profile(target: string) {
     joined,
     snapshot,
     heapBytesPerConn: per(before.heapSize, after.heapSize),
+    capacityBytesPerConn: per(before.heapCapacity, after.heapCapacity),
+    extraBytesPerConn: per(before.extraMemorySize, after.extraMemorySize),
+    gcRssKbPerConn: per(before.rss, after.rss) / 1024,
     objectsPerConn: per(before.objectCount, after.objectCount),
     rssKbPerConn: per(rss0, rss1),
     types,
@@ -198,12 +204,16 @@ console.log(
     Deno.env.get("BUN_VERSION") ?? ""
   })`,
 );
-console.log("| target | joined | heap B/conn | objects/conn | RSS KB/conn |");
-console.log("| --- | ---: | ---: | ---: | ---: |");
+console.log(
+  "| target | joined | heap B/conn | heap capacity B/conn | extra memory B/conn | objects/conn | RSS KB/conn after GC | RSS KB/conn |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const r of results) {
   console.log(
     `| ${r.target} | ${r.joined} | ${r.heapBytesPerConn.toFixed(0)} | ${
-      r.objectsPerConn.toFixed(1)
+      r.capacityBytesPerConn.toFixed(0)
+    } | ${r.extraBytesPerConn.toFixed(0)} | ${r.objectsPerConn.toFixed(1)} | ${
+      r.gcRssKbPerConn.toFixed(2)
     } | ${r.rssKbPerConn.toFixed(2)} |`,
   );
 }

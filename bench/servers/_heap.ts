@@ -23,6 +23,8 @@ export function reportHeapOnSignal(proc: ProcessLike): void {
     const jsc = await import("bun:jsc" as string) as {
       heapStats(): {
         heapSize: number;
+        heapCapacity: number;
+        extraMemorySize: number;
         objectCount: number;
         objectTypeCounts: Record<string, number>;
       };
@@ -42,6 +44,10 @@ export function reportHeapOnSignal(proc: ProcessLike): void {
       `HEAP ${
         JSON.stringify({
           heapSize: s.heapSize,
+          heapCapacity: s.heapCapacity,
+          extraMemorySize: s.extraMemorySize,
+          rss: (globalThis as unknown as { process: { memoryUsage(): { rss: number } } }).process
+            .memoryUsage().rss,
           objectCount: s.objectCount,
           types: s.objectTypeCounts,
         })

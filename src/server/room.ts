@@ -294,7 +294,7 @@ export class Room {
 
   /**
    * Drop the snapshot cache unless a snapshot read it since the last call
-   * (the sweep calls this once a second).
+   * (the sweep calls this with each liveness check, once a second by default).
    */
   dropIdleCache(): void {
     if (!this.#presentRead) this.#presentParts = null;

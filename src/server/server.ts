@@ -276,7 +276,10 @@ export class PresenceServer {
   /** Presence hooks drained by this instance, by queue name. */
   #hooks = new Map<string, HookRunner>();
   #lastLiveness: number;
-  /** How often the liveness check runs (ms): it pings, so finer than T − I. */
+  /**
+   * How often the liveness check runs (ms): at most a second, and at most
+   * (T − I) / 2, since it also sends the pings.
+   */
   readonly #livenessMs: number;
   #lastLease: number;
   #lastCount: number;
@@ -2479,9 +2482,9 @@ export class PresenceServer {
         if (now >= member.memberExpiresAt!) this.#finish(member, "expired");
       }
       for (const sub of this.#stale) this.#tryCatchUp(sub, now);
-      const second = now - this.#lastLiveness >= this.#livenessMs;
+      const livenessDue = now - this.#lastLiveness >= this.#livenessMs;
       for (const room of this.#rooms.values()) {
-        if (second) room.dropIdleCache();
+        if (livenessDue) room.dropIdleCache();
         if (room.nativeCount > 0) this.#checkNative(room);
         if (room.settleUntil > 0 && now >= room.settleUntil && room.ready) {
           room.settleUntil = 0;
@@ -2490,7 +2493,7 @@ export class PresenceServer {
       }
       // After the rooms' native checks: the backlog bounds it reads include
       // what the rooms published to their topics.
-      if (second) {
+      if (livenessDue) {
         this.#checkLiveness(now, this.#lastLiveness);
         this.#lastLiveness = now;
         const r = this.#rates;
@@ -2571,8 +2574,9 @@ export class PresenceServer {
     });
   }
 
-  // Once a second over every connection (since the last check, at `since`),
-  // so only field reads unless there is something to act on: bufferedAmount
+  // Every `#livenessMs` (a second by default) over every connection, `since`
+  // being the last check, so only field reads unless there is something to
+  // act on: bufferedAmount
   // (a runtime call) only once the backlog bound could be over the limit,
   // the rooms' ttls only once the connection has been silent for the
   // shortest of them.

@@ -5,7 +5,7 @@
 // One seed replays exactly: `deno task sim --seed N`.
 
 import { PresenceServer } from "../../src/server/server.ts";
-import { PresenceClient } from "../../src/client/client.ts";
+import { PresenceClient, type PresenceResult } from "../../src/client/client.ts";
 import type { PresenceUpdate } from "../../src/client/sync.ts";
 import { applyMergePatch } from "../../src/merge_patch.ts";
 import type { Metadata } from "../../src/protocol.ts";
@@ -194,9 +194,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     const key = `${c.n}|${room}`;
     leavesAsked.set(key, (leavesAsked.get(key) ?? 0) + 1);
   };
-  const joinFailed = (c: SimClient, room: string, res: { success: boolean; error?: Error }) => {
-    const code = (res.error as { code?: string } | undefined)?.code;
-    if (!res.success && code === "store_error" && !c.joined.has(room)) allowLeave(c, room);
+  const joinFailed = (c: SimClient, room: string, res: PresenceResult) => {
+    if (res.error?.code === "store_error" && !c.joined.has(room)) allowLeave(c, room);
   };
   /** Connection ids cut for less than the grace period: no leave may be seen for them. */
   const blips = new Map<string, number>();

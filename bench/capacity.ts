@@ -38,6 +38,8 @@ const SWEEP_MS = arg("sweep", "100");
 const write = !Deno.args.includes("--no-write");
 const profile = Deno.args.includes("--profile");
 const command = `deno task bench:capacity${Deno.args.length ? " " + Deno.args.join(" ") : ""}`;
+// Logs, profiles and capacity.json go here (not in git: a fresh clone lacks it).
+Deno.mkdirSync(`${benchDir}out/prof`, { recursive: true });
 
 const deno = Deno.execPath();
 const bun = `${root}node_modules/.bin/bun`;

@@ -139,6 +139,7 @@ function perConnection(
 
 async function profile(target: string) {
   const prefix = `${root}bench/out/heap-${target}`;
+  Deno.mkdirSync(`${root}bench/out`, { recursive: true });
   const server = spawn([bun, FILES[target]!], SNAPSHOT ? { BENCH_HEAP_SNAPSHOT: prefix } : {});
   const out = lines(server);
   const port = await expect(out, "PORT");

@@ -13,7 +13,8 @@
 // state deliveries the generators received).
 //
 // Flags: --steps 1000,5000,10000,19500 --targets raw-bun,presently-bun,raw-deno,presently-deno
-// --gens 4 --fixed 10 --idle 10 --sweep 100 (Presently's sweepIntervalMs) --no-write
+// --gens 4 --fixed 10 --idle 10 --sweep 100 (Presently's sweepIntervalMs)
+// --batch 0 (Presently's batchIntervalMs; 0, the library's default, is off) --no-write
 // --profile (each server writes a CPU profile,
 // .cpuprofile and .md, to bench/out/prof/capacity-<target>-<C>.*)
 //
@@ -35,6 +36,8 @@ const IDLE_S = Number(arg("idle", "10"));
 // benchmark sweeps every 25 ms for its leave phase; a capacity figure is what
 // a deployment with the defaults gets. Up to 2026-12-07 this ran at 25 ms too.)
 const SWEEP_MS = arg("sweep", "100");
+// Presently's batchIntervalMs (server-side batching); 0, the default, is off.
+const BATCH_MS = arg("batch", "0");
 const write = !Deno.args.includes("--no-write");
 const profile = Deno.args.includes("--profile");
 const command = `deno task bench:capacity${Deno.args.length ? " " + Deno.args.join(" ") : ""}`;
@@ -222,6 +225,7 @@ async function measure(target: string, c: number): Promise<Row> {
   const r = Math.max(1, Math.round(c / 10));
   const server = limited(withProfile(SERVERS[target]!.cmd, `capacity-${target}-${c}`), {
     BENCH_SWEEP_MS: SWEEP_MS,
+    BENCH_BATCH_MS: BATCH_MS,
   }).spawn();
   // The server's stderr (errors it reports) is kept for each run.
   const log = await Deno.open(`${benchDir}out/capacity-${target}-${c}.log`, {
@@ -419,7 +423,9 @@ if (write) {
       new Date().toISOString().slice(0, 10)
     }, Deno ${Deno.version.deno}, ` +
     `${GENS} generator processes on Bun, ${FIXED_S} s fixed phase, Presently's sweep every ` +
-    `${SWEEP_MS} ms. Rooms: R = C/10, Zipf (s = 1) ` +
+    `${SWEEP_MS} ms${
+      BATCH_MS !== "0" ? `, batchIntervalMs ${BATCH_MS}` : ""
+    }. Rooms: R = C/10, Zipf (s = 1) ` +
     `membership. Every connection joined and subscribed to its room, with a state; fixed phase: one ` +
     `state per connection per 10 s, plus cursors (10 Hz) from 5 members of each room of 500+.\n\n` +
     table + "\n" + ratios + "\n![server RSS per connection](capacity.svg)\n\n<!-- capacity:end -->";

@@ -275,6 +275,78 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     await server.close();
   });
 
+  it("batchIntervalMs: a room sends at most one frame per interval, a quiet room's event goes at once, and every event arrives once, in order, within the interval", async () => {
+    const W = 20;
+    const { clock, server } = make({ batchIntervalMs: W });
+    const w = await connect(server);
+    const at: number[] = []; // virtual time of each ev frame to the watcher
+    const send = w.socket.send.bind(w.socket);
+    w.socket.send = (data: string) => {
+      if (data.startsWith('{"t":"ev"')) at.push(clock.now());
+      return send(data);
+    };
+    w.send("join", { room: "r", sub: true });
+    const pubs = await Promise.all([1, 2, 3].map(() => connect(server)));
+    for (const p of pubs) p.send("join", { room: "r" });
+    for (let i = 0; i < 5; i++) {
+      clock.advance(1);
+      await settle();
+    }
+    // Seeded random publishes: bursts (several in one ms), sparse ones, quiet gaps.
+    let seed = 7;
+    const rand = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+    const published = new Map<number, number>(); // request id -> virtual time sent
+    const framesBefore = at.length;
+    for (let t = 0; t < 600; t++) {
+      const burst = t % 200 < 120 ? (rand() < 0.3 ? 1 + Math.floor(rand() * 3) : 0) : 0;
+      for (let k = 0; k < burst; k++) {
+        const p = pubs[Math.floor(rand() * pubs.length)]!;
+        published.set(p.send("state", { room: "r", state: { t, k } }), clock.now());
+      }
+      clock.advance(1);
+      await settle();
+    }
+    clock.advance(W);
+    await settle();
+    // Every publish answered with a seq; the watcher got each seq once, in order.
+    const sent = new Map<number, number>(); // seq -> publish time
+    for (const [id, time] of published) {
+      const answer = pubs.map((p) => p.answer(id)).find((a) => a !== undefined);
+      assert.equal(answer?.t, "ok", `publish ${id}: ${JSON.stringify(answer)}`);
+      sent.set(answer!.seq as number, time);
+    }
+    const seqs = w.events("r").filter((e) => e[1] === "s").map((e) => e[0] as number);
+    assert.deepEqual(seqs, [...sent.keys()].sort((a, b) => a - b));
+    // At most one frame per W; each event within W of its publish (+1 ms steps).
+    const frames = at.slice(framesBefore);
+    for (let i = 1; i < frames.length; i++) {
+      assert.ok(frames[i]! - frames[i - 1]! >= W, `frames at ${frames[i - 1]} and ${frames[i]}`);
+    }
+    const evFrames = w.socket.sent.filter((f) => f.t === "ev").slice(framesBefore);
+    let batched = 0;
+    let immediate = 0;
+    evFrames.forEach((f, i) => {
+      const events = f.e as unknown[][];
+      if (events.length > 1) batched++;
+      for (const e of events) {
+        const lag = frames[i]! - sent.get(e[0] as number)!;
+        assert.ok(lag >= 0 && lag <= W + 1, `seq ${e[0]} waited ${lag} ms`);
+        if (lag <= 1) immediate++;
+      }
+    });
+    // Both paths ran: fuller frames in bursts, no wait after a quiet spell.
+    assert.ok(batched > 5, `only ${batched} frames carried more than one event`);
+    assert.ok(immediate >= 3, `only ${immediate} events went out at once`);
+    assert.ok(evFrames.length < sent.size, `${evFrames.length} frames for ${sent.size} events`);
+    await server.close();
+  });
+
+  it("batchIntervalMs outside 0..1000 is refused with bad_request", () => {
+    for (const batchIntervalMs of [-1, 1001, Number.NaN]) {
+      assert.throws(() => new PresenceServer({ batchIntervalMs }), { code: "bad_request" });
+    }
+  });
+
   it("a subscriber that subscribes mid-batch gets only events after its snapshot", async () => {
     const { server, step } = make();
     const w = await connect(server);

@@ -57,6 +57,30 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
     );
   });
 
+  it(
+    "with server-side batching (batchIntervalMs 20), keeps every guarantee over seeds 1..20; regression seed 1016 at 13 ms (a subscription whose view was dropped while it waited answered from a new view without its settle window: a false leave)",
+    {
+      timeout: 120_000,
+    },
+    async () => {
+      const runs = [
+        ...Array.from({ length: 20 }, (_, i) => ({ seed: i + 1, batchIntervalMs: 20 })),
+        { seed: 1016, batchIntervalMs: 13 },
+      ];
+      let checks = 0;
+      for (const { seed, batchIntervalMs } of runs) {
+        const r = await simulate({ seed, ops: OPS, batchIntervalMs });
+        assert.equal(
+          r.violation,
+          null,
+          `seed ${seed}: ${r.violation}\nreplay: deno task sim --seed ${seed} --ops ${OPS} --batch ${batchIntervalMs} --trace`,
+        );
+        checks += r.quietChecks;
+      }
+      assert.ok(checks >= 2 * runs.length, `only ${checks} quiet checks`);
+    },
+  );
+
   it("without faults, every presence hook event is delivered exactly once (seeds 1..10)", {
     timeout: 60_000,
   }, async () => {

@@ -24,6 +24,7 @@ export function benchPresence(env: (name: string) => string | undefined): Presen
     leaveGraceMs: num("BENCH_GRACE_MS", BENCH_SERVER.leaveGraceMs),
     sweepIntervalMs: num("BENCH_SWEEP_MS", BENCH_SERVER.sweepIntervalMs),
     countIntervalMs: num("BENCH_COUNT_MS", BENCH_SERVER.countIntervalMs),
+    batchIntervalMs: num("BENCH_BATCH_MS", 0),
     heartbeat: { intervalMs: heartbeatMs, timeoutMs: 3 * heartbeatMs },
     limits: {
       requestsPerSecond: BENCH_SERVER.requestsPerSecond,

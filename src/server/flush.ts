@@ -5,6 +5,12 @@
 // flushing never takes more than about half the time and a large room gets
 // fewer, fuller frames. An injected clock always gets its timer, so tests
 // drive the flush by hand.
+//
+// With a batch interval W (`batchIntervalMs` > 0), a room sends at most one
+// frame per W: an event in a room that sent a frame less than W ago waits
+// until W has passed since it (one timer for all such rooms, at the
+// earliest due), so every event that arrives meanwhile shares the frame. An
+// event in a room quiet for W or more goes out at once, as without W.
 
 import { type Clock, systemClock, type TimerHandle } from "../clock.ts";
 import type { FanoutContext, Room } from "./room.ts";
@@ -28,6 +34,8 @@ export interface FlushHost {
   closed(): boolean;
   /** A frame went out (a counter). */
   sent(): void;
+  /** A room sends at most one frame per this many ms (0: no batch interval). */
+  readonly batchIntervalMs: number;
   /** Fan-out threw. */
   failed(error: unknown): void;
   /** The room was flushed: drop its view if nobody needs it any more. */
@@ -44,6 +52,11 @@ export class FlushScheduler {
   #last = -Infinity;
   /** How long the last flush took (ms, capped): the next busy flush waits that long. */
   #cost = 0;
+  /** Rooms waiting out the batch interval since their last frame. */
+  readonly #held = new Set<Room>();
+  #heldTimer: TimerHandle | null = null;
+  /** When `#heldTimer` fires. */
+  #heldAt = Infinity;
 
   constructor(host: FlushHost) {
     this.#host = host;
@@ -53,9 +66,14 @@ export class FlushScheduler {
 
   /** The room has pending events: flush it in this tick's batch. */
   schedule(room: Room): void {
+    const clock = this.#host.clock;
+    const window = this.#host.batchIntervalMs;
+    if (window > 0 && !this.#dirty.has(room)) {
+      const due = room.flushedAt + window;
+      if (due > clock.now()) return this.#hold(room, due);
+    }
     this.#dirty.add(room);
     if (this.#timer !== null || this.#host.closed()) return;
-    const clock = this.#host.clock;
     const quiet = clock.now() - this.#last >= BUSY_FLUSH_MS;
     this.#immediate = this.#useImmediate && quiet;
     this.#timer = this.#immediate
@@ -77,6 +95,7 @@ export class FlushScheduler {
   /** Flush one room now (before a snapshot or a reload, so nothing is sent twice). */
   flushRoom(room: Room): void {
     if (room.pending.length === 0) return;
+    room.flushedAt = this.#host.clock.now();
     try {
       room.flush(this.#host.fanout);
       this.#host.sent();
@@ -89,13 +108,49 @@ export class FlushScheduler {
   /** The room's view is gone: nothing of it is flushed any more. */
   forget(room: Room): void {
     this.#dirty.delete(room);
+    this.#held.delete(room);
   }
 
-  /** Cancel the pending flush (the server closes). */
+  /** Cancel the pending flushes (the server closes). */
   stop(): void {
+    if (this.#heldTimer !== null) this.#host.clock.clearTimeout(this.#heldTimer);
+    this.#heldTimer = null;
+    this.#held.clear();
     if (this.#timer === null) return;
     if (this.#immediate) IMMEDIATE.clearImmediate?.(this.#timer);
     else this.#host.clock.clearTimeout(this.#timer);
     this.#timer = null;
+  }
+
+  /** The room sent a frame less than the batch interval ago: flush it at `due`. */
+  #hold(room: Room, due: number): void {
+    this.#held.add(room);
+    if (due >= this.#heldAt || this.#host.closed()) return;
+    const clock = this.#host.clock;
+    if (this.#heldTimer !== null) clock.clearTimeout(this.#heldTimer);
+    this.#heldAt = due;
+    this.#heldTimer = clock.setTimeout(() => this.#release(), due - clock.now());
+  }
+
+  /** Flush the held rooms whose interval has passed; wait for the rest. */
+  #release(): void {
+    this.#heldTimer = null;
+    this.#heldAt = Infinity;
+    const clock = this.#host.clock;
+    const now = clock.now();
+    const window = this.#host.batchIntervalMs;
+    let next = Infinity;
+    for (const room of this.#held) {
+      const due = room.flushedAt + window;
+      if (due > now) {
+        next = Math.min(next, due);
+        continue;
+      }
+      this.#held.delete(room);
+      this.flushRoom(room);
+    }
+    if (next === Infinity || this.#host.closed()) return;
+    this.#heldAt = next;
+    this.#heldTimer = clock.setTimeout(() => this.#release(), next - now);
   }
 }

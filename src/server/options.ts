@@ -339,6 +339,18 @@ export interface PresenceServerOptions {
   sweepIntervalMs?: number;
   /** Throttle of `mode: "count"` updates. Default 1000 ms. */
   countIntervalMs?: number;
+  /**
+   * Server-side batching: each room sends at most one event frame per this
+   * many ms, to all its subscribers. An event in a room that sent a frame
+   * less than this long ago waits for the rest of the interval, and every
+   * event that arrives meanwhile goes in the same frame; an event in a
+   * quieter room goes out at once. Fewer, fuller frames cost less CPU per
+   * delivery (most on Deno, which writes each frame to each socket itself)
+   * for at most this much more latency. Answers, snapshots and pings are
+   * never held. Default 0 (off: rooms flush every tick, as events come); at
+   * most 1000.
+   */
+  batchIntervalMs?: number;
   /** Overrides of the default limits. */
   limits?: Partial<PresenceLimits>;
   /** Time source. Default: the system clock. */

@@ -110,6 +110,8 @@ export class Room {
   early: PresenceEvent[] = [];
   pending: WireEvent[] = [];
   pendingFirstSeq = 0;
+  /** When the room last sent its pending events (`FlushScheduler`, for the batch interval). */
+  flushedAt = -Infinity;
   countDirty = false;
   loading: Promise<void> | null = null;
   unwatch: (() => void) | null = null;

@@ -175,6 +175,8 @@ type FreshSnapshot = RoomSnapshot & { viewSeq: number };
 
 /** Longest a subscription waits for a store reset's settle window (ms). */
 const MAX_SETTLE_WAIT_MS = 5_000;
+/** Longest `batchIntervalMs` (ms): it adds to every event's latency. */
+const MAX_BATCH_INTERVAL_MS = 1_000;
 /** Events held for a room whose view is loading; past this, reload instead. */
 const MAX_EARLY = 10_000;
 /**
@@ -353,6 +355,13 @@ export class PresenceServer {
     this.#storeTimeoutMs = options.storeTimeoutMs ?? this.#leaseTtlMs / 4;
     this.#sweepMs = options.sweepIntervalMs ?? 100;
     this.#countMs = options.countIntervalMs ?? 1000;
+    const batchIntervalMs = options.batchIntervalMs ?? 0;
+    if (!(batchIntervalMs >= 0 && batchIntervalMs <= MAX_BATCH_INTERVAL_MS)) {
+      throw new PresenceError(
+        "bad_request",
+        `batchIntervalMs must be between 0 and ${MAX_BATCH_INTERVAL_MS}`,
+      );
+    }
     const key = options.userKey;
     this.#userOf = key === undefined
       ? null
@@ -373,6 +382,7 @@ export class PresenceServer {
     this.#flusher = new FlushScheduler({
       clock: this.#clock,
       fanout: this.#fanout,
+      batchIntervalMs,
       closed: () => this.#closed,
       sent: () => void this.#stats.framesOut++,
       failed: (e) => this.#report("internal", "Fan-out failed", e),
@@ -1601,9 +1611,15 @@ export class PresenceServer {
         if (!(await this.#allowed(track, conn, f.room))) throw forbidden(f.room);
         let room = await this.#room(f.room);
         const count = f.mode === "count";
-        const seen = room;
-        const fresh = count ? null : await this.#fresher(room, f.q);
-        if (this.#rooms.get(f.room) !== seen) room = await this.#room(f.room); // gone meanwhile
+        let fresh = count ? null : await this.#fresher(room, f.q);
+        // The view was dropped meanwhile (nobody subscribed, its last events
+        // flushed): ask the new one, which must wait out a settle window as
+        // any new view does (seed 1016: it answered a store read lacking a
+        // live member whose instance had not registered again yet).
+        while (this.#rooms.get(f.room) !== room) {
+          room = await this.#room(f.room);
+          fresh = count ? null : await this.#fresher(room, f.q);
+        }
         const sub = this.#subscribe(conn, room, f.users === true, count);
         conn.send(
           count ? encodeOk(f.id, room.counts()) : this.#snapshotFor(okHead(f.id), room, sub, fresh),
@@ -1956,6 +1972,10 @@ export class PresenceServer {
    * retried with backoff while anyone here needs the room.
    */
   #load(room: Room): void {
+    // Events applied to the view so far go out before anything of the
+    // reload: held back (a batch interval, or a store answering within the
+    // tick), they would follow the new view's snapshot, a step back in time.
+    this.#flusher.flushRoom(room);
     room.ready = false;
     if (room.retry !== null) {
       this.#clock.clearTimeout(room.retry as TimerHandle);

@@ -4,6 +4,7 @@
 //   deno task sim --seeds 100000       a long run: seeds 1..100000
 //   deno task sim --seed 17 --trace    replay one seed, printing every step
 //   deno task sim --from 500 --seeds 50 --ops 600
+//   deno task sim --batch 50           with the servers' batchIntervalMs at 50
 //
 // Exits 1 on the first violation, printing it with the command that replays it.
 
@@ -19,6 +20,8 @@ const from = Number(flag("from") ?? 1);
 const count = Number(flag("seeds") ?? 40);
 const ops = Number(flag("ops") ?? 300);
 const trace = args.includes("--trace");
+const batchIntervalMs = Number(flag("batch") ?? 0);
+const replayFlags = batchIntervalMs > 0 ? ` --batch ${batchIntervalMs}` : "";
 const seeds = one !== undefined ? [Number(one)] : Array.from({ length: count }, (_, i) => from + i);
 
 let wall = 0;
@@ -28,7 +31,7 @@ let hooks = 0;
 let dupes = 0;
 const faults: Record<string, number> = {};
 for (const seed of seeds) {
-  const r = await simulate({ seed, ops, trace });
+  const r = await simulate({ seed, ops, trace, batchIntervalMs });
   wall += r.wallMs;
   checks += r.quietChecks;
   virtual += r.virtualMs;
@@ -38,7 +41,7 @@ for (const seed of seeds) {
   if (r.violation) {
     console.log(`seed ${seed}: VIOLATION after ${r.ops} ops (${r.wallMs.toFixed(0)} ms)`);
     console.log(r.violation);
-    console.log(`replay: deno task sim --seed ${seed} --ops ${ops} --trace`);
+    console.log(`replay: deno task sim --seed ${seed} --ops ${ops}${replayFlags} --trace`);
     Deno.exit(1);
   }
   if (seeds.length <= 50 || seed % 100 === 0) {

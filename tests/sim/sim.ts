@@ -25,6 +25,8 @@ export interface SimOptions {
   faults?: boolean;
   /** Print each operation. */
   trace?: boolean;
+  /** The servers' `batchIntervalMs` (default 0: off). */
+  batchIntervalMs?: number;
 }
 
 /** What one run found. */
@@ -275,6 +277,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       leaseTtlMs: LEASE,
       sweepIntervalMs: SWEEP,
       countIntervalMs: COUNT_MS,
+      batchIntervalMs: options.batchIntervalMs ?? 0,
       userKey: "user",
       authenticate: (req) => {
         const user = new URL(req.url).searchParams.get("user");

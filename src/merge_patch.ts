@@ -1,12 +1,12 @@
 // RFC 7386 JSON merge patch, safe for "__proto__" keys.
 
 function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
+  return value != null && typeof value == "object" && !Array.isArray(value);
 }
 
 function put(target: Record<string, unknown>, key: string, value: unknown) {
   // Plain assignment to "__proto__" would change the prototype.
-  if (key === "__proto__") {
+  if (key == "__proto__") {
     Object.defineProperty(target, key, {
       value,
       enumerable: true,

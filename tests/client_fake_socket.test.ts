@@ -632,14 +632,55 @@ describe("PresenceClient: heartbeat", () => {
     assert.equal(net.sockets.length, 1);
     assert.equal(ws.closeCode, null);
     await until(() => net.sockets.length === 2, 500);
-    // Not before the deadline, counted from the last frame the client got
-    // (counting from after the loop's last sleep made a slow timer look early).
+    // Not before the deadline, counted from the last ping the client got
+    // (counting from after the loop's last sleep made a slow timer look early):
+    // no ping or answer for (I + T) / 2 = 45 ms is a dead link (before
+    // 2026-12-07 the client waited for T = 80 ms of silence).
     assert.ok(
-      Date.now() - lastPingAt >= 80,
+      Date.now() - lastPingAt >= (10 + 80) / 2,
       `reconnected ${Date.now() - lastPingAt} ms after the last ping`,
     );
     assert.equal(ws.closeCode, 4408);
     assert.equal(net.last().url.searchParams.get("resume"), "token-c1-1");
+  });
+});
+
+describe("PresenceClient: heartbeat, events alone", () => {
+  it("resumes once no ping or answer came for (I + T) / 2, even while events keep arriving (simulation seed 40454)", async () => {
+    // The server closes a connection T after it last heard from it. Events
+    // keep the link looking alive from the client's side while its own
+    // frames may be lost: waiting for T of silence could resume past the
+    // server's grace window, a leave for a live client.
+    const I = 40, T = 200;
+    const net = fakeNet();
+    const client = makeClient(net);
+    const p = client.connect();
+    const ws = net.last();
+    ws.hello("c1", { hb: [I, T] });
+    await p;
+    const events = setInterval(() => ws.emit({ t: "ev", r: "elsewhere", e: [] }), 10);
+    try {
+      // Pings on the server's schedule (one per I of our silence): alive.
+      let lastPingAt = Date.now();
+      for (let i = 0; i < 8; i++) {
+        await sleep(I);
+        lastPingAt = Date.now();
+        ws.emit({ t: "ping" });
+      }
+      assert.equal(net.sockets.length, 1, "pings on schedule keep the link");
+      // The pings stop (our pongs are lost); events still arrive every 10 ms.
+      await until(() => net.sockets.length === 2, 1000);
+      const after = Date.now() - lastPingAt;
+      assert.ok(
+        after >= (I + T) / 2 && after < T,
+        `resumed ${after} ms after the last ping: not before (I + T) / 2, well before T`,
+      );
+      assert.equal(ws.closeCode, 4408);
+      assert.equal(net.last().url.searchParams.get("resume"), "token-c1-1");
+    } finally {
+      clearInterval(events);
+      client.close();
+    }
   });
 });
 
@@ -996,6 +1037,29 @@ describe("PresenceClient: shared subscriptions and holds", () => {
     assert.deepEqual(ws.ops(), ["sub"]);
     await client.unsubscribePresence("r");
     assert.deepEqual(ws.ops(), ["sub", "unsub"], "the last one unsubscribes");
+  });
+
+  it("a joinRoom whose join landed but whose subscription failed leaves again: the server would keep it in the room (found when an instrumented simulation run, seed 10302, made a sub fail)", async () => {
+    let subs = 0;
+    const net = fakeNet((f) => {
+      if (f.op === "sub") return subs++ === 0 ? { c: 0, u: 0 } : new Error("forbidden");
+      return f.op === "join" ? { present: [] } : {};
+    });
+    const { client, ws } = await open(net);
+    const counted = await client.subscribePresence("r", () => {}, { mode: "count" });
+    assert.equal(counted.success, true);
+    // Needs members: widens the shared subscription with a second `sub`, which fails.
+    const r = await client.joinRoom("r", () => {});
+    assert.equal(r.success, false);
+    assert.equal(r.error?.code, "forbidden");
+    await until(() => ws.ops().includes("leave"));
+    assert.deepEqual(ws.ops(), ["sub", "join", "sub", "leave"]);
+    // Not joined as far as the client knows, so a reconnect restores nothing.
+    ws.drop();
+    await until(() => net.sockets.length === 2);
+    net.last().hello("c2");
+    await sleep(20);
+    assert.ok(!net.last().ops().includes("join"), `no join restored: ${net.last().ops()}`);
   });
 
   it("a listener that needs more widens the subscription; count listeners get counts from the view", async () => {

@@ -148,8 +148,11 @@ if (!D) {
         assert.deepEqual(errors, []);
         await a.ctx.close();
         await b.ctx.close();
-        // Both pages gone: the room empties.
-        const deadline = Date.now() + 5_000;
+        // Both pages gone: the room empties. A page closed with its context
+        // may drop its socket without a close frame (seen under the full
+        // suite's load): that leave comes after leaveGraceMs (5 s, the
+        // default) as GUARANTEES.md promises, so wait for it and a margin.
+        const deadline = Date.now() + 5_000 + 3_000;
         while ((await served.presence.getPresentConnections(room)).length > 0) {
           if (Date.now() > deadline) throw new Error("room did not empty");
           await new Promise((r) => setTimeout(r, 50));

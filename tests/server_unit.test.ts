@@ -86,8 +86,8 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     await server.close();
   });
 
-  it("pings a connection only once it has been silent for the interval: a busy one never, an idle one within I + (T − I) / 2 + one sweep", async () => {
-    const I = 1000, T = 3000, S = 100; // the check's period is min(1000, I, (T − I) / 2) = 1000
+  it("pings a connection only once it has been silent for the interval: a busy one never, an idle one within I + (T − I) / 4 + one sweep", async () => {
+    const I = 1000, T = 3000, S = 100; // the check's period is min(1000, I, (T − I) / 4) = 500
     const { server, step, clock } = make({
       heartbeat: { intervalMs: I, timeoutMs: T },
       sweepIntervalMs: S,
@@ -118,7 +118,7 @@ describe("PresenceServer core (fake sockets, manual clock)", () => {
     assert.equal(pings(busy), 0, "a connection sending requests is answered, never pinged");
     assert.ok(pings(idle) >= 5 && pings(idle) <= 12, `one ping per silence: ${pings(idle)}`);
     assert.ok(
-      wait.get(idle)! <= I + (T - I) / 2 + S,
+      wait.get(idle)! <= I + (T - I) / 4 + S,
       `the idle client waited ${wait.get(idle)} ms for a frame`,
     );
     assert.equal(idle.socket.closed, null);

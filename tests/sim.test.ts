@@ -58,7 +58,7 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
   });
 
   it(
-    "with server-side batching (batchIntervalMs 20), keeps every guarantee over seeds 1..20; regression seed 1016 at 13 ms (a subscription whose view was dropped while it waited answered from a new view without its settle window: a false leave)",
+    "with server-side batching (batchIntervalMs 20), keeps every guarantee over seeds 1..20; regression seeds 1016 at 13 ms (a subscription whose view was dropped while it waited answered from a new view without its settle window: a false leave), 40454 at 7 ms and 10302 at 20 ms (a client in a busy room whose link died silently waited for T without any frame and resumed after the server's grace window: a false leave)",
     {
       timeout: 120_000,
     },
@@ -66,6 +66,8 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
       const runs = [
         ...Array.from({ length: 20 }, (_, i) => ({ seed: i + 1, batchIntervalMs: 20 })),
         { seed: 1016, batchIntervalMs: 13 },
+        { seed: 40454, batchIntervalMs: 7 },
+        { seed: 10302, batchIntervalMs: 20 },
       ];
       let checks = 0;
       for (const { seed, batchIntervalMs } of runs) {

@@ -380,9 +380,11 @@ const call = <T, U>(fn: (arg: T, more?: U) => void, arg: T, more?: U): void => {
  * client rejoins its rooms, republishes its states (with what is left of
  * their `expireAfter`) and resubscribes, then sends the queue.
  *
- * Liveness: every `ping` is answered with `pong`; when no frame arrives for
- * the `timeoutMs` announced in `hello`, the socket is treated as dead and
- * replaced at once.
+ * Liveness: every `ping` is answered with `pong`; when no `ping` or answer
+ * arrives for (`pingIntervalMs` + `timeoutMs`) / 2 (from `hello`), the
+ * socket is treated as dead and replaced at once (resumed). Events do not
+ * count: they do not show that the server still hears this client
+ * (docs/PROTOCOL.md).
  *
  * Updates include this connection's own events; filter on
  * {@link PresenceClient.connectionId} if needed.
@@ -433,7 +435,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
   #lastId = 0; // last request id
   #attempts = 0; // reconnect attempts in a row
   #deadline = 0; // liveness deadline, ms
-  #lastFrame = 0; // time of the last inbound frame
+  #lastFrame = 0; // time of the last ping, answer or hello
   #beatTimer?: Timer; // liveness timer
   #retryTimer?: Timer; // reconnect timer
   #requests = new Map<number, Req>(); // requests, queued and in flight
@@ -700,8 +702,9 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     }
     if (error) {
       held.delete(hold);
-      // A call that fails lists nothing (its join may have, above).
-      if (!had) this.#rooms.delete(room);
+      // A call that fails lists nothing, and undoes a join it made above
+      // (its subscription failed): the server would keep it joined.
+      if (!had && this.#rooms.delete(room)) this.#request({ op: "leave", room });
       return { success: false, present: [], error };
     }
     list();
@@ -1167,7 +1170,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /** The current socket ended without close(). */
   #lost(code: number): void {
-    const o = this.#options, r = o.reconnect || undefined, cid = this.#cid;
+    const o = this.#options, r = o.reconnect || null, cid = this.#cid;
     // A refusal after the upgrade (4401, e.g. token_expired) with `auth`:
     // dial again at once with a fresh answer; a second in a row is final.
     const again = code == CLOSE_UNAUTHORIZED && o.auth && !this.#refused++;
@@ -1176,7 +1179,7 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
     this.#open = false;
     clearTimeout(this.#beatTimer);
     if (
-      !again && (!cid || o.reconnect === false || code == CLOSE_BAD_VERSION ||
+      !again && (!cid || o.reconnect == false || code == CLOSE_BAD_VERSION ||
         code == CLOSE_UNAUTHORIZED ||
         this.#attempts >= (r?.maxRetries as number)) // `>= undefined` is false: no limit
     ) return this.#finish(code == CLOSE_UNAUTHORIZED ? "unauthorized" : "closed");
@@ -1204,7 +1207,6 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /** Handle one inbound frame; never throws. */
   #message(data: unknown): void {
-    this.#lastFrame = Date.now();
     try {
       const f = JSON.parse(data as string) as ServerFrame;
       const sub = this.#subs.get((f as { r: string }).r);
@@ -1212,9 +1214,11 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
         case "hello":
           return this.#hello(f);
         case "ping":
+          this.#lastFrame = Date.now();
           return this.#ws!.send('{"op":"pong"}');
         case "ok":
         case "err": {
+          this.#lastFrame = Date.now();
           return this.#requests.get(f.id!)?.settle(f as Answer);
         }
         case "ev":
@@ -1246,14 +1250,18 @@ export class PresenceClient<State = unknown, Meta extends Metadata = Metadata> {
 
   /** A socket is open: restore what a fresh connection lost, flush the queue. */
   #hello(f: Extract<ServerFrame, { t: "hello" }>): void {
-    const now = Date.now();
+    const now = this.#lastFrame = Date.now();
     this.#cid = f.cid;
     this.#token = f.token;
     this.#resumed = f.resumed;
     this.#attempts = this.#refused = 0;
     this.#open = true;
-    if ((this.#deadline = f.hb?.[1]) > 0) this.#beat(this.#deadline);
-    else clearTimeout(this.#beatTimer);
+    // The server pings within I + (T − I) / 4 + a sweep of our silence and
+    // closes us T after it last heard us: no ping or answer for (I + T) / 2
+    // is a dead link. (Waiting for T of silence, events included, could
+    // resume past the server's grace window: a leave for a live client.)
+    // (Without a valid `hb`, about a day: no liveness check.)
+    this.#beat(this.#deadline = (f.hb[0] + f.hb[1]) / 2 || 1e8);
     if (!f.resumed) {
       // A new connection: restore rooms, own states and subscriptions first.
       for (const [room, own] of this.#rooms) {

@@ -177,7 +177,7 @@ export function applySnapshot<State, Meta extends Metadata>(
     // Only members' states matter: a state without a member is not shown.
     for (const id of members.keys()) {
       const state = states.get(id) ?? null;
-      if (JSON.stringify(oldS.get(id) ?? null) !== JSON.stringify(state)) {
+      if (JSON.stringify(oldS.get(id) ?? null) != JSON.stringify(state)) {
         out.push({ type: "state", room, connectionId: id, state, seq });
       }
     }
@@ -234,7 +234,7 @@ export function applyEvent<State, Meta extends Metadata>(
   const [seq, kind, id, value] = ev;
   const { room, members, states, users } = view;
   const updates: PresenceUpdate<State, Meta>[] = [];
-  if (!view.ready || view.resync || (kind !== "u" && seq > view.seq + 1)) {
+  if (!view.ready || view.resync || (kind != "u" && seq > view.seq + 1)) {
     // Dropping the oldest keeps memory bounded; the replay after the next
     // snapshot finds out whether a dropped event was actually needed.
     if (view.buffer.push(ev) > view.maxBuffer) {
@@ -244,7 +244,7 @@ export function applyEvent<State, Meta extends Metadata>(
     if (view.ready) view.resync = true;
     return { updates, gap: view.ready };
   }
-  if (kind === "u") {
+  if (kind == "u") {
     if (value) users.add(id);
     else users.delete(id);
     updates.push({
@@ -254,7 +254,7 @@ export function applyEvent<State, Meta extends Metadata>(
     });
   } else if (seq > view.seq) {
     view.seq = seq;
-    if (kind === "j") {
+    if (kind == "j") {
       // A member kept through a server's store reset joins again: no news.
       if (!members.has(id)) {
         updates.push({
@@ -266,7 +266,7 @@ export function applyEvent<State, Meta extends Metadata>(
         });
       }
       members.set(id, value as Meta);
-    } else if (kind === "l") {
+    } else if (kind == "l") {
       // One that is not a member (a ghost a server left out of its view after
       // a store rollback, dropped now) leaves nothing: no news either.
       if (members.delete(id)) {
@@ -275,7 +275,7 @@ export function applyEvent<State, Meta extends Metadata>(
       }
     } else if (members.has(id)) {
       // Only members have a state: one for anyone else would outlive them.
-      const state = (kind === "p" ? applyMergePatch(states.get(id) ?? null, value) : value) as
+      const state = (kind == "p" ? applyMergePatch(states.get(id) ?? null, value) : value) as
         | State
         | null;
       if (state === null) {

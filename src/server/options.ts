@@ -107,7 +107,11 @@ export interface HeartbeatOptions {
    * instead). Default 10000.
    */
   intervalMs?: number;
-  /** A connection silent for this long is closed (4408). Default 30000. */
+  /**
+   * A connection silent for this long is closed (4408). Default 30000. The
+   * client takes no ping or answer for (intervalMs + timeoutMs) / 2 as a
+   * dead link and resumes.
+   */
   timeoutMs?: number;
 }
 

@@ -280,7 +280,9 @@ export class PresenceServer {
   #lastLiveness: number;
   /**
    * How often the liveness check runs (ms): at most a second, and at most
-   * (T − I) / 2, since it also sends the pings.
+   * (T − I) / 4, since it also sends the pings: a client that hears no ping
+   * or answer for (I + T) / 2 takes its link for dead (docs/PROTOCOL.md), so
+   * the check's period plus a sweep must stay well inside (T − I) / 2.
    */
   readonly #livenessMs: number;
   #lastLease: number;
@@ -349,7 +351,7 @@ export class PresenceServer {
         "Heartbeat timeoutMs must be greater than intervalMs",
       );
     }
-    this.#livenessMs = Math.min(1000, this.#intervalMs, (this.#timeoutMs - this.#intervalMs) / 2);
+    this.#livenessMs = Math.min(1000, this.#intervalMs, (this.#timeoutMs - this.#intervalMs) / 4);
     this.#graceMs = options.leaveGraceMs ?? 5000;
     this.#leaseTtlMs = options.leaseTtlMs ?? 10_000;
     this.#storeTimeoutMs = options.storeTimeoutMs ?? this.#leaseTtlMs / 4;
@@ -2617,7 +2619,7 @@ export class PresenceServer {
       // heard from lately sent a pong or a request, and every request is
       // answered, so it heard from us too: a busy one is never pinged. A
       // client then waits at most I + this check's period + one sweep for
-      // a frame (the period is at most (T − I) / 2).
+      // a ping or an answer (the period is at most (T − I) / 4).
       const pingAt = conn.lastSeen + this.#intervalMs;
       if (pingAt > since && pingAt <= now) conn.send(PING_FRAME);
       if (silent <= this.#minTtl) continue;

@@ -2017,10 +2017,15 @@ export class PresenceServer {
           ? this.#settleUntil
           : 0;
         if (!keep) room.settleUntil = 0;
-        for (const ev of early) this.#applyToRoom(room, ev);
-        if (!room.ready) return; // a gap among the early events started a reload
+        // Subscribers get the new view first, then the events that follow
+        // it: applied before the resyncs, those events would be flushed
+        // ahead of the snapshot, against a view (its users) the subscriber
+        // does not have yet (seed 160178: a userOnline for a user it still
+        // showed online, whom the reload had dropped).
         const links = [...room.links];
         for (const [, sub] of links) if (sub) this.#resync(sub);
+        for (const ev of early) this.#applyToRoom(room, ev);
+        if (!room.ready) return; // a gap among the early events started a reload
         room.countDirty = true;
         const present = new Set(snap.present.map((p) => p.id));
         for (const [conn] of links) {

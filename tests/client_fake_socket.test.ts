@@ -1039,7 +1039,7 @@ describe("PresenceClient: shared subscriptions and holds", () => {
     assert.deepEqual(ws.ops(), ["sub", "unsub"], "the last one unsubscribes");
   });
 
-  it("a joinRoom whose join landed but whose subscription failed leaves again: the server would keep it in the room (found when an instrumented simulation run, seed 10302, made a sub fail)", async () => {
+  it("a joinRoom whose join landed but whose subscription failed leaves again: the server would keep it in the room (found reviewing the client after an instrumented simulation run, seed 10302, made a join fail after it landed)", async () => {
     let subs = 0;
     const net = fakeNet((f) => {
       if (f.op === "sub") return subs++ === 0 ? { c: 0, u: 0 } : new Error("forbidden");

@@ -2355,6 +2355,10 @@ export class PresenceServer {
       this.#flusher.schedule(room);
     } else if (result === "gap") {
       // Missed events from another instance: reload, then resync subscribers.
+      // Until then the view is not complete: were the store to reset now, it
+      // could not answer subscriptions in the settle window (seed 170055: a
+      // join it missed was left out of such an answer, a false leave).
+      room.kept = false;
       this.#flusher.flushRoom(room);
       room.early.push(ev);
       this.#load(room);

@@ -125,19 +125,23 @@ export class FlushScheduler {
   /** The room sent a frame less than the batch interval ago: flush it at `due`. */
   #hold(room: Room, due: number): void {
     this.#held.add(room);
-    if (due >= this.#heldAt || this.#host.closed()) return;
+    if (due < this.#heldAt) this.#releaseAt(due);
+  }
+
+  /** (Re)arm the one timer of the held rooms for `at`. */
+  #releaseAt(at: number): void {
+    if (this.#host.closed()) return;
     const clock = this.#host.clock;
     if (this.#heldTimer !== null) clock.clearTimeout(this.#heldTimer);
-    this.#heldAt = due;
-    this.#heldTimer = clock.setTimeout(() => this.#release(), due - clock.now());
+    this.#heldAt = at;
+    this.#heldTimer = clock.setTimeout(() => this.#release(), at - clock.now());
   }
 
   /** Flush the held rooms whose interval has passed; wait for the rest. */
   #release(): void {
     this.#heldTimer = null;
     this.#heldAt = Infinity;
-    const clock = this.#host.clock;
-    const now = clock.now();
+    const now = this.#host.clock.now();
     const window = this.#host.batchIntervalMs;
     let next = Infinity;
     for (const room of this.#held) {
@@ -149,8 +153,6 @@ export class FlushScheduler {
       this.#held.delete(room);
       this.flushRoom(room);
     }
-    if (next === Infinity || this.#host.closed()) return;
-    this.#heldAt = next;
-    this.#heldTimer = clock.setTimeout(() => this.#release(), next - now);
+    if (next < Infinity) this.#releaseAt(next);
   }
 }

@@ -2358,8 +2358,8 @@ export class PresenceServer {
       // Until then the view is not complete: were the store to reset now, it
       // could not answer subscriptions in the settle window (seed 170055: a
       // join it missed was left out of such an answer, a false leave).
+      // (`#load` flushes what the view already applied first.)
       room.kept = false;
-      this.#flusher.flushRoom(room);
       room.early.push(ev);
       this.#load(room);
     }
@@ -2607,10 +2607,9 @@ export class PresenceServer {
 
   // Every `#livenessMs` (a second by default) over every connection, `since`
   // being the last check, so only field reads unless there is something to
-  // act on: bufferedAmount
-  // (a runtime call) only once the backlog bound could be over the limit,
-  // the rooms' ttls only once the connection has been silent for the
-  // shortest of them.
+  // act on: bufferedAmount (a runtime call) only once the backlog bound could
+  // be over the limit, the rooms' ttls only once the connection has been
+  // silent for the shortest of them.
   #checkLiveness(now: number, since: number): void {
     const maxPending = this.#limits.maxPendingBytes;
     for (const conn of this.#conns.values()) {

@@ -32,16 +32,14 @@ function put(target: Record<string, unknown>, key: string, value: unknown) {
  */
 export function applyMergePatch(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return patch;
-  const result: Record<string, unknown> = {};
-  if (isObject(target)) {
-    for (const key of Object.keys(target)) put(result, key, target[key]);
-  }
+  // Spreads and computed keys define own properties: "__proto__" too.
+  let result: Record<string, unknown> = isObject(target) ? { ...target } : {};
   for (const key of Object.keys(patch)) {
     const value = patch[key];
     if (value === null) delete result[key];
     else {
       const current = Object.hasOwn(result, key) ? result[key] : undefined;
-      put(result, key, applyMergePatch(current, value));
+      result = { ...result, [key]: applyMergePatch(current, value) };
     }
   }
   return result;

@@ -449,6 +449,13 @@ export interface WireSnapshot {
   states: Array<[string, unknown]>;
   /** Online user ids, when the server groups by user and it was asked. */
   users?: string[];
+  /**
+   * Set (`1`) on a snapshot sent in a store reset's settle window: the
+   * server's view may lack members still being registered again, so the
+   * client keeps the members (and users) it has that the snapshot lacks,
+   * until a snapshot without `k` (the server sends one when the window ends).
+   */
+  k?: 1;
 }
 
 /** A frame the server sends. */

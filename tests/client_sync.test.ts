@@ -291,6 +291,32 @@ describe("resync (snapshot on a ready view)", () => {
     ]);
   });
 
+  it("a snapshot with k (a store reset's settle window) keeps the members, states and users it lacks; the next one without k drops them", () => {
+    const view = createRoomView("r");
+    applySnapshot(view, snap(5, ["a", "m"], [["m", { x: 1 }]], ["ada", "max"]));
+    // The answering instance never saw m (it missed the store's life m
+    // joined in): m, its state and its user stay, without a leave.
+    const kept = applySnapshot(view, { ...snap(2, ["a", "b"], [], ["ada", "bo"]), k: 1 });
+    assert.deepEqual(kept, [
+      { type: "join", room: "r", connectionId: "b", meta: { name: "b" }, seq: 2 },
+      { type: "userOnline", room: "r", userId: "bo" },
+    ]);
+    assert.deepEqual([...view.members.keys()].sort(), ["a", "b", "m"]);
+    assert.deepEqual(view.states.get("m"), { x: 1 });
+    assert.deepEqual([...view.users].sort(), ["ada", "bo", "max"]);
+    assert.equal(view.seq, 2);
+    // m's instance registers it again: a join for a member it has, and its
+    // user coming online, are no news (seed 185: userOnline twice).
+    assert.deepEqual(apply(view, [3, "j", "m", { name: "m" }], [3, "u", "max", 1]), []);
+    // The window's end: a full snapshot; who is not in it now left.
+    const end = applySnapshot(view, snap(4, ["a", "b"], [], ["ada", "bo"]));
+    assert.deepEqual(end, [
+      { type: "leave", room: "r", connectionId: "m", seq: 4 },
+      { type: "userOffline", room: "r", userId: "max" },
+    ]);
+    assert.equal(view.states.has("m"), false);
+  });
+
   it("replays events buffered during the resync after the diff", () => {
     const view = ready(1, ["a"]);
     assert.equal(applyEvent(view, [3, "j", "c", {}]).gap, true);

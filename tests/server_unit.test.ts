@@ -10,6 +10,8 @@ import {
   MemoryPresenceStore,
   PresenceServer,
   type PresenceServerOptions,
+  type PresenceStore,
+  type StoreListener,
 } from "../mod.ts";
 import { encodeEvents, eventTails, type WireEvent } from "../src/protocol.ts";
 import { Connection } from "../src/server/connection.ts";
@@ -827,5 +829,100 @@ describe("Room view (one record per member: metadata, state, join seq)", () => {
         assert.equal(room.counts().c, members.size, where);
       }
     }
+  });
+});
+
+/**
+ * A memory store that can restart empty, as Redis does after `SHUTDOWN
+ * NOSAVE`: a new inner store, the feed and room watches moved onto it, and
+ * the reset listeners told.
+ */
+function restartable(): { store: PresenceStore; restart(): void } {
+  let inner = new MemoryPresenceStore();
+  const listeners = new Set<StoreListener>();
+  const resets = new Set<(instanceId?: string) => void>();
+  const watched = new Map<string, () => void>();
+  let unfeed = inner.subscribe((ev) => listeners.forEach((l) => l(ev)));
+  const own: Partial<PresenceStore> = {
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
+    watchRoom(room) {
+      watched.set(room, inner.watchRoom(room));
+      return () => {
+        watched.get(room)?.();
+        watched.delete(room);
+      };
+    },
+    onReset(listener) {
+      resets.add(listener);
+      return () => void resets.delete(listener);
+    },
+  };
+  const store = new Proxy(own, {
+    get: (target, key) => {
+      if (key in target) return target[key as keyof PresenceStore];
+      const value = (inner as unknown as Record<string | symbol, unknown>)[key];
+      return typeof value === "function" ? value.bind(inner) : value;
+    },
+  }) as PresenceStore;
+  return {
+    store,
+    restart() {
+      unfeed();
+      inner = new MemoryPresenceStore();
+      unfeed = inner.subscribe((ev) => listeners.forEach((l) => l(ev)));
+      for (const room of watched.keys()) watched.set(room, inner.watchRoom(room));
+      resets.forEach((l) => l());
+    },
+  };
+}
+
+describe("store reset: the settle window's snapshots", () => {
+  it("carry k while the window lasts (the client keeps what they lack), and the reload ending it resyncs everyone without k", async () => {
+    const lease = 3000;
+    const { store, restart } = restartable();
+    const { server, step } = make({ store, leaseTtlMs: lease });
+    const a = await connect(server);
+    const b = await connect(server);
+    a.send("join", { room: "r", sub: true });
+    b.send("join", { room: "r" });
+    await step(10);
+    const first = a.socket.sent.find((f) => f.t === "ok" && "present" in f)!;
+    assert.equal(first.k, undefined, "no k outside a window");
+
+    restart();
+    await step(10);
+    // The reload after the reset resyncs the subscriber: a window snapshot.
+    const inWindow = a.socket.sent.filter((f) => f.t === "snap" && f.r === "r");
+    assert.ok(inWindow.length >= 1, "a resync after the reset");
+    assert.ok(inWindow.every((f) => f.k === 1), JSON.stringify(inWindow));
+    // A new subscription in the window is answered from the kept view, with k.
+    const c = await connect(server);
+    const id = c.send("sub", { room: "r" });
+    await step(10);
+    const answer = c.answer(id)!;
+    assert.equal(answer.t, "ok");
+    assert.equal(answer.k, 1);
+    assert.deepEqual(
+      (answer.present as { id: string }[]).map((p) => p.id).sort(),
+      [a.cid, b.cid].sort(),
+    );
+
+    // The window ends: one reload, and every subscriber gets a snapshot without k.
+    const before = a.socket.sent.length;
+    const beforeC = c.socket.sent.length;
+    for (let t = 0; t < lease + 500; t += 100) await step(100);
+    const after = a.socket.sent.slice(before).filter((f) => f.t === "snap" && f.r === "r");
+    const afterC = c.socket.sent.slice(beforeC).filter((f) => f.t === "snap" && f.r === "r");
+    assert.ok(after.length >= 1 && afterC.length >= 1, "a resync when the window ends");
+    assert.equal(after.at(-1)!.k, undefined);
+    assert.equal(afterC.at(-1)!.k, undefined);
+    assert.deepEqual(
+      (after.at(-1)!.present as { id: string }[]).map((p) => p.id).sort(),
+      [a.cid, b.cid].sort(),
+    );
+    await server.close();
   });
 });

@@ -100,12 +100,12 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
   });
 
   it(
-    "regression seeds outside the fixed set: 124 (a state write that timed out landed after the state expired), 308 (a server-owned member missing from a view on an instance started after a store restart: the documented limit), 2301 (a connection that left, then joined again in a store that lost everything and started its seqs over, was taken for a rolled-back ghost and left out of a view), 4932 (a server-owned member added in the same tick as the presence hook joined before the hook's registration reached the store: not queued, by contract; the harness had expected it), 30123 (a joinRoom with a callback answered just before a fresh reconnect, its subscription still pending: the new connection never joined the room the client believed it was in), 60216 (the harness: a join that failed with store_error landed after all and was undone with a leave, which a stalled subscriber saw after the client's next join; by contract, not a false leave)",
+    "regression seeds outside the fixed set: 124 (a state write that timed out landed after the state expired), 308 (a server-owned member missing from a view on an instance started after a store restart: the documented limit), 2301 (a connection that left, then joined again in a store that lost everything and started its seqs over, was taken for a rolled-back ghost and left out of a view), 4932 (a server-owned member added in the same tick as the presence hook joined before the hook's registration reached the store: not queued, by contract; the harness had expected it), 30123 (a joinRoom with a callback answered just before a fresh reconnect, its subscription still pending: the new connection never joined the room the client believed it was in), 60216 (the harness: a join that failed with store_error landed after all and was undone with a leave, which a stalled subscriber saw after the client's next join; by contract, not a false leave), 2510 (a store reset while an instance's view lagged the answer it had given a subscriber from a fresh store read: the reload's snapshot lacked two members the subscriber had, a false leave; window snapshots now carry k, and the client keeps them)",
     {
       timeout: 60_000,
     },
     async () => {
-      for (const seed of [124, 308, 2301, 4932, 30123, 60216]) {
+      for (const seed of [124, 308, 2301, 4932, 30123, 60216, 2510]) {
         const r = await simulate({ seed, ops: OPS });
         assert.equal(r.violation, null, `seed ${seed}: ${r.violation}`);
       }

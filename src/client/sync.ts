@@ -136,7 +136,9 @@ export function createRoomView<
  * Replace the view with a snapshot, then replay buffered events newer than it.
  * On a view that was ready before (a resync) the returned updates are the
  * difference between the old and the new view, so a connection present in
- * both is never reported as a leave plus a join.
+ * both is never reported as a leave plus a join. A snapshot with `k` (sent
+ * in a store reset's settle window) keeps the members, states and users the
+ * view has that it lacks, until a snapshot without `k`.
  *
  * @param view The view to update.
  * @param snap The snapshot from a `sub` answer or a `snap` frame.
@@ -164,10 +166,15 @@ export function applySnapshot<State, Meta extends Metadata>(
   const users = snap.users ? new Set(snap.users) : oldU;
   const out: PresenceUpdate<State, Meta>[] = [];
   if (view.ready) {
-    for (const id of oldM.keys()) {
-      if (!members.has(id)) {
-        out.push({ type: "leave", room, connectionId: id, seq });
-      }
+    // A snapshot with `k` comes in a store reset's settle window: the
+    // server's view may lack members whose instances have not registered
+    // them again yet. Ours are kept until the snapshot that ends the window.
+    for (const [id, meta] of oldM) {
+      if (members.has(id)) continue;
+      if (snap.k) {
+        members.set(id, meta);
+        if (oldS.has(id)) states.set(id, oldS.get(id)!);
+      } else out.push({ type: "leave", room, connectionId: id, seq });
     }
     for (const [id, meta] of members) {
       if (!oldM.has(id)) {
@@ -182,7 +189,9 @@ export function applySnapshot<State, Meta extends Metadata>(
       }
     }
     for (const userId of oldU) {
-      if (!users.has(userId)) out.push({ type: "userOffline", room, userId });
+      if (users.has(userId)) continue;
+      if (snap.k) users.add(userId);
+      else out.push({ type: "userOffline", room, userId });
     }
     for (const userId of users) {
       if (!oldU.has(userId)) out.push({ type: "userOnline", room, userId });
@@ -245,13 +254,17 @@ export function applyEvent<State, Meta extends Metadata>(
     return { updates, gap: view.ready };
   }
   if (kind == "u") {
-    if (value) users.add(id);
-    else users.delete(id);
-    updates.push({
-      type: value ? "userOnline" : "userOffline",
-      room,
-      userId: id,
-    });
+    // No news for a user already shown so: one a `k` snapshot kept comes
+    // online again when its member is registered again.
+    if (users.has(id) != !!value) {
+      if (value) users.add(id);
+      else users.delete(id);
+      updates.push({
+        type: value ? "userOnline" : "userOffline",
+        room,
+        userId: id,
+      });
+    }
   } else if (seq > view.seq) {
     view.seq = seq;
     if (kind == "j") {

@@ -1593,7 +1593,9 @@ export class PresenceServer {
           // back in time, so the view's snapshot always does.
           const sub = this.#subscribe(conn, room, f.users === true, count);
           conn.send(
-            count ? encodeOk(f.id, room.counts()) : room.snapshotFrame(okHead(f.id), sub.users),
+            count
+              ? encodeOk(f.id, room.counts())
+              : this.#viewSnapshot(room, okHead(f.id), sub.users),
           );
         } else if (count) {
           conn.send(encodeOk(f.id, room.counts()));
@@ -2124,12 +2126,25 @@ export class PresenceServer {
     }
   }
 
+  /**
+   * The view's snapshot frame. In a store reset's settle window it carries
+   * `k`: the view may lack members whose instances have not registered them
+   * again yet, or that this instance never saw (a store life it missed, the
+   * restarts noticed as one), so the client keeps the members it has that
+   * the snapshot lacks. The reload that ends the window resyncs every
+   * subscriber with a snapshot without `k`.
+   */
+  #viewSnapshot(room: Room, head: string, users: boolean): string {
+    if (room.settleUntil > this.#clock.now()) head += '"k":1,';
+    return room.snapshotFrame(head, users);
+  }
+
   /** The snapshot answer for a new subscription: the view's, or a fresher one. */
   #snapshotFor(head: string, room: Room, sub: Subscription, fresh: FreshSnapshot | null): string {
     // The view moved on since the read (its own events may land in the same
     // tick) and is at least as new: it answers, consistent with `fromSeq`.
     if (!fresh || (room.seq !== fresh.viewSeq && room.seq >= fresh.seq)) {
-      return room.snapshotFrame(head, sub.users);
+      return this.#viewSnapshot(room, head, sub.users);
     }
     // Events the view has yet to apply up to the fresh seq are in the answer.
     if (fresh.seq > room.seq) {
@@ -2374,7 +2389,7 @@ export class PresenceServer {
     // the events.
     if (sub.freshAt === this.#resets && sub.fromSeq > room.seq) return;
     this.#flusher.flushRoom(room);
-    const frame = room.snapshotFrame(snapHead(room.name), sub.users);
+    const frame = this.#viewSnapshot(room, snapHead(room.name), sub.users);
     sub.staleSince = null;
     this.#stale.delete(sub);
     room.setNative(sub, false);
@@ -2562,10 +2577,13 @@ export class PresenceServer {
     this.#lastLease = -Infinity; // renew at the next sweep
     const until = this.#settleUntil = this.#clock.now() + this.#leaseTtlMs;
     for (const room of this.#rooms.values()) {
-      // Only a complete view has members to keep meanwhile: one loaded
-      // before the reset, and not itself built (unkept) in an earlier window.
-      room.kept = (room.ready && !(room.incompleteUntil > this.#clock.now())) ||
-        (room.kept && room.settleUntil > 0);
+      // Only a complete view has members to keep meanwhile: one loaded since
+      // the previous reset (a view still reloading after it never saw that
+      // store's life: seed 250276, two restarts 500 ms apart, missed a join
+      // made in between and answered a subscription without it), and not
+      // itself built (unkept) in an earlier window.
+      room.kept = room.ready && room.loadedAt === this.#resets - 1 &&
+        !(room.incompleteUntil > this.#clock.now());
       room.settleUntil = until;
       this.#flusher.flushRoom(room);
       if (room.loading) room.reloadAgain = true;

@@ -516,12 +516,15 @@ export class SharedStore {
     this.#unfeed = this.#attach();
     for (const [room, w] of this.#watches) w.off = this.inner.watchRoom(room);
     // Each instance is cut off until its client reconnects, which is when it
-    // notices: until then its calls fail and its feed is silent.
+    // notices: until then its calls fail and its feed is silent. A reconnect
+    // lands in the store's latest life, so one that comes after a further
+    // restart (late, or held by a stall) notices both at once, as a Redis
+    // client does: the later notice is then not repeated.
     for (const v of this.views) {
       v.lastFeedAt = 0;
       const at = this.sched.now + this.rng.int(1, detectWithinMs);
-      v.reconnectingUntil = at;
-      this.sched.setTimeout(() => v.fireReset(), at - this.sched.now);
+      v.reconnectingUntil = Math.max(v.reconnectingUntil, at);
+      this.sched.setTimeout(() => v.fireRestart(), at - this.sched.now);
     }
   }
 }
@@ -547,6 +550,7 @@ export class FaultStore implements PresenceStore {
     readonly instanceId: () => string,
   ) {
     shared.views.add(this);
+    this.restartsNoticed = shared.resets;
   }
 
   /** Stop delivering to this handle (its process died). */
@@ -572,6 +576,19 @@ export class FaultStore implements PresenceStore {
   #deliver(ev: PresenceEvent): void {
     if (this.detached) return;
     for (const l of this.#listeners) l(ev);
+  }
+
+  /** Restarts of the shared store this handle has noticed. */
+  restartsNoticed = 0;
+
+  /** This handle reconnected after a store restart: it notices every one so far, once. */
+  fireRestart(): void {
+    this.inst.wrap(() => {
+      if (this.detached || this.restartsNoticed === this.shared.resets) return;
+      this.restartsNoticed = this.shared.resets;
+      this.reconnectingUntil = Math.min(this.reconnectingUntil, this.shared.sched.now);
+      this.fireReset();
+    })();
   }
 
   fireReset(): void {

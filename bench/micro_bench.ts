@@ -1,5 +1,6 @@
-// Micro benchmarks (`deno task bench:micro`): the wire protocol, one event
-// fanned out to 1000 local subscribers on fake sockets, and the memory store.
+// Micro benchmarks (`deno task bench:micro`): the wire protocol and a state
+// merge patch, one event fanned out to 1000 local subscribers on fake
+// sockets, and the memory store.
 
 import {
   ManualClock,
@@ -9,6 +10,7 @@ import {
   type SocketLike,
 } from "../mod.ts";
 import { encodeEvents, parseClientFrame, type WireEvent } from "../src/protocol.ts";
+import { applyMergePatch } from "../src/merge_patch.ts";
 
 const LIMITS = { maxFrameBytes: 65536, maxStateBytes: 16384, maxJsonDepth: 16, maxRoomLength: 256 };
 const STATE_FRAME =
@@ -33,6 +35,12 @@ Deno.bench("protocol: encode a frame of 1 event", { group: "protocol" }, () => {
 
 Deno.bench("protocol: encode a frame of 30 events", { group: "protocol" }, () => {
   encodeEvents("doc:1", MANY);
+});
+
+Deno.bench("protocol: merge-patch a cursor into a state", { group: "protocol" }, () => {
+  applyMergePatch({ cursor: { x: 1, y: 2 }, typing: false, name: "ada" }, {
+    cursor: { x: 3, y: 4 },
+  });
 });
 
 // ---------------------------------------------------------------------------

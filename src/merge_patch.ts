@@ -32,14 +32,17 @@ function put(target: Record<string, unknown>, key: string, value: unknown) {
  */
 export function applyMergePatch(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return patch;
-  // Spreads and computed keys define own properties: "__proto__" too.
+  // A spread copies "__proto__" as a plain own property, and a computed key
+  // in a literal defines one; assigning it would set the prototype instead.
   let result: Record<string, unknown> = isObject(target) ? { ...target } : {};
   for (const key of Object.keys(patch)) {
     const value = patch[key];
     if (value === null) delete result[key];
     else {
       const current = Object.hasOwn(result, key) ? result[key] : undefined;
-      result = { ...result, [key]: applyMergePatch(current, value) };
+      const next = applyMergePatch(current, value);
+      if (key == "__proto__") result = { ...result, [key]: next };
+      else result[key] = next;
     }
   }
   return result;

@@ -9,6 +9,24 @@ interface ProcessLike {
 
 let snapshots = 0;
 
+/**
+ * With BENCH_HEAP_TRACE=<ms> (Bun only), print `TRACE <ms since start>
+ * <heapSize> <heapCapacity> <extraMemorySize>` on stderr every <ms>, without
+ * forcing a collection: for bench/storm_timeline.ts.
+ */
+export function traceHeap(proc: ProcessLike): void {
+  const every = Number(proc.env?.BENCH_HEAP_TRACE ?? 0);
+  if (!(every > 0) || !(globalThis as { Bun?: unknown }).Bun) return;
+  const t0 = performance.now();
+  import("bun:jsc" as string).then((jsc) => {
+    setInterval(() => {
+      const s = jsc.heapStats();
+      const t = Math.round(performance.now() - t0);
+      console.error(`TRACE ${t} ${s.heapSize} ${s.heapCapacity} ${s.extraMemorySize}`);
+    }, every);
+  });
+}
+
 /** Install the SIGUSR2 heap report (Bun only). */
 export function reportHeapOnSignal(proc: ProcessLike): void {
   const bun = (globalThis as unknown as {

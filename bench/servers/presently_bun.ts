@@ -3,7 +3,7 @@
 
 import { bunPresence } from "../../src/adapters/bun.ts";
 import { benchPresence } from "./_presently.ts";
-import { reportHeapOnSignal } from "./_heap.ts";
+import { reportHeapOnSignal, traceHeap } from "./_heap.ts";
 
 interface BunLike {
   env: Record<string, string | undefined>;
@@ -26,3 +26,4 @@ console.log(`PORT ${srv.port}`);
 // Exit on SIGTERM so `--cpu-prof` can write its profile.
 proc.on("SIGTERM", () => proc.exit(0));
 reportHeapOnSignal(proc);
+traceHeap(proc);

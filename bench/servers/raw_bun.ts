@@ -3,7 +3,7 @@
 // event is its own frame.
 
 import { hello, parseRequest, randomId, RawRoom } from "./_raw_room.ts";
-import { reportHeapOnSignal } from "./_heap.ts";
+import { reportHeapOnSignal, traceHeap } from "./_heap.ts";
 
 interface Ws {
   data: { cid: string; rooms: Set<RawRoom> };
@@ -66,3 +66,4 @@ const srv: Srv = Bun.serve({
 console.log(`PORT ${srv.port}`);
 proc.on("SIGTERM", () => proc.exit(0));
 reportHeapOnSignal(proc);
+traceHeap(proc);

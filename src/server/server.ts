@@ -2214,13 +2214,12 @@ export class PresenceServer {
           () => this.#ensureLeft(conn, name, "leave"),
         );
         if (ev) this.#applyLocal(ev);
-        if (ev && (conn.finished || !conn.inRoom(name))) {
-          const undo = await this.#persist(
-            () => this.#store.leave(name, conn.id, "leave", t),
-            () => !this.#closed,
-          );
-          if (undo) this.#applyLocal(undo);
-        }
+        // Left (or finished) while the join was on its way: undo it through
+        // the connection's queue, which skips the leave should the client
+        // join that room again meanwhile. A leave sent here directly undid
+        // such a join, made between this join landing and the leave
+        // landing (seed 604311 at batch 7: a false leave).
+        if (ev && (conn.finished || !conn.inRoom(name))) this.#ensureLeft(conn, name, "leave");
       }
       // Own states go through the queue, ordered with the client's own
       // writes. Not awaited: a queue held up by a waiting request must not

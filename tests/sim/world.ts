@@ -543,6 +543,8 @@ export class FaultStore implements PresenceStore {
   detached = false;
   /** After a store restart, until this handle has reconnected. */
   reconnectingUntil = 0;
+  /** Restarts of the shared store this handle has noticed (all of them before it was made). */
+  restartsNoticed: number;
 
   constructor(
     readonly shared: SharedStore,
@@ -577,9 +579,6 @@ export class FaultStore implements PresenceStore {
     if (this.detached) return;
     for (const l of this.#listeners) l(ev);
   }
-
-  /** Restarts of the shared store this handle has noticed. */
-  restartsNoticed = 0;
 
   /** This handle reconnected after a store restart: it notices every one so far, once. */
   fireRestart(): void {

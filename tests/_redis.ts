@@ -17,8 +17,9 @@ export interface RedisServer {
   /**
    * Stop it and start a new one on the same port: empty, or with `dir`, from
    * the last `SAVE` there (as a failover to a replica that lags would).
+   * `whileDown` runs after the stop, before the start.
    */
-  restart(): Promise<void>;
+  restart(whileDown?: () => Promise<void>): Promise<void>;
 }
 
 /** The redis-server binary the tests use. */
@@ -156,8 +157,9 @@ export async function startRedis(options: { dir?: string } = {}): Promise<RedisS
     port,
     pid: () => current?.process.pid ?? -1,
     stop,
-    async restart() {
+    async restart(whileDown) {
       await stop();
+      await whileDown?.();
       for (let attempt = 0; attempt < 50; attempt++) {
         current = await launch(port, extra);
         if (current !== null) return;

@@ -926,3 +926,62 @@ describe("store reset: the settle window's snapshots", () => {
     await server.close();
   });
 });
+
+describe("lease fence: a process that stalled past its lease", () => {
+  /** A clock whose reading can jump ahead without running timers, as after a stall. */
+  class StallClock extends ManualClock {
+    stalledFor = 0;
+    override now(): number {
+      return super.now() + this.stalledFor;
+    }
+  }
+
+  it("renews before it writes again, so a crash right after leaves no ghost", async () => {
+    const store = new MemoryPresenceStore();
+    const clockA = new StallClock();
+    const clockB = new ManualClock();
+    // A's feed: not read while A is stalled.
+    let stalled = false;
+    const feedA: PresenceStore = new Proxy(store, {
+      get(target, key) {
+        if (key === "subscribe") {
+          return (listener: StoreListener) => target.subscribe((ev) => stalled || listener(ev));
+        }
+        const value = Reflect.get(target, key);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const a = new PresenceServer({ clock: clockA, store: feedA, leaseTtlMs: 3_000 });
+    const b = new PresenceServer({ clock: clockB, store, leaseTtlMs: 3_000 });
+    a.trackPresence(/^.+$/);
+    b.trackPresence(/^.+$/);
+    await settle();
+    const ada = await connect(a);
+    ada.send("join", { room: "r" });
+    await settle();
+    assert.deepEqual((await store.snapshot("r", clockB.now())).present.length, 1);
+    // A stalls 10 s: nothing of it runs, and B reaps it meanwhile.
+    stalled = true;
+    for (let t = 0; t < 10_000; t += 500) {
+      clockB.advance(500);
+      await settle();
+    }
+    assert.deepEqual((await store.snapshot("r", clockB.now())).present, []);
+    // A wakes up, and the first thing it does is a client's join, before
+    // its own sweep: its lease is two thirds of a lease old or more.
+    clockA.stalledFor = 10_000;
+    ada.send("join", { room: "r2" });
+    await settle();
+    assert.equal((await store.snapshot("r2", clockB.now())).present.length, 1);
+    // A dies right there, before it read the rest of its feed. Its lease,
+    // renewed before the join, lapses and B reaps the member; written
+    // without the lease, it would stay for good.
+    for (let t = 0; t < 10_000; t += 500) {
+      clockB.advance(500);
+      await settle();
+    }
+    assert.deepEqual((await store.snapshot("r2", clockB.now())).present, []);
+    assert.deepEqual((await store.snapshot("r", clockB.now())).present, []);
+    await b.close();
+  });
+});

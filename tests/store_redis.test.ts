@@ -361,6 +361,81 @@ if (missing === null) {
       assert.equal(resets, 1);
     });
 
+    // The write fence (sim seed 900110): a join made while Redis is down
+    // waits in the client's offline queue and would land in the restarted
+    // Redis before the instance's lease there. Should the instance crash
+    // then, no sweep would ever reap the member: a ghost for good.
+    it("a join made while Redis restarts lands only after the instance's lease is renewed", async () => {
+      const p = prefix();
+      const a = store(p);
+      const b = store(p);
+      let resets = 0;
+      a.onReset(() => resets++);
+      await a.renewLease("i1", 1_000, Date.now());
+      await a.join("lobby", "c0", "i1", {}, Date.now());
+      let joining: Promise<PresenceEvent | null> | null = null;
+      let settled = false;
+      await server.restart(async () => {
+        await new Promise((r) => setTimeout(r, 200)); // the client notices the drop
+        joining = a.join("lobby", "c1", "i1", {}, Date.now());
+        joining.then(() => (settled = true), () => (settled = true));
+      });
+      await waitUntil(() => resets > 0, 10_000, "onReset");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(settled, false, "the join waits for the lease");
+      await waitUntil(
+        async () => {
+          try {
+            return (await b.snapshot("lobby", Date.now())).present.length === 0;
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        "b reads the restarted Redis",
+      );
+      await a.renewLease("i1", 1_000, Date.now());
+      const ev = await joining!;
+      assert.equal(ev?.type, "join");
+      assert.deepEqual((await b.snapshot("lobby", Date.now())).present.map((m) => m.id), ["c1"]);
+      // The instance dies without renewing again: its member is reaped.
+      await a.close();
+      await b.sweep(Date.now() + 2_000);
+      assert.deepEqual((await b.snapshot("lobby", Date.now())).present, []);
+    });
+
+    it("a join made while Redis restarts leaves nothing behind if the instance dies before renewing", async () => {
+      const p = prefix();
+      const a = store(p);
+      const b = store(p);
+      let resets = 0;
+      a.onReset(() => resets++);
+      await a.renewLease("i1", 1_000, Date.now());
+      let joining: Promise<PresenceEvent | null> | null = null;
+      await server.restart(async () => {
+        await new Promise((r) => setTimeout(r, 200));
+        joining = a.join("lobby", "c1", "i1", {}, Date.now());
+        joining.catch(() => {});
+      });
+      await waitUntil(() => resets > 0, 10_000, "onReset");
+      await new Promise((r) => setTimeout(r, 300));
+      await a.close(); // a crash before the renewal
+      await assert.rejects(joining!, (e) => e instanceof PresenceError && e.code === "closed");
+      await waitUntil(
+        async () => {
+          try {
+            await b.sweep(Date.now() + 60_000);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        "b sweeps the restarted Redis",
+      );
+      assert.deepEqual((await b.snapshot("lobby", Date.now())).present, []);
+    });
+
     it("a renewal that finds its lease reaped triggers onReset", async () => {
       const p = prefix();
       const a = store(p);

@@ -258,11 +258,14 @@ export class PresenceServer {
   #sweeping = false;
   #renewal: Promise<void> | null = null;
   /**
-   * The store holds our lease, as far as we know. Entries are written only
-   * while it does: an entry of an instance without a lease is never reaped,
-   * so it would outlive us as a ghost.
+   * Until when the store holds our lease, as far as we know: two thirds of a
+   * lease after the last renewal that succeeded was sent, leaving the last
+   * third for a write to land. Entries are written only while it does: an
+   * entry of an instance without a lease is never reaped, so it would
+   * outlive us as a ghost. A process that stalled past it (others may have
+   * reaped us) renews before it writes again.
    */
-  #leaseHeld = false;
+  #leaseUntil = -Infinity;
   /** Store resets noticed so far. */
   #resets = 0;
   /** The last store call failed (an outage, or reconnecting after a restart). */
@@ -405,7 +408,7 @@ export class PresenceServer {
       this.#lastCount =
         now;
     this.#ready = this.#store.renewLease(this.instanceId, this.#leaseTtlMs, now)
-      .then(() => void (this.#leaseHeld = true), (e) => {
+      .then(() => void (this.#leaseUntil = now + this.#leaseTtlMs * 2 / 3), (e) => {
         this.#lastLease = -Infinity; // retry at the next sweep
         this.#report("store_error", "Lease registration failed", e);
       });
@@ -542,7 +545,7 @@ export class PresenceServer {
    */
   async #writeMetadata(conn: Connection): Promise<void> {
     try {
-      if (!this.#leaseHeld) await this.#renewNow();
+      if (!this.#leaseHeld()) await this.#renewNow();
       await this.#putMetadata(conn);
     } catch (e) {
       this.#report("store_error", "Metadata write failed", e);
@@ -559,7 +562,7 @@ export class PresenceServer {
     for (;;) {
       const meta = conn.publicMeta;
       if (conn.finished) return;
-      if (!this.#leaseHeld) await this.#renewNow();
+      if (!this.#leaseHeld()) await this.#renewNow();
       await this.#timed(() => this.#store.setMetadata(conn.id, this.instanceId, meta));
       if (conn.publicMeta === meta) return;
     }
@@ -1720,7 +1723,7 @@ export class PresenceServer {
     if (ev === "not_member" && conn.inRoom(f.room)) {
       // The store lost this membership (a reset, or a reap while we were
       // cut off) and re-registration has not run yet: register it now.
-      if (!this.#leaseHeld) await this.#renewNow();
+      if (!this.#leaseHeld()) await this.#renewNow();
       const jev = await this.#timed(() =>
         this.#store.join(f.room, conn.id, this.instanceId, conn.publicMeta, now, conn.userId)
       );
@@ -1773,9 +1776,9 @@ export class PresenceServer {
     // any wait, since a store reset in between drops it.
     let room: Room;
     do {
-      if (!this.#leaseHeld) await this.#renewNow();
+      if (!this.#leaseHeld()) await this.#renewNow();
       room = await this.#room(name);
-    } while (!this.#leaseHeld);
+    } while (!this.#leaseHeld());
     if (conn.inRoom(name) || conn.finished) return { room, joined: false };
     // The view's name, not the frame's copy of it: one string for all its members.
     conn.addRoom(room.name);
@@ -2198,7 +2201,7 @@ export class PresenceServer {
         const ev = await this.#persist(
           async () => {
             // A reset during this run drops the lease: renew before writing.
-            if (!this.#leaseHeld) await this.#renewNow();
+            if (!this.#leaseHeld()) await this.#renewNow();
             return await this.#store.join(
               name,
               conn.id,
@@ -2302,16 +2305,24 @@ export class PresenceServer {
     if (ev && ev !== "not_member") this.#applyLocal(ev);
   }
 
+  /** The store holds our lease long enough for a write to land (see `#leaseUntil`). */
+  #leaseHeld(): boolean {
+    return this.#clock.now() < this.#leaseUntil;
+  }
+
   /** Renew our lease now, once for everyone waiting: registering needs it held. */
   #renewNow(): Promise<void> {
-    this.#renewal ??= this.#timed(() =>
-      this.#store.renewLease(this.instanceId, this.#leaseTtlMs, this.#clock.now())
+    const sent = this.#clock.now();
+    this.#renewal ??= this.#timed(
+      () => this.#store.renewLease(this.instanceId, this.#leaseTtlMs, sent),
+      undefined,
+      false,
     ).then(() => {
-      this.#leaseHeld = true;
+      this.#leaseUntil = sent + this.#leaseTtlMs * 2 / 3;
       this.#lastLease = this.#clock.now();
     }, (e) => {
       // Not known to be held; retried at the next sweep, not a third of a lease later.
-      this.#leaseHeld = false;
+      this.#leaseUntil = -Infinity;
       this.#lastLease = -Infinity;
       throw e;
     }).finally(() => (this.#renewal = null));
@@ -2571,7 +2582,7 @@ export class PresenceServer {
    */
   #onStoreReset(): void {
     if (this.#closed) return;
-    this.#leaseHeld = false;
+    this.#leaseUntil = -Infinity;
     this.#resets++;
     this.#lastLease = -Infinity; // renew at the next sweep
     const until = this.#settleUntil = this.#clock.now() + this.#leaseTtlMs;
@@ -2751,9 +2762,11 @@ export class PresenceServer {
    * Every store call goes through here: latency stats, failures as
    * `store_error`, and a deadline. A call past its deadline fails, but it
    * may still land: calls made after it wait until it settles (within their
-   * own deadline), so a stale write never lands after a newer one.
+   * own deadline), so a stale write never lands after a newer one. Lease
+   * renewals (`ordered` false) do not wait: a store's write fence may hold
+   * a late write until our lease is renewed.
    */
-  async #timed<T>(call: () => Promise<T>, onLate?: () => void): Promise<T> {
+  async #timed<T>(call: () => Promise<T>, onLate?: () => void, ordered = true): Promise<T> {
     const start = performance.now();
     let p: Promise<T> | undefined, expired: PresenceError | undefined;
     // Checked by the sweep (every sweepIntervalMs), not a timer per call.
@@ -2765,7 +2778,9 @@ export class PresenceServer {
     deadline.catch(() => {});
     this.#deadlines.add(entry);
     try {
-      if (this.#late.size > 0) await Promise.race([Promise.allSettled(this.#late), deadline]);
+      if (ordered && this.#late.size > 0) {
+        await Promise.race([Promise.allSettled(this.#late), deadline]);
+      }
       const result = await Promise.race([p = call(), deadline]);
       this.#storeFailing = false;
       return result;

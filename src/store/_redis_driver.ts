@@ -12,6 +12,12 @@ export interface RedisDriver {
    * sent after another is applied after it without waiting for its reply.
    */
   readonly ordered: boolean;
+  /**
+   * False while the command connection of a single Redis is down: commands
+   * sent meanwhile wait in the client's offline queue (always true on a
+   * cluster).
+   */
+  up(): boolean;
   /** Run one command; `key` routes it to its slot's node on a cluster. */
   command(args: string[], key?: string): Promise<unknown>;
   /** Subscribe the pub/sub connection to a channel. */
@@ -28,6 +34,13 @@ export interface DriverHooks {
   message(channel: string, message: string): void;
   /** A connection came back after a loss (subscriptions are restored). */
   reconnected(which: "command" | "pubsub"): void;
+  /**
+   * The command connection of a single Redis dropped after it was up
+   * (node-redis; Bun tells nothing, see `RedisDriver.up`): commands sent
+   * until `reconnected` wait in the client's offline queue and land in
+   * whatever Redis comes back, before the store could check it.
+   */
+  lost?(): void;
   /** A connection failed (reported once per outage). */
   error(error: unknown): void;
   /**
@@ -58,6 +71,7 @@ interface BunRedisClient {
   subscribe(channel: string, listener: BunListener): Promise<unknown>;
   unsubscribe(channel: string): Promise<unknown>;
   close(): void;
+  readonly connected: boolean;
   onconnect: (() => void) | null;
   onclose: ((error: Error) => void) | null;
 }
@@ -113,6 +127,8 @@ async function bunDriver(
   return {
     kind: "bun",
     ordered: true,
+    // Bun reports no drop (onclose fires only once it gives up), so writes ask.
+    up: () => cmd.connected,
     command: ([name, ...args]) => cmd.send(name!, args),
     async subscribe(channel) {
       channels.add(channel);
@@ -134,6 +150,7 @@ async function bunDriver(
 // -- npm redis (node-redis) -------------------------------------------------
 
 interface NodeRedisClient {
+  readonly isReady: boolean;
   connect(): Promise<unknown>;
   sendCommand(args: string[]): Promise<unknown>;
   duplicate(): NodeRedisClient;
@@ -177,6 +194,7 @@ async function nodeRedisDriver(
     client.on("error", (error) => {
       if (closed || failing) return;
       failing = true;
+      if (which === "command" && ready > 0) hooks.lost?.();
       hooks.error(error);
     });
     client.on("ready", () => {
@@ -193,6 +211,7 @@ async function nodeRedisDriver(
   return {
     kind: "node-redis",
     ordered: true,
+    up: () => cmd.isReady,
     command: (args) => cmd.sendCommand(args),
     subscribe: (channel) => sub.subscribe(channel, onMessage),
     unsubscribe: (channel) => sub.unsubscribe(channel),
@@ -306,6 +325,7 @@ async function clusterDriver(
   };
   return {
     kind: "node-redis-cluster",
+    up: () => true,
     ordered: false,
     command: (args, key) => cluster.sendCommand(key, false, args),
     async subscribe(channel) {

@@ -291,7 +291,10 @@ function time(value: number, what: string): string {
  *   epoch key is gone or changed, or the instance's lease is missing), or a
  *   watched room moved on further than its log reaches, the `onReset`
  *   listeners run so the server re-registers its live presence and reloads
- *   its room views.
+ *   its room views. Writes that create entries (`join`, `setMetadata`) wait
+ *   while the connection is down, and after a loss until their instance's
+ *   lease is renewed: one that landed first in an empty Redis would outlive
+ *   a crash of its instance unreaped.
  *
  * The room is the unit of atomicity: every script touches one room's keys,
  * which share the room's hash slot, so it runs on one Redis (or a primary
@@ -338,6 +341,21 @@ export class RedisPresenceStore implements PresenceStore {
   });
   /** Instances this handle holds a lease for. */
   #leases = new Set<string>();
+  /**
+   * The write fence. Writes that create entries (`join`, `setMetadata`)
+   * wait while the command connection is down (`#drops` moved past what the
+   * last recovery checked), and after a data loss until their instance's
+   * lease is renewed (`#fenced`). Otherwise a write queued while
+   * reconnecting lands in a restarted Redis before the instance's lease
+   * does, and should the instance crash then, no sweep ever reaps it.
+   */
+  #drops = 0;
+  /** The driver once connected (for `#fence`, which asks it synchronously). */
+  #live: RedisDriver | null = null;
+  #checkedDrops = 0;
+  #fenced = new Set<string>();
+  #fenceMoved: (() => void) | null = null;
+  #fenceMove: Promise<void> | null = null;
   /**
    * Redis's clock minus this process's wall clock (ms), measured at each
    * lease renewal: every instant sent to Redis is moved onto Redis's clock,
@@ -477,6 +495,7 @@ export class RedisPresenceStore implements PresenceStore {
     }
     const held = this.#leases.has(instanceId);
     this.#leases.add(instanceId);
+    if (this.#fenced.delete(instanceId)) this.#fenceChanged();
     this.#gens.set(instanceId, gen!);
     // A new generation: the index of its rooms may be gone with the old one.
     if (reply === "0") this.#indexed.delete(instanceId);
@@ -494,6 +513,7 @@ export class RedisPresenceStore implements PresenceStore {
 
   async releaseLease(instanceId: string): Promise<void> {
     this.#leases.delete(instanceId);
+    if (this.#fenced.delete(instanceId)) this.#fenceChanged();
     this.#touchedAt.delete(instanceId);
     const g = this.#g;
     const stamp = String(this.#toRedis(Date.now()));
@@ -514,6 +534,7 @@ export class RedisPresenceStore implements PresenceStore {
     now: number,
     userId: string | null = null,
   ): Promise<PresenceEvent | null> {
+    await this.#fence(instanceId);
     await this.#feed.settled(room);
     const stamp = time(this.#toRedis(now), "time");
     const json = JSON.stringify(meta);
@@ -835,6 +856,7 @@ export class RedisPresenceStore implements PresenceStore {
     instanceId: string,
     meta: Metadata,
   ): Promise<void> {
+    await this.#fence(instanceId);
     const k = `${this.#g}k:${instanceId}`;
     // Indexed first: a crash in between leaves nothing that reaping misses.
     await Promise.all([
@@ -976,6 +998,7 @@ export class RedisPresenceStore implements PresenceStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#fenceChanged();
     if (this.#retryRecover !== null) clearTimeout(this.#retryRecover);
     for (const timer of this.#timers) clearTimeout(timer);
     this.#listeners.clear();
@@ -983,6 +1006,7 @@ export class RedisPresenceStore implements PresenceStore {
     this.#feed.close();
     const driver = this.#driver;
     this.#driver = null;
+    this.#live = null;
     if (driver !== null) {
       try {
         await (await driver).close();
@@ -1011,6 +1035,7 @@ export class RedisPresenceStore implements PresenceStore {
       }, {
         message: (_channel, message) => this.#feed.onMessage(message),
         reconnected: () => this.#recover(),
+        lost: () => void this.#drops++,
         error: (error) => this.#report(error, null),
         channelMoved: (channel) => this.#channelMoved(channel),
       });
@@ -1020,6 +1045,7 @@ export class RedisPresenceStore implements PresenceStore {
         await d.close();
         throw error;
       }
+      this.#live = d;
       return d;
     })();
     this.#driver = driver;
@@ -1326,6 +1352,7 @@ export class RedisPresenceStore implements PresenceStore {
     (async () => {
       do {
         this.#recoverAgain = false;
+        const drops = this.#drops;
         const driver = await this.#connect();
         const epochs = await this.#readEpochs(driver);
         let lost = this.#rolledBack;
@@ -1355,12 +1382,19 @@ export class RedisPresenceStore implements PresenceStore {
         this.#epochs = epochs;
         if (lost) {
           this.#rolledBack = false;
-          // Until the server renews them, these leases are not ours to check.
+          // Until the server renews them, these leases are not ours to check,
+          // and their instances' writes wait at the fence.
+          for (const instance of this.#leases) this.#fenced.add(instance);
           this.#leases.clear();
           this.#renewals.clear();
           this.#indexed.clear();
           this.#feed.forget();
           this.#queueReset();
+        }
+        // Checked on the connection that came back: writes may go on.
+        if (drops > this.#checkedDrops) {
+          this.#checkedDrops = drops;
+          this.#fenceChanged();
         }
         const outcomes = await this.#feed.resyncAll();
         if (outcomes.some((o) => o !== "ok")) this.#queueReset();
@@ -1397,6 +1431,28 @@ export class RedisPresenceStore implements PresenceStore {
         this.#timers.add(timer);
       }
     }
+  }
+
+  /** Wait until `instance`'s entry-creating writes may go to Redis (see `#drops`). */
+  async #fence(instance: string): Promise<void> {
+    const live = this.#live;
+    if (live !== null && !live.up() && this.#drops === this.#checkedDrops) {
+      // Down, and not known yet (Bun reports no drop): the recovery after the
+      // reconnect checks Redis first. The ping makes the client reconnect.
+      this.#drops++;
+      live.command(["PING"]).catch(() => {});
+    }
+    while (!this.#closed && (this.#drops > this.#checkedDrops || this.#fenced.has(instance))) {
+      this.#fenceMove ??= new Promise((resolve) => (this.#fenceMoved = resolve));
+      await this.#fenceMove;
+    }
+  }
+
+  /** The fence moved: its waiters look again. */
+  #fenceChanged(): void {
+    this.#fenceMoved?.();
+    this.#fenceMoved = null;
+    this.#fenceMove = null;
   }
 
   #queueReset(): void {

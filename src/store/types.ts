@@ -306,7 +306,10 @@ export interface PresenceStore {
   /**
    * Register or renew an instance lease that lapses at `now + ttlMs`. Once it
    * lapses, `sweep` on any handle removes the instance's entries (leaves with
-   * reason `"instance"`). An instance that never had a lease is never reaped.
+   * reason `"instance"`). An instance that never had a lease is never reaped,
+   * so a server writes entries only while it holds one; a store whose backend
+   * can come back empty holds an instance's writes after such a loss until
+   * its lease is renewed there (see `RedisPresenceStore`).
    * A renewal that finds its lease gone (reaped after a long stall, or lost by
    * the backend) runs the `onReset` listeners.
    */

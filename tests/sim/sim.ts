@@ -336,13 +336,14 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     remoteAddr: (ws) => `10.0.0.${(ws.owner as SimClient).n % 3}`,
     latency: () => rng.int(1, 4),
   };
-  const watchClient = Number(
-    (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env
-      .SIM_CLIENT ?? -1,
-  );
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process
+    ?.env;
+  const watchClient = Number(env?.SIM_CLIENT ?? -1);
+  // SIM_CLIP: how much of each frame to log (default 160 characters).
+  const clip = Number(env?.SIM_CLIP ?? 160);
   Link.onFrame = (l, up, data) => {
     if ((l.ws.owner as SimClient).n === watchClient) {
-      log(`client ${watchClient} ${up ? "->" : "<-"} i${l.inst.index}: ${data.slice(0, 160)}`);
+      log(`client ${watchClient} ${up ? "->" : "<-"} i${l.inst.index}: ${data.slice(0, clip)}`);
     }
   };
   Link.onServerClose = (l, code) => {

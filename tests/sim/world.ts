@@ -545,6 +545,14 @@ export class FaultStore implements PresenceStore {
   reconnectingUntil = 0;
   /** Restarts of the shared store this handle has noticed (all of them before it was made). */
   restartsNoticed: number;
+  /**
+   * The handle's write fence, as `RedisPresenceStore` keeps it: after a
+   * restart, writes that create entries wait until the handle has noticed it
+   * and then until its instance's lease is renewed in the store's new life.
+   * Without it a write sent while reconnecting lands before the lease, and a
+   * crash then leaves an entry no sweep reaps (seed 900110).
+   */
+  #fence: { opened: Promise<void>; open: () => void } | null = null;
 
   constructor(
     readonly shared: SharedStore,
@@ -564,19 +572,26 @@ export class FaultStore implements PresenceStore {
   feed(ev: PresenceEvent): void {
     const { sched, rng, faults } = this.shared;
     if (sched.now < this.reconnectingUntil) return;
+    const life = this.shared.inner;
     let at = Math.max(this.lastFeedAt, sched.now + rng.int(0, 2));
     if (rng.chance(faults.reorderRate)) {
       // Held back: later events overtake it (the reader sees a gap).
-      sched.setTimeout(this.inst.wrap(() => this.#deliver(ev)), rng.int(20, 300));
+      sched.setTimeout(this.inst.wrap(() => this.#deliver(ev, life)), rng.int(20, 300));
       return;
     }
     this.lastFeedAt = at;
     at -= sched.now;
-    sched.setTimeout(this.inst.wrap(() => this.#deliver(ev)), at);
+    sched.setTimeout(this.inst.wrap(() => this.#deliver(ev, life)), at);
   }
 
-  #deliver(ev: PresenceEvent): void {
-    if (this.detached) return;
+  /**
+   * An event still in flight when its store restarted is lost with the
+   * connection that carried it: nothing of a dead Redis arrives after the
+   * new one answered (seed 900629: one held back across a restart landed on
+   * a view loaded from the new store, as its event of the same seq).
+   */
+  #deliver(ev: PresenceEvent, life: MemoryPresenceStore): void {
+    if (this.detached || this.shared.inner !== life) return;
     for (const l of this.#listeners) l(ev);
   }
 
@@ -586,6 +601,11 @@ export class FaultStore implements PresenceStore {
       if (this.detached || this.restartsNoticed === this.shared.resets) return;
       this.restartsNoticed = this.shared.resets;
       this.reconnectingUntil = Math.min(this.reconnectingUntil, this.shared.sched.now);
+      if (this.#fence === null) {
+        let open!: () => void;
+        const opened = new Promise<void>((resolve) => (open = resolve));
+        this.#fence = { opened, open };
+      }
       this.fireReset();
     })();
   }
@@ -598,9 +618,25 @@ export class FaultStore implements PresenceStore {
     })();
   }
 
+  /** Writes wait at the fence: until the handle noticed every restart and its lease is back. */
+  async #fenced(): Promise<void> {
+    while (this.restartsNoticed !== this.shared.resets || this.#fence !== null) {
+      if (this.#fence !== null) await this.#fence.opened;
+      else await this.#wait(5);
+    }
+  }
+
+  /** The lease is renewed in the store's current life: writes may go on. */
+  #openFence(): void {
+    if (this.restartsNoticed !== this.shared.resets) return;
+    this.#fence?.open();
+    this.#fence = null;
+  }
+
   /** Run a call through the network to the store: latency, faults, and this process's gate. */
   async #call<T>(what: string, fn: (s: MemoryPresenceStore) => Promise<T>): Promise<T> {
     const { sched, rng, faults } = this.shared;
+    if (what === "join" || what === "setMetadata") await this.#fenced();
     const slow = rng.chance(faults.slowRate);
     const fail = rng.chance(faults.failRate);
     // A call in flight across a restart fails: its connection broke.
@@ -637,7 +673,10 @@ export class FaultStore implements PresenceStore {
 
   renewLease(instanceId: string, ttlMs: number, now: number): Promise<void> {
     this.shared.onRenew?.(this.inst.index);
-    return this.#call("renewLease", (s) => s.renewLease(instanceId, ttlMs, now));
+    const inner = this.shared.inner;
+    return this.#call("renewLease", (s) => s.renewLease(instanceId, ttlMs, now)).then(() => {
+      if (this.shared.inner === inner) this.#openFence();
+    });
   }
   releaseLease(instanceId: string): Promise<void> {
     return this.#call("releaseLease", (s) => s.releaseLease(instanceId));

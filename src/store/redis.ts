@@ -1443,6 +1443,9 @@ export class RedisPresenceStore implements PresenceStore {
       live.command(["PING"]).catch(() => {});
     }
     while (!this.#closed && (this.#drops > this.#checkedDrops || this.#fenced.has(instance))) {
+      // Up again with no check under way (a drop reported without a
+      // reconnect, or one this call found): check now rather than wait.
+      if (this.#drops > this.#checkedDrops && live?.up() && !this.#recovering) this.#recover();
       this.#fenceMove ??= new Promise((resolve) => (this.#fenceMoved = resolve));
       await this.#fenceMove;
     }

@@ -204,8 +204,9 @@ export interface RedisClusterServer {
   /**
    * Kill every node (SIGKILL) and start them again on the same ports, empty
    * but with their cluster configuration, and wait until the cluster is ok.
+   * `whileDown` runs after the kill, before the start.
    */
-  restart(): Promise<void>;
+  restart(whileDown?: () => Promise<void>): Promise<void>;
   /** Stop every node. */
   stop(): Promise<void>;
 }
@@ -375,10 +376,11 @@ export async function startRedisCluster(masters = 3, replicas = 0): Promise<Redi
       }
       return moved;
     },
-    async restart() {
+    async restart(whileDown) {
       dead.clear();
       for (const c of nodes) c.process.kill("SIGKILL");
       await Promise.all(nodes.map((c) => c.exited));
+      await whileDown?.();
       for (let i = 0; i < ports.length; i++) {
         let child: Child | null = null;
         for (let attempt = 0; attempt < 50 && child === null; attempt++) {

@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { runStoreConformance } from "./store_conformance.ts";
 import { RedisPresenceStore } from "../src/store/redis.ts";
 import { redisMissing, startRedisCluster } from "./_redis.ts";
+import { waitUntil } from "./_harness.ts";
+import type { PresenceEvent } from "../src/store/types.ts";
 
 const missing = redisMissing();
 
@@ -57,6 +59,54 @@ if (missing === null) {
         }
       } finally {
         await store.close();
+        await cluster.stop();
+      }
+    });
+
+    // The write fence on a cluster follows the master of the store's own
+    // keys (leases, indexes): a join made while it restarts empty would land,
+    // after the reconnect, before the instance's lease there (seed 900110).
+    it("a join made while the cluster restarts lands only after the lease is renewed, and is reaped after a crash", async () => {
+      const cluster = await startRedisCluster(3);
+      const p = prefix();
+      const quiet = { onError: () => {} };
+      const a = new RedisPresenceStore({ cluster: [cluster.urls[0]!], prefix: p, ...quiet });
+      const b = new RedisPresenceStore({ cluster: [cluster.urls[1]!], prefix: p, ...quiet });
+      try {
+        let resets = 0;
+        a.onReset(() => resets++);
+        await a.renewLease("i1", 1_000, Date.now());
+        await a.join("lobby", "c0", "i1", {}, Date.now());
+        let joining: Promise<PresenceEvent | null> | null = null;
+        let settled = false;
+        await cluster.restart(async () => {
+          await new Promise((r) => setTimeout(r, 300)); // the client notices the drop
+          joining = a.join("lobby", "c1", "i1", {}, Date.now());
+          joining.then(() => (settled = true), () => (settled = true));
+        });
+        await waitUntil(() => resets > 0, 20_000, "onReset");
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(settled, false, "the join waits for the lease");
+        await waitUntil(async () => {
+          try {
+            return (await b.snapshot("lobby", Date.now())).present.length === 0;
+          } catch {
+            return false;
+          }
+        }, 20_000, "b reads the restarted cluster");
+        await a.renewLease("i1", 1_000, Date.now());
+        assert.equal((await joining!)?.type, "join");
+        assert.deepEqual(
+          (await b.snapshot("lobby", Date.now())).present.map((m) => m.id),
+          ["c1"],
+        );
+        // The instance dies without renewing again: its member is reaped.
+        await a.close();
+        await b.sweep(Date.now() + 2_000);
+        assert.deepEqual((await b.snapshot("lobby", Date.now())).present, []);
+      } finally {
+        await a.close();
+        await b.close();
         await cluster.stop();
       }
     });

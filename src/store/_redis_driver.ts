@@ -13,9 +13,9 @@ export interface RedisDriver {
    */
   readonly ordered: boolean;
   /**
-   * False while the command connection of a single Redis is down: commands
-   * sent meanwhile wait in the client's offline queue (always true on a
-   * cluster).
+   * False while the command connection of a single Redis is down, or on a
+   * cluster the connection to the master serving `homeSlot`: commands sent
+   * meanwhile wait in the client's offline queue.
    */
   up(): boolean;
   /** Run one command; `key` routes it to its slot's node on a cluster. */
@@ -35,10 +35,11 @@ export interface DriverHooks {
   /** A connection came back after a loss (subscriptions are restored). */
   reconnected(which: "command" | "pubsub"): void;
   /**
-   * The command connection of a single Redis dropped after it was up
-   * (node-redis; Bun tells nothing, see `RedisDriver.up`): commands sent
-   * until `reconnected` wait in the client's offline queue and land in
-   * whatever Redis comes back, before the store could check it.
+   * The command connection of a single Redis (or, on a cluster, to the
+   * master serving `homeSlot`) dropped after it was up (node-redis; Bun
+   * tells nothing, see `RedisDriver.up`): commands sent until `reconnected`
+   * wait in the client's offline queue and land in whatever Redis comes
+   * back, before the store could check it.
    */
   lost?(): void;
   /** A connection failed (reported once per outage). */
@@ -55,6 +56,11 @@ export interface DriverOptions {
   url: string;
   /** Seed nodes of a Redis Cluster (`url` is then ignored). */
   cluster: string[] | null;
+  /**
+   * On a cluster, the hash slot of the store's own keys (leases, indexes):
+   * `up()` and `lost` follow the master serving it.
+   */
+  homeSlot: number;
   /** Longest wait between reconnection attempts, in ms. */
   maxReconnectDelayMs: number;
   /** How long to wait for a connection before a command fails, in ms. */
@@ -225,6 +231,8 @@ async function nodeRedisDriver(
 // -- npm redis, cluster mode ------------------------------------------------
 
 interface NodeRedisCluster {
+  /** Per hash slot, the master serving it (undefined before discovery). */
+  readonly slots: ReadonlyArray<{ master?: unknown } | undefined>;
   /** Its masters; `pubSub` is a master's sharded pub/sub connection. */
   readonly masters: ReadonlyArray<{
     pubSub?: { client: { on(event: string, listener: (channel: string) => void): unknown } };
@@ -298,7 +306,16 @@ async function clusterDriver(
     const { host, port } = node as { host?: string; port?: number };
     return `${host}:${port}`;
   };
-  cluster.on("node-reconnecting", (node) => down.add(nodeId(node)));
+  // The master serving the store's own keys, as the client's topology says.
+  const home = () => {
+    const master = cluster.slots[options.homeSlot]?.master;
+    return master === undefined ? null : nodeId(master);
+  };
+  cluster.on("node-reconnecting", (node) => {
+    const id = nodeId(node);
+    down.add(id);
+    if (id === home() && !closed) hooks.lost?.();
+  });
   cluster.on("node-ready", (node) => {
     failing = false;
     const id = nodeId(node);
@@ -325,7 +342,10 @@ async function clusterDriver(
   };
   return {
     kind: "node-redis-cluster",
-    up: () => true,
+    up: () => {
+      const id = home();
+      return id === null || !down.has(id);
+    },
     ordered: false,
     command: (args, key) => cluster.sendCommand(key, false, args),
     async subscribe(channel) {

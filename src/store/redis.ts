@@ -350,12 +350,12 @@ export class RedisPresenceStore implements PresenceStore {
    * does, and should the instance crash then, no sweep ever reaps it.
    */
   #drops = 0;
-  /** The driver once connected (for `#fence`, which asks it synchronously). */
-  #live: RedisDriver | null = null;
   #checkedDrops = 0;
   #fenced = new Set<string>();
   #fenceMoved: (() => void) | null = null;
   #fenceMove: Promise<void> | null = null;
+  /** The driver once connected (for `#fence`, which asks it synchronously). */
+  #live: RedisDriver | null = null;
   /**
    * Redis's clock minus this process's wall clock (ms), measured at each
    * lease renewal: every instant sent to Redis is moved onto Redis's clock,
@@ -1030,6 +1030,7 @@ export class RedisPresenceStore implements PresenceStore {
       const d = await openDriver({
         url: this.#url,
         cluster: this.#cluster,
+        homeSlot: crc16("@") % 16384,
         maxReconnectDelayMs: this.#maxReconnectDelayMs,
         connectTimeoutMs: this.#connectTimeoutMs,
       }, {

@@ -104,10 +104,14 @@ let deliveries = 0;
 let events = 0;
 let errors = 0;
 let firstError: string | null = null;
+/** Connections that closed before their join was answered: before or after the hello. */
+let lostBeforeHello = 0;
+let lostAfterHello = 0;
 
 class Conn implements WsEvents {
   readonly room: string;
   joined = false;
+  hello = false;
   ws: WsClient;
   nextId = 2;
   onJoined: () => void = () => {};
@@ -117,7 +121,10 @@ class Conn implements WsEvents {
   }
   open(): void {}
   close(): void {
-    if (!this.joined) this.onJoined();
+    if (this.joined) return;
+    if (this.hello) lostAfterHello++;
+    else lostBeforeHello++;
+    this.onJoined();
   }
   text(_ws: WsClient, text: string): void {
     if (text.startsWith('{"t":"ev"')) {
@@ -143,6 +150,7 @@ class Conn implements WsEvents {
     }
     const f = JSON.parse(text);
     if (f.t === "hello") {
+      this.hello = true;
       this.ws.send(`{"op":"join","id":1,"room":"${this.room}","sub":true}`);
     } else if (f.t === "ok" && f.id === 1) {
       this.joined = true;
@@ -191,7 +199,13 @@ async function worker(): Promise<void> {
 await Promise.all(Array.from({ length: CONCURRENCY }, worker));
 const rampMs = performance.now() - rampStart;
 console.log(`JOINED ${JSON.stringify({ gen: GEN, conns: mine.length, joined, rampMs, errors })}`);
-log(`${joined}/${mine.length} joined in ${rampMs.toFixed(0)} ms`);
+// Set in callbacks: the compiler does not see it change.
+const errorFrame = firstError as string | null;
+log(
+  `${joined}/${mine.length} joined in ${rampMs.toFixed(0)} ms; ${errors} errors, closed before` +
+    ` the join's answer: ${lostBeforeHello} before the hello, ${lostAfterHello} after it` +
+    (errorFrame === null ? "" : `; first error frame: ${errorFrame.slice(0, 200)}`),
+);
 
 // Wait for the runner's go.
 await new Promise<void>((resolve) => {

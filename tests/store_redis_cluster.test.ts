@@ -87,13 +87,17 @@ if (missing === null) {
         await waitUntil(() => resets > 0, 20_000, "onReset");
         await new Promise((r) => setTimeout(r, 300));
         assert.equal(settled, false, "the join waits for the lease");
-        await waitUntil(async () => {
-          try {
-            return (await b.snapshot("lobby", Date.now())).present.length === 0;
-          } catch {
-            return false;
-          }
-        }, 20_000, "b reads the restarted cluster");
+        await waitUntil(
+          async () => {
+            try {
+              return (await b.snapshot("lobby", Date.now())).present.length === 0;
+            } catch {
+              return false;
+            }
+          },
+          20_000,
+          "b reads the restarted cluster",
+        );
         await a.renewLease("i1", 1_000, Date.now());
         assert.equal((await joining!)?.type, "join");
         assert.deepEqual(

@@ -5,6 +5,9 @@
 //   deno task sim --seed 17 --trace    replay one seed, printing every step
 //   deno task sim --from 500 --seeds 50 --ops 600
 //   deno task sim --batch 50           with the servers' batchIntervalMs at 50
+//   deno task sim --crash-after-reset 0.3
+//                                      an instance told of a store restart crashes
+//                                      within 30 ms with this chance (mid-recovery)
 //
 // Exits 1 on the first violation, printing it with the command that replays it.
 
@@ -21,7 +24,9 @@ const count = Number(flag("seeds") ?? 40);
 const ops = Number(flag("ops") ?? 300);
 const trace = args.includes("--trace");
 const batchIntervalMs = Number(flag("batch") ?? 0);
-const replayFlags = batchIntervalMs > 0 ? ` --batch ${batchIntervalMs}` : "";
+const crashAfterReset = Number(flag("crash-after-reset") ?? 0);
+const replayFlags = (batchIntervalMs > 0 ? ` --batch ${batchIntervalMs}` : "") +
+  (crashAfterReset > 0 ? ` --crash-after-reset ${crashAfterReset}` : "");
 const seeds = one !== undefined ? [Number(one)] : Array.from({ length: count }, (_, i) => from + i);
 
 let wall = 0;
@@ -31,7 +36,7 @@ let hooks = 0;
 let dupes = 0;
 const faults: Record<string, number> = {};
 for (const seed of seeds) {
-  const r = await simulate({ seed, ops, trace, batchIntervalMs });
+  const r = await simulate({ seed, ops, trace, batchIntervalMs, crashAfterReset });
   wall += r.wallMs;
   checks += r.quietChecks;
   virtual += r.virtualMs;

@@ -27,6 +27,11 @@ export interface SimOptions {
   trace?: boolean;
   /** The servers' `batchIntervalMs` (default 0: off). */
   batchIntervalMs?: number;
+  /**
+   * The chance that an instance crashes within 30 ms of being told of a
+   * store restart, in the middle of its recovery (default 0).
+   */
+  crashAfterReset?: number;
 }
 
 /** What one run found. */
@@ -714,6 +719,37 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     }
   };
 
+  /** Faults healed, settling before a quiet check: no fault may start. */
+  let calm = false;
+  /** Kill an instance (it boots again 0.2–3 s later, or at the quiet point). */
+  const crash = (inst: Instance, what: string) => {
+    count(what);
+    log(`instance ${inst.index} crashes`);
+    // Its connections are gone, though a client behind a silent link does not know yet.
+    for (const [cid, i] of cidInstance) if (i === inst.index) dead.add(cid);
+    for (const l of [...links]) if (l.inst === inst) l.cut(true);
+    inst.store!.detach();
+    inst.crash();
+    sched.setTimeout(() => {
+      if (!inst.crashed) return; // the quiet point restarted it already
+      log(`instance ${inst.index} restarts`);
+      boot(inst);
+    }, rng.int(200, 3000));
+  };
+  // Optional: crashes in the middle of the recovery from a store restart.
+  const crashAfterReset = options.crashAfterReset ?? 0;
+  if (crashAfterReset > 0) {
+    const told = shared.onResetFired;
+    shared.onResetFired = (i) => {
+      told?.(i);
+      if (!rng.chance(crashAfterReset)) return;
+      sched.setTimeout(() => {
+        const inst = insts[i]!;
+        if (!inst.crashed && !calm && liveInsts().length >= 2) crash(inst, "crash:recovering");
+      }, rng.int(0, 30));
+    };
+  }
+
   /** Faults on instances and the store. */
   const chaos = () => {
     const r = rng.next();
@@ -735,19 +771,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       }, ms);
     } else if (r < 0.35) {
       if (liveInsts().length < 2) return;
-      const inst = rng.pick(liveInsts());
-      count("crash");
-      log(`instance ${inst.index} crashes`);
-      // Its connections are gone, though a client behind a silent link does not know yet.
-      for (const [cid, i] of cidInstance) if (i === inst.index) dead.add(cid);
-      for (const l of [...links]) if (l.inst === inst) l.cut(true);
-      inst.store!.detach();
-      inst.crash();
-      sched.setTimeout(() => {
-        if (!inst.crashed) return; // the quiet point restarted it already
-        log(`instance ${inst.index} restarts`);
-        boot(inst);
-      }, rng.int(200, 3000));
+      crash(rng.pick(liveInsts()), "crash");
     } else if (r < 0.45) {
       count("store:reset");
       log("store resets (restart, data lost)");
@@ -789,6 +813,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
 
   // --- checks --------------------------------------------------------------
   const quiet = async () => {
+    calm = true;
     const f = shared.faults;
     f.failRate = f.slowRate = f.reorderRate = 0;
     f.outageUntil = 0;
@@ -978,7 +1003,10 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       act();
       await sched.advance(rng.int(0, 40));
       raise();
-      if (op % quietEvery === 0) await quiet();
+      if (op % quietEvery === 0) {
+        await quiet();
+        calm = false;
+      }
       raise();
     }
     await quiet();

@@ -59,6 +59,8 @@ const HANDLERS = {
 export class WsClient {
   socket: BunSocket | null = null;
   closed = false;
+  /** The code of the close frame the server sent, if it sent one. */
+  closeCode: number | null = null;
   /** Bytes received but not yet parsed (a partial frame). */
   #rest: Uint8Array | null = null;
   #upgraded = false;
@@ -233,6 +235,7 @@ export class WsClient {
         pong.set(body, 6);
         this.#write(pong);
       } else if (op === 8) {
+        if (n >= 2) this.closeCode = (buf[start]! << 8) | buf[start + 1]!;
         this.closed = true;
         this.socket?.end();
         return;

@@ -258,7 +258,15 @@ async function measure(target: string, c: number): Promise<Row> {
       "--fixed",
       String(FIXED_S),
     ]).spawn());
-  for (const g of gens) void g.stderr.pipeTo(new WritableStream()).catch(() => {});
+  // Each generator's log (joins, connections lost before their answer) is kept too.
+  for (const [i, g] of gens.entries()) {
+    const genLog = await Deno.open(`${benchDir}out/capacity-${target}-${c}-gen${i}.log`, {
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    void g.stderr.pipeTo(genLog.writable).catch(() => {});
+  }
   const genLines = gens.map(lines);
   const overflows0 = listenOverflows();
   const rampStart = performance.now();

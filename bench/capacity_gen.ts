@@ -107,6 +107,8 @@ let firstError: string | null = null;
 /** Connections that closed before their join was answered: before or after the hello. */
 let lostBeforeHello = 0;
 let lostAfterHello = 0;
+/** Their close codes ("none": no close frame). */
+const lostCodes: Record<string, number> = {};
 
 class Conn implements WsEvents {
   readonly room: string;
@@ -124,6 +126,8 @@ class Conn implements WsEvents {
     if (this.joined) return;
     if (this.hello) lostAfterHello++;
     else lostBeforeHello++;
+    const code = String(this.ws.closeCode ?? "none");
+    lostCodes[code] = (lostCodes[code] ?? 0) + 1;
     this.onJoined();
   }
   text(_ws: WsClient, text: string): void {
@@ -204,6 +208,7 @@ const errorFrame = firstError as string | null;
 log(
   `${joined}/${mine.length} joined in ${rampMs.toFixed(0)} ms; ${errors} errors, closed before` +
     ` the join's answer: ${lostBeforeHello} before the hello, ${lostAfterHello} after it` +
+    ` (close codes ${JSON.stringify(lostCodes)})` +
     (errorFrame === null ? "" : `; first error frame: ${errorFrame.slice(0, 200)}`),
 );
 

@@ -1035,7 +1035,12 @@ export class RedisPresenceStore implements PresenceStore {
         connectTimeoutMs: this.#connectTimeoutMs,
       }, {
         message: (_channel, message) => this.#feed.onMessage(message),
-        reconnected: () => this.#recover(),
+        reconnected: (which) => {
+          // Writes wait until the recovery has checked the Redis that came
+          // back (Bun reports no drop, so this may be the first word of it).
+          if (which === "command") this.#drops++;
+          this.#recover();
+        },
         lost: () => void this.#drops++,
         error: (error) => this.#report(error, null),
         channelMoved: (channel) => this.#channelMoved(channel),

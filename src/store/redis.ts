@@ -1037,8 +1037,9 @@ export class RedisPresenceStore implements PresenceStore {
         message: (_channel, message) => this.#feed.onMessage(message),
         reconnected: (which) => {
           // Writes wait until the recovery has checked the Redis that came
-          // back (Bun reports no drop, so this may be the first word of it).
-          if (which === "command") this.#drops++;
+          // back. Bun reports no drop, so this may be the first word of it;
+          // node-redis reported it already (`lost`).
+          if (which === "command" && this.#live?.kind === "bun") this.#drops++;
           this.#recover();
         },
         lost: () => void this.#drops++,

@@ -89,21 +89,24 @@ describe("cluster simulation (3 instances, one store, faults)", () => {
   );
 
   it(
-    "with crashes in the middle of store-restart recoveries (crashAfterReset 0.5), keeps every guarantee over seeds 1..10; regression seeds 704, and 500163 at 13 ms (a join sent while the instance's store client reconnected landed in the restarted store before the instance's lease there, and the instance crashed: a ghost no sweep reaps; the store handle's write fence)",
+    "with crashes in the middle of store-restart recoveries (crashAfterReset 0.5), keeps every guarantee over seeds 1..10; regression seeds 704, and 500163 at 13 ms (a join sent while the instance's store client reconnected landed in the restarted store before the instance's lease there, and the instance crashed: a ghost no sweep reaps; the store handle's write fence), and 1400162 with 600 ops at 3 ms and 0.3 (the harness: an instance booted in the same millisecond as a store restart, after it, was not excused by the stated limit for instances started after a restart)",
     { timeout: 60_000 },
     async () => {
-      const runs = [
+      const runs: { seed: number; batchIntervalMs: number; ops?: number; p?: number }[] = [
         ...Array.from({ length: 10 }, (_, i) => ({ seed: i + 1, batchIntervalMs: 0 })),
         { seed: 704, batchIntervalMs: 0 },
         { seed: 500163, batchIntervalMs: 13 },
+        // The harness: an instance booted in the same millisecond as a store
+        // restart, after it, is one started after the restart (the stated limit).
+        { seed: 1400162, batchIntervalMs: 3, ops: 600, p: 0.3 },
       ];
       let crashes = 0;
-      for (const { seed, batchIntervalMs } of runs) {
-        const r = await simulate({ seed, ops: OPS, batchIntervalMs, crashAfterReset: 0.5 });
+      for (const { seed, batchIntervalMs, ops = OPS, p = 0.5 } of runs) {
+        const r = await simulate({ seed, ops, batchIntervalMs, crashAfterReset: p });
         assert.equal(
           r.violation,
           null,
-          `seed ${seed}: ${r.violation}\nreplay: deno task sim --seed ${seed} --ops ${OPS} --batch ${batchIntervalMs} --crash-after-reset 0.5 --trace`,
+          `seed ${seed}: ${r.violation}\nreplay: deno task sim --seed ${seed} --ops ${ops} --batch ${batchIntervalMs} --crash-after-reset ${p} --trace`,
         );
         crashes += r.faults["crash:recovering"] ?? 0;
       }

@@ -36,12 +36,13 @@ export interface DriverHooks {
   reconnected(which: "command" | "pubsub"): void;
   /**
    * The command connection of a single Redis (or, on a cluster, to the
-   * master serving `homeSlot`) dropped after it was up (node-redis; Bun
-   * tells nothing, see `RedisDriver.up`): commands sent until `reconnected`
-   * wait in the client's offline queue and land in whatever Redis comes
-   * back, before the store could check it.
+   * master serving `homeSlot`) dropped after it was up, reported before the
+   * `reconnected` that follows it (Bun tells only at the reconnect; a write
+   * can ask `RedisDriver.up` meanwhile): commands sent until then wait in
+   * the client's offline queue and land in whatever Redis comes back,
+   * before the store could check it.
    */
-  lost?(): void;
+  lost(): void;
   /** A connection failed (reported once per outage). */
   error(error: unknown): void;
   /**
@@ -113,7 +114,11 @@ async function bunDriver(
   let subUp = 0;
   let closed = false;
   cmd.onconnect = () => {
-    if (++cmdUp > 1 && !closed) hooks.reconnected("command");
+    if (++cmdUp <= 1 || closed) return;
+    // Bun reports no drop (onclose fires only once it gives up): the
+    // reconnect is the first word of it.
+    hooks.lost();
+    hooks.reconnected("command");
   };
   // Bun reconnects but does not resubscribe: do it, once per channel.
   sub.onconnect = () => {
@@ -200,7 +205,7 @@ async function nodeRedisDriver(
     client.on("error", (error) => {
       if (closed || failing) return;
       failing = true;
-      if (which === "command" && ready > 0) hooks.lost?.();
+      if (which === "command" && ready > 0) hooks.lost();
       hooks.error(error);
     });
     client.on("ready", () => {
@@ -314,7 +319,7 @@ async function clusterDriver(
   cluster.on("node-reconnecting", (node) => {
     const id = nodeId(node);
     down.add(id);
-    if (id === home() && !closed) hooks.lost?.();
+    if (id === home() && !closed) hooks.lost();
   });
   cluster.on("node-ready", (node) => {
     failing = false;

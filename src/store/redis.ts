@@ -352,8 +352,8 @@ export class RedisPresenceStore implements PresenceStore {
   #drops = 0;
   #checkedDrops = 0;
   #fenced = new Set<string>();
-  #fenceMoved: (() => void) | null = null;
-  #fenceMove: Promise<void> | null = null;
+  /** Settles when the fence next moves (made by the first waiter). */
+  #fenceMove: { moved: Promise<void>; move: () => void } | null = null;
   /** The driver once connected (for `#fence`, which asks it synchronously). */
   #live: RedisDriver | null = null;
   /**
@@ -1035,13 +1035,7 @@ export class RedisPresenceStore implements PresenceStore {
         connectTimeoutMs: this.#connectTimeoutMs,
       }, {
         message: (_channel, message) => this.#feed.onMessage(message),
-        reconnected: (which) => {
-          // Writes wait until the recovery has checked the Redis that came
-          // back. Bun reports no drop, so this may be the first word of it;
-          // node-redis reported it already (`lost`).
-          if (which === "command" && this.#live?.kind === "bun") this.#drops++;
-          this.#recover();
-        },
+        reconnected: () => this.#recover(),
         lost: () => void this.#drops++,
         error: (error) => this.#report(error, null),
         channelMoved: (channel) => this.#channelMoved(channel),
@@ -1453,15 +1447,17 @@ export class RedisPresenceStore implements PresenceStore {
       // Up again with no check under way (a drop reported without a
       // reconnect, or one this call found): check now rather than wait.
       if (this.#drops > this.#checkedDrops && live?.up() && !this.#recovering) this.#recover();
-      this.#fenceMove ??= new Promise((resolve) => (this.#fenceMoved = resolve));
-      await this.#fenceMove;
+      if (this.#fenceMove === null) {
+        let move!: () => void;
+        this.#fenceMove = { moved: new Promise<void>((resolve) => (move = resolve)), move };
+      }
+      await this.#fenceMove.moved;
     }
   }
 
   /** The fence moved: its waiters look again. */
   #fenceChanged(): void {
-    this.#fenceMoved?.();
-    this.#fenceMoved = null;
+    this.#fenceMove?.move();
     this.#fenceMove = null;
   }
 
